@@ -1,0 +1,21 @@
+"""Gradient-correctness harness for PyTorch: cases, checks, reports.
+
+Public API: Case, Input, check_gradients, assert_gradients, Tolerance, Settings, Record.
+"""
+
+from harness.api import GradientReport, assert_gradients, check_gradients
+from harness.case import Case, Input
+from harness.checks import Settings
+from harness.record import Record
+from harness.tolerances import Tolerance
+
+__all__ = [
+    "Case",
+    "GradientReport",
+    "Input",
+    "Record",
+    "Settings",
+    "Tolerance",
+    "assert_gradients",
+    "check_gradients",
+]

@@ -1,0 +1,121 @@
+"""check_gradients / assert_gradients: check any function or module in one call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from harness.case import Case
+from harness.checks import CHECKS, Settings
+from harness.record import Record
+from harness.runner import items_for, run_item
+
+
+@dataclass(frozen=True)
+class GradientReport:
+    """The records of one check_gradients call; truthy when nothing failed."""
+
+    records: tuple[Record, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status in ("pass", "skip") for r in self.records)
+
+    @property
+    def failures(self) -> tuple[Record, ...]:
+        return tuple(r for r in self.records if r.status in ("fail", "error"))
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __str__(self) -> str:
+        if self.ok:
+            return "; ".join(f"{r.check}: {r.status}" for r in self.records)
+        return "\n\n".join(r.message for r in self.failures)
+
+    def to_frame(self):
+        from harness.report import to_frame
+
+        return to_frame(self.records)
+
+
+def _name_of(fn) -> str:
+    """A readable name: the Function class for `MyFn.apply`, else the function's name."""
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, type):
+        return owner.__name__
+    return getattr(fn, "__name__", None) or type(fn).__name__
+
+
+def _module_case(module: nn.Module, inputs, name: str, grad, twice: bool) -> Case:
+    """Parameters become checked inputs (named like `layer2.weight`), via functional_call."""
+    params = dict(module.named_parameters())
+    buffers = dict(module.named_buffers())
+    names = list(params) + list(buffers)
+    n_state = len(names)
+
+    def fn(*args):
+        state = dict(zip(names, args[:n_state]))
+        return torch.func.functional_call(module, state, tuple(args[n_state:]))
+
+    tensors = ([p.detach().requires_grad_(True) for p in params.values()]
+               + [b.detach() for b in buffers.values()]
+               + [x.detach() for x in inputs])
+    labels = names + [f"input {i}" for i in range(len(inputs))]
+    return _tensor_case(fn, tensors, name, grad, input_names=tuple(labels),
+                        twice_differentiable=twice)
+
+
+def _tensor_case(fn, tensors, name, grad, **options) -> Case:
+    floats = [t for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    if not floats:
+        raise ValueError("check_gradients: no floating-point tensor among the inputs")
+    dtype = next((t.dtype for t in floats if t.requires_grad), floats[0].dtype)
+    device = str(floats[0].device)
+    frozen = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in tensors)
+    return Case(name=name, fn=fn, inputs=lambda gen: frozen, grad=grad, dtypes=(dtype,),
+                devices=(device,), source="check_gradients", **options)
+
+
+def check_gradients(
+    fn: Callable | nn.Module,
+    *inputs: torch.Tensor,
+    grad: Callable | None = None,
+    checks: Iterable[str] = ("analytic", "fd", "second-order"),
+    twice_differentiable: bool = True,
+    name: str | None = None,
+    seed: int = 0,
+    settings: Settings | None = None,
+) -> GradientReport:
+    """Check the gradients of `fn` at `inputs` (those with requires_grad; all float ones if none).
+
+    `fn` may be an nn.Module: its parameters are checked too and named in failures. `grad` is
+    an optional analytic gradient (see harness.Case). Returns a GradientReport of records.
+    """
+    for i, x in enumerate(inputs):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"check_gradients: input {i} is {type(x).__name__}, not a tensor")
+    checks = tuple(checks)
+    unknown = [c for c in checks if c not in CHECKS]
+    if unknown:
+        raise ValueError(f"check_gradients: unknown checks {unknown}; known: {list(CHECKS)}")
+    name = name or _name_of(fn)
+    if isinstance(fn, nn.Module):
+        case = _module_case(fn, inputs, name, grad, twice_differentiable)
+    else:
+        case = _tensor_case(fn, inputs, name, grad, twice_differentiable=twice_differentiable)
+    settings = settings or Settings(seed=seed)
+    records = [r for item in items_for([case], checks) for r in run_item(item, settings)]
+    return GradientReport(tuple(records))
+
+
+def assert_gradients(fn: Callable | nn.Module, *inputs: torch.Tensor, **kwargs) -> GradientReport:
+    """check_gradients, raising one AssertionError that carries every failed check's diagnosis."""
+    __tracebackhide__ = True
+    report = check_gradients(fn, *inputs, **kwargs)
+    if not report.ok:
+        raise AssertionError(str(report))
+    return report

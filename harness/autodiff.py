@@ -1,0 +1,56 @@
+"""Autograd's side: vector-Jacobian products and double backward for an Example."""
+
+from __future__ import annotations
+
+import torch
+
+from harness.inputs import Example, as_outputs
+
+
+def scalarize(outs: tuple[torch.Tensor, ...], cotangents) -> torch.Tensor:
+    """<v, f(x)> summed over outputs: the scalar whose gradient is the VJP."""
+    total = None
+    for out, v in zip(outs, cotangents):
+        term = (out * v.to(out.dtype)).sum()
+        total = term if total is None else total + term
+    return total
+
+
+def vjp(
+    ex: Example,
+    leaves: tuple[torch.Tensor, ...],
+    cotangents=None,
+    create_graph: bool = False,
+) -> tuple[list[torch.Tensor], list[int]]:
+    """Autograd's vᵀJ for every checked input of `ex`, evaluated at `leaves`.
+
+    Returns the gradients (zeros where autograd gave None) and the positions in `ex.wrt`
+    whose gradient was None, so the caller can say which inputs got no gradient.
+    """
+    cotangents = ex.cotangents if cotangents is None else cotangents
+    outs = as_outputs(ex.fn(*leaves), ex.case.name)
+    targets = [leaves[i] for i in ex.wrt]
+    pairs = [(o, v.to(o.dtype)) for o, v in zip(outs, cotangents) if o.requires_grad]
+    if pairs:
+        grads = torch.autograd.grad(
+            [o for o, _ in pairs], targets, grad_outputs=[v for _, v in pairs],
+            allow_unused=True, create_graph=create_graph,
+        )
+    else:
+        grads = (None,) * len(targets)
+    missing = [k for k, g in enumerate(grads) if g is None]
+    grads = [torch.zeros_like(t) if g is None else g for t, g in zip(targets, grads)]
+    return grads, missing
+
+
+def second_order(
+    ex: Example, leaves: tuple[torch.Tensor, ...], weights: list[torch.Tensor]
+) -> list[torch.Tensor]:
+    """d/dx <w, vᵀJ(x)> by double backward (create_graph), one tensor per checked input."""
+    grads, _ = vjp(ex, leaves, create_graph=True)
+    psi = sum((g * w.to(g.dtype)).sum() for g, w in zip(grads, weights))
+    targets = [leaves[i] for i in ex.wrt]
+    if not isinstance(psi, torch.Tensor) or not psi.requires_grad:
+        return [torch.zeros_like(t) for t in targets]
+    second = torch.autograd.grad(psi, targets, allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(targets, second)]

@@ -1,0 +1,146 @@
+"""Case and Input: what a gradient test is, as plain frozen data validated on construction.
+
+A case keeps its function and its analytic gradient side by side. The harness draws inputs
+from the Input specs (or calls the `inputs` callable), runs the checks, and reports records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from harness.tolerances import Tolerance
+
+DEFAULT_DTYPES = (torch.float64, torch.float32)
+DEFAULT_DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input tensor: its shape and the domain its values are drawn from.
+
+    `shape` holds ints or size names (declared in `Case.sizes`). Values are drawn uniformly
+    from [low, high]; `positive=True` keeps them strictly above zero; values within `margin`
+    of any value in `avoid` (kinks, poles) are never drawn. `requires_grad=False` marks data
+    (targets, indices) that is passed to `fn` but not differentiated.
+
+    Example: ``Input(("batch", 3), low=0.1, high=4.0, name="x")``
+    """
+
+    shape: tuple[int | str, ...] = ()
+    low: float = -2.0
+    high: float = 2.0
+    positive: bool = False
+    avoid: tuple[float, ...] = ()
+    margin: float = 1e-2
+    requires_grad: bool = True
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.shape, (int, str)):
+            object.__setattr__(self, "shape", (self.shape,))
+        object.__setattr__(self, "shape", tuple(self.shape))
+        object.__setattr__(self, "avoid", tuple(float(a) for a in self.avoid))
+        for dim in self.shape:
+            if isinstance(dim, bool) or not isinstance(dim, (int, str)):
+                raise ValueError(f"Input.shape: dimension {dim!r} must be an int or a size name")
+            if isinstance(dim, int) and dim < 0:
+                raise ValueError(f"Input.shape: dimension {dim} is negative; sizes are >= 0")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"Input.low/high must be finite, got low={self.low}, high={self.high}")
+        if self.low >= self.high:
+            raise ValueError(
+                f"Input.low ({self.low}) must be below Input.high ({self.high}): empty domain"
+            )
+        if self.positive and self.high <= 0:
+            raise ValueError(f"Input.positive=True but Input.high={self.high} <= 0: empty domain")
+        if self.margin < 0:
+            raise ValueError(f"Input.margin must be >= 0, got {self.margin}")
+
+    @property
+    def draw_low(self) -> float:
+        """The lowest value drawn: `low`, or just above zero when `positive`."""
+        if self.positive and self.low <= 0:
+            return self.margin * min(1.0, self.high)
+        return self.low
+
+
+InputsFn = Callable[[torch.Generator], Sequence[torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """A gradient test case: a function, how to draw its inputs, and its analytic gradient.
+
+    `fn(*inputs)` returns a tensor or a tuple of tensors. `inputs` is a sequence of `Input`
+    specs, or a callable taking a `torch.Generator` and returning the input tensors (floating
+    tensors are cast to each dtype run; those with requires_grad are checked, or all floating
+    ones when none has it set).
+
+    `grad` is the analytic gradient, evaluated in float64, returning one tensor per checked
+    input (a bare tensor when only one input is checked):
+      - scalar output: ``grad(*inputs)`` -- the gradient of fn;
+      - tensor output(s): ``grad(*inputs, v)`` -- the vector-Jacobian product vᵀJ, where `v` is
+        the cotangent (a tensor shaped like the output, or a tuple for tuple outputs).
+    With `grad=None` finite differences are the only independent reference.
+
+    `input_names` label the tensors of an `inputs` callable in reports (specs carry a name).
+    """
+
+    name: str
+    fn: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]]
+    inputs: Sequence[Input] | InputsFn
+    grad: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]] | None = None
+    sizes: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    dtypes: tuple[torch.dtype, ...] = DEFAULT_DTYPES
+    devices: tuple[str, ...] = DEFAULT_DEVICES
+    tolerances: Mapping[torch.dtype, Tolerance] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    twice_differentiable: bool = True
+    input_names: tuple[str, ...] = ()
+    description: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"Case.name must be a non-empty string, got {self.name!r}")
+        if not callable(self.fn):
+            raise ValueError(f"Case {self.name!r}: fn must be callable, got {type(self.fn)}")
+        if self.grad is not None and not callable(self.grad):
+            raise ValueError(f"Case {self.name!r}: grad must be callable or None")
+        if not callable(self.inputs):
+            object.__setattr__(self, "inputs", tuple(self.inputs))
+            for i, spec in enumerate(self.inputs):
+                if not isinstance(spec, Input):
+                    raise ValueError(
+                        f"Case {self.name!r}: inputs[{i}] is {type(spec).__name__}, expected "
+                        "harness.Input (or pass a callable taking a torch.Generator)"
+                    )
+        object.__setattr__(self, "dtypes", tuple(self.dtypes))
+        object.__setattr__(self, "devices", tuple(self.devices))
+        object.__setattr__(self, "tags", tuple(self.tags))
+        object.__setattr__(self, "input_names", tuple(self.input_names))
+        for dtype in self.dtypes:
+            if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+                raise ValueError(f"Case {self.name!r}: dtypes must be floating torch dtypes")
+        for name, bounds in self.sizes.items():
+            lo, hi = bounds
+            if lo < 0 or lo > hi:
+                raise ValueError(
+                    f"Case {self.name!r}: sizes[{name!r}]=({lo}, {hi}) needs 0 <= low <= high"
+                )
+        for spec in self.input_specs:
+            for dim in spec.shape:
+                if isinstance(dim, str) and dim not in self.sizes:
+                    raise ValueError(
+                        f"Case {self.name!r}: size name {dim!r} is used in an Input shape "
+                        f"but not declared in Case.sizes (declared: {sorted(self.sizes)})"
+                    )
+
+    @property
+    def input_specs(self) -> tuple[Input, ...]:
+        """The Input specs, or () when inputs come from a callable."""
+        return () if callable(self.inputs) else tuple(self.inputs)

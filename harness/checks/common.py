@@ -1,0 +1,90 @@
+"""Pieces the checks share: the float64 scalarized function, the analytic gradient, seeds."""
+
+from __future__ import annotations
+
+import torch
+
+from harness import diagnose
+from harness.autodiff import vjp
+from harness.inputs import CaseError, Example, as_outputs
+from harness.tolerances import NOISE_DRAWS
+
+
+def check_generator(ex: Example, check: str) -> torch.Generator:
+    """Directions and weights for one check, reproducible from the example's seed."""
+    from harness.inputs import item_seed
+
+    return torch.Generator().manual_seed(item_seed(ex.seed, f"{ex.case.name}|{check}", ex.dtype))
+
+
+def rounding_noise(ex: Example, compute, base: list[torch.Tensor]) -> list[torch.Tensor] | None:
+    """Rounding noise of `compute(leaves)`: its largest move when the inputs move by a few ulps.
+
+    Taken per tensor, not per element: rounding is deterministic, so one element can sit still
+    under a jitter while its neighbours move; the tensor's largest move is the honest scale.
+    None in float64, where rounding is far below every tolerance.
+    """
+    if ex.dtype == torch.float64:
+        return None
+    gen = check_generator(ex, "noise")
+    noise = [torch.zeros_like(b, dtype=torch.float64) for b in base]
+    for _ in range(NOISE_DRAWS):
+        moved = compute(ex.leaves(jitter=gen))
+        noise = [torch.maximum(n, (m.detach().double() - b.detach().double()).abs())
+                 for n, m, b in zip(noise, moved, base)]
+    return [torch.full_like(n, float(n.max()) if n.numel() else 0.0) for n in noise]
+
+
+def phi_of(ex: Example, cotangents=None):
+    """xs -> (<v, fn(xs)>, sum |v * fn(xs)|) in float64: what finite differences perturb."""
+    cotangents = ex.cotangents if cotangents is None else cotangents
+
+    def phi(xs):
+        with torch.no_grad():
+            outs = as_outputs(ex.fn(*xs), ex.case.name)
+            terms = [o.double() * v.double() for o, v in zip(outs, cotangents)]
+            return float(sum(t.sum() for t in terms)), float(sum(t.abs().sum() for t in terms))
+
+    return phi
+
+
+def analytic_gradient(ex: Example) -> list[torch.Tensor]:
+    """The case's grad at the float64 inputs, as a vᵀJ, validated against the inputs."""
+    xs = ex.inputs64()
+    v = [c.double() for c in ex.cotangents]
+    if ex.scalar_output:
+        result = ex.case.grad(*xs)
+    else:
+        result = ex.case.grad(*xs, v[0] if len(v) == 1 else tuple(v))
+    grads = list(result) if isinstance(result, (tuple, list)) else [result]
+    if len(grads) != len(ex.wrt):
+        raise CaseError(
+            f"case {ex.case.name!r}: grad returned {len(grads)} tensor(s) but "
+            f"{len(ex.wrt)} input(s) are checked ({', '.join(ex.labels[i] for i in ex.wrt)})"
+        )
+    out = []
+    for g, pos in zip(grads, ex.wrt):
+        g = torch.as_tensor(g, dtype=torch.float64, device=ex.device)
+        if g.shape != xs[pos].shape:
+            raise CaseError(
+                f"case {ex.case.name!r}: grad for {ex.labels[pos]} has shape {tuple(g.shape)}, "
+                f"the input has {tuple(xs[pos].shape)}"
+            )
+        out.append(g * v[0] if ex.scalar_output else g)
+    return out
+
+
+def autograd_hints(ex: Example, grads: list[torch.Tensor], missing: list[int],
+                   allowed: list[torch.Tensor]) -> list[str]:
+    """Hints about the backward itself: None gradients, and a cotangent that is ignored."""
+    hints = []
+    if missing:
+        hints.append(diagnose.missing_phrase([ex.labels[ex.wrt[k]] for k in missing]))
+    doubled = [2 * v for v in ex.cotangents]
+    grads2, _ = vjp(ex, ex.leaves(), cotangents=doubled)
+    nonzero = any(bool((g != 0).any()) for g in grads)
+    same = all(bool(((g2 - g).abs() <= a.to(g.device)).all())
+               for g, g2, a in zip(grads, grads2, allowed))
+    if nonzero and same:
+        hints.append(diagnose.IGNORES_COTANGENT)
+    return hints

@@ -1,0 +1,173 @@
+"""Compare candidate gradients with finite differences of a scalar function, per input.
+
+Small inputs are compared element by element; large ones along random directions (mixed
+signs, a fresh draw per direction), and a failing direction is localized by group testing:
+split the index set, probe each half with a direction restricted to it, recurse into the
+halves that disagree. One wrong element among N is named in about 2*log2(N) probes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from harness import diagnose
+from harness.diagnose import Mismatch
+from harness.inputs import Example
+from harness.numerical import Derivative, ScalarFn, directional, elementwise
+from harness.tolerances import FD_SAFETY, FD_UNRELIABLE, NOISE_SAFETY, Tolerance
+
+REDRAWS = 3
+
+
+@dataclass(frozen=True)
+class InputVerdict:
+    """The comparison for one checked input: a mismatch or None, and the largest errors."""
+
+    label: str
+    mismatch: Mismatch | None
+    max_abs: float
+    max_rel: float
+    unreliable: int = 0
+    reference: torch.Tensor | None = None
+    allowed: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One input's candidate gradient and everything needed to probe it."""
+
+    phi: ScalarFn
+    xs: tuple[torch.Tensor, ...]
+    pos: int
+    label: str
+    cand: torch.Tensor
+    tol: Tolerance
+    radius: torch.Tensor | None
+    noise: torch.Tensor | None
+
+    def probe(self, u: torch.Tensor) -> tuple[Derivative, float, float]:
+        """(FD derivative along u, candidate's <g, u>, allowed difference)."""
+        d = directional(self.phi, self.xs, self.pos, u, self.radius)
+        c = self.cand.abs()
+        per_element = self.tol.rtol * c + self.tol.atol * float(c.max()) + self.tol.floor
+        if self.noise is not None:
+            per_element = per_element + NOISE_SAFETY * self.noise
+        allowed = float((per_element * u.abs()).sum()) + FD_SAFETY * d.error
+        return d, float((self.cand * u).sum()), allowed
+
+    def random_probe(self, support: torch.Tensor, gen: torch.Generator):
+        """A probe along a random direction on `support`, redrawn where FD is unreliable."""
+        for _ in range(REDRAWS):
+            u = torch.zeros(self.cand.numel(), dtype=torch.float64)
+            u[support] = torch.randn(len(support), generator=gen, dtype=torch.float64)
+            result = self.probe(u.view(self.cand.shape).to(self.cand.device))
+            if result[0].reliable:
+                break
+        return result
+
+    def element_probe(self, i: int):
+        u = torch.zeros(self.cand.numel(), dtype=torch.float64)
+        u[i] = 1.0
+        return self.probe(u.view(self.cand.shape).to(self.cand.device))
+
+    def index(self, flat: int) -> tuple[int, ...]:
+        return tuple(int(j) for j in torch.unravel_index(torch.tensor(flat), self.cand.shape))
+
+
+def _localize(t: _Target, gen, settings) -> tuple[list, bool]:
+    """Group testing: the flat indices whose gradient disagrees, and whether the search ended."""
+    queue = [torch.arange(t.cand.numel())]
+    found, probes = [], 0
+    while queue:
+        if probes >= settings.localize_probes or len(queue) + len(found) > settings.localize_max:
+            return found, False
+        support = queue.pop(0)
+        if len(support) == 1:
+            d, actual, allowed = t.element_probe(int(support[0]))
+            probes += 1
+            if abs(actual - d.value) > allowed:
+                found.append((int(support[0]), d.value, actual, allowed))
+            continue
+        half = len(support) // 2
+        for part in (support[:half], support[half:]):
+            d, actual, allowed = t.random_probe(part, gen)
+            probes += 1
+            if abs(actual - d.value) > allowed:
+                queue.append(part)
+    return found, True
+
+
+def _unlocated(t: _Target, e, a, allow, bad, story: str) -> Mismatch:
+    k = int(((a - e).abs() / allow).argmax())
+    diff = float((a[k] - e[k]).abs())
+    return Mismatch(t.label, int(bad.sum()), len(e), (), float(e[k]), float(a[k]), diff,
+                    diff / max(abs(float(e[k])), 1e-300), float(allow[k]), float("nan"), story)
+
+
+def _directional_verdict(t: _Target, settings, gen, localize: bool) -> InputVerdict:
+    everywhere = torch.arange(t.cand.numel())
+    probes = [t.random_probe(everywhere, gen) for _ in range(settings.directions)]
+    unreliable = sum(not d.reliable for d, _, _ in probes)
+    e = torch.tensor([d.value for d, _, _ in probes], dtype=torch.float64)
+    a = torch.tensor([act for _, act, _ in probes], dtype=torch.float64)
+    allow = torch.tensor([al for _, _, al in probes], dtype=torch.float64)
+    diff = (a - e).abs()
+    max_abs, max_rel = float(diff.max()), float((diff / e.abs().clamp_min(1e-300)).max())
+    bad = diff > allow
+    if not bool(bad.any()):
+        return InputVerdict(t.label, None, max_abs, max_rel, unreliable)
+    along = diagnose.pattern(e, a, bad, allow)
+    if not localize:
+        m = _unlocated(t, e, a, allow, bad, f"along random directions: {along}")
+        return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
+    found, complete = _localize(t, gen, settings)
+    if not found:
+        m = _unlocated(t, e, a, allow, bad, f"along random directions: {along}; spread over "
+                       "too many elements to localize")
+        return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
+    flat, exp_i, act_i, allow_i = max(found, key=lambda f: abs(f[2] - f[1]) / f[3])
+    if complete:
+        count = len(found)
+        where = ", ".join(diagnose.format_index(t.label, t.index(f[0])) for f in found)
+        story = diagnose.located_phrase(count, where, along)
+    else:
+        count = max(len(found), settings.localize_max + 1)
+        story = diagnose.unlocated_phrase(settings.localize_max, along)
+    m = Mismatch(t.label, count, t.cand.numel(), t.index(flat), exp_i, act_i,
+                 abs(act_i - exp_i), abs(act_i - exp_i) / max(abs(exp_i), 1e-300), allow_i,
+                 float("nan"), story)
+    return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
+
+
+def compare_with_fd(
+    ex: Example,
+    phi: ScalarFn,
+    candidates: list[torch.Tensor],
+    tol: Tolerance,
+    settings,
+    gen: torch.Generator,
+    localize: bool = True,
+    noise: list[torch.Tensor] | None = None,
+) -> list[InputVerdict]:
+    """Candidate gradient (one per checked input) vs finite differences of `phi`.
+
+    `noise` is the candidates' measured rounding noise (see checks.common.rounding_noise).
+    """
+    xs = ex.inputs64()
+    verdicts = []
+    for k, pos in enumerate(ex.wrt):
+        t = _Target(phi, xs, pos, ex.labels[pos], candidates[k].detach().double(), tol,
+                    ex.safe_radius[pos], None if noise is None else noise[k])
+        if t.cand.numel() == 0:
+            verdicts.append(InputVerdict(t.label, None, 0.0, 0.0))
+        elif t.cand.numel() <= settings.full_max:
+            ref, err = elementwise(phi, xs, pos, t.radius)
+            unreliable = int((err > FD_UNRELIABLE * ref.abs()).sum())
+            allowed = diagnose.allowance(ref, tol, err, t.noise)
+            m, max_abs, max_rel = diagnose.compare(t.label, ref, t.cand, allowed, values=xs[pos])
+            verdicts.append(InputVerdict(t.label, m, max_abs, max_rel, unreliable, ref, allowed))
+        else:
+            verdicts.append(_directional_verdict(t, settings, gen, localize))
+    return verdicts

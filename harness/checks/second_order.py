@@ -1,0 +1,48 @@
+"""Double backward vs finite differences of the (float64, autograd) first-order gradient.
+
+psi(x) = <w, vᵀJ(x)> for random weights w; its gradient by create_graph double backward must
+match central differences of psi. A backward whose own derivative is wrong fails here even
+when its first-order values are right.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from harness import diagnose
+from harness.autodiff import second_order, vjp
+from harness.checks.common import check_generator, rounding_noise
+from harness.checks.reference import compare_with_fd
+from harness.inputs import Example
+from harness.record import Record
+from harness.tolerances import tolerance_for
+
+
+def check_second_order(ex: Example, settings) -> list[Record]:
+    """d/dx <w, vᵀJ> by double backward (dtype under test) vs finite differences (float64)."""
+    start = time.perf_counter()
+    dtype_name = str(ex.dtype).removeprefix("torch.")
+    if not ex.case.twice_differentiable:
+        return [Record(case=ex.case.name, check="second-order", dtype=dtype_name,
+                       device=ex.device, status="skip", seed=ex.seed, source=ex.case.source,
+                       message="case is not twice differentiable (twice_differentiable=False)")]
+    tol = tolerance_for(ex.dtype, ex.case.tolerances)
+    gen = check_generator(ex, "second-order")
+    weights = [torch.randn(ex.inputs[i].shape, generator=gen, dtype=torch.float64)
+               .to(ex.device) for i in ex.wrt]
+    second = second_order(ex, ex.leaves(), weights)
+    noise = rounding_noise(ex, lambda leaves: second_order(ex, leaves, weights), second)
+
+    def psi(xs):
+        leaves = tuple(x.detach().clone().requires_grad_(i in ex.wrt) if x.is_floating_point()
+                       else x for i, x in enumerate(xs))
+        grads, _ = vjp(ex, leaves)
+        terms = [g.detach().double() * w for g, w in zip(grads, weights)]
+        return float(sum(t.sum() for t in terms)), float(sum(t.abs().sum() for t in terms))
+
+    verdicts = compare_with_fd(ex, psi, second, tol, settings, gen, noise=noise)
+    return [diagnose.verdict_record(ex, "second-order", verdicts,
+                                    "finite differences of the gradient",
+                                    "double backward", [], time.perf_counter() - start)]

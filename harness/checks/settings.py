@@ -1,0 +1,26 @@
+"""Run settings shared by every check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How hard the checks look.
+
+    Inputs with at most `full_max` elements are checked element by element; larger ones along
+    `directions` independent random directions, and a failing direction is localized by
+    splitting the index set (at most `localize_probes` probes, `localize_max` elements named).
+    """
+
+    seed: int = 0
+    full_max: int = 64
+    directions: int = 3
+    localize_probes: int = 160
+    localize_max: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("full_max", "directions", "localize_probes", "localize_max"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Settings.{name} must be >= 1, got {getattr(self, name)}")

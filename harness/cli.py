@@ -1,0 +1,103 @@
+"""Command line: `harness check` runs every selected case and writes reports; `harness list`."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+import time
+
+import torch
+
+from harness import registry, report
+from harness.checks import CHECKS, Settings
+from harness.runner import device_available, items_for, run_items
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
+          "bfloat16": torch.bfloat16}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="check every selected case and write reports")
+    check.add_argument("--cases", action="append", metavar="GLOB",
+                       help="case name pattern (repeatable), e.g. 'tutorial/*'")
+    check.add_argument("--tag", action="append", help="only cases with this tag (repeatable)")
+    check.add_argument("--check", action="append", choices=list(CHECKS),
+                       help="only this check (repeatable)")
+    check.add_argument("--dtype", action="append", choices=list(DTYPES))
+    check.add_argument("--device", action="append", choices=["cpu", "cuda"])
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--load", action="append", default=[], metavar="PATH",
+                       help="also load cases from a .py file or a folder of them")
+    check.add_argument("--report-dir", default="reports")
+    listing = sub.add_parser("list", help="list registered cases")
+    listing.add_argument("--load", action="append", default=[], metavar="PATH")
+    return parser
+
+
+def _select(cases, patterns, tags):
+    if patterns:
+        cases = [c for c in cases if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+    if tags:
+        cases = [c for c in cases if set(tags) & set(c.tags)]
+    return cases
+
+
+def _progress(stream):
+    interactive = stream.isatty()
+
+    def show(n, total, item):
+        if interactive:
+            width = 30
+            filled = int(width * n / max(total, 1))
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {n}/{total} "
+                         f"{item.id[:60]:<60}")
+            stream.flush()
+        elif n % 25 == 0:
+            stream.write(f"  {n}/{total} {item.id}\n")
+
+    return show
+
+
+def _check(args) -> int:
+    reg = registry.load(args.load)
+    cases = _select(reg.cases, args.cases, args.tag)
+    if not cases and not reg.errors:
+        print(f"harness: no case matches --cases {args.cases} --tag {args.tag}; "
+              "see `harness list`", file=sys.stderr)
+        return 2
+    dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else None
+    devices = args.device or [d for d in ("cpu", "cuda") if device_available(d)]
+    items = items_for(cases, args.check, dtypes, devices)
+    settings = Settings(seed=args.seed)
+    start = time.perf_counter()
+    records = list(reg.errors)
+    records += run_items(items, settings, progress=_progress(sys.stderr))
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + " " * 100 + "\r")
+    frame = report.to_frame(records)
+    paths = report.write(frame, args.report_dir, seed=args.seed)
+    print(report.summary(frame))
+    print(f"{len(items)} items in {time.perf_counter() - start:.1f} s; "
+          f"reports: {', '.join(str(p) for p in paths)}")
+    return 0 if frame["status"].isin(["pass", "skip"]).all() else 1
+
+
+def _list(args) -> int:
+    reg = registry.load(args.load)
+    for case in reg.cases:
+        print(f"{case.name:<40} {case.source:<40} {','.join(case.tags)}")
+    for err in reg.errors:
+        print(f"ERROR {err.message}")
+    return 1 if reg.errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return _check(args) if args.command == "check" else _list(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Turn a mismatch into words: where, by how much, and what kind of mistake it looks like.
+
+Every message the checks emit is built here, in the shape of torch.testing.assert_close's
+("mismatched elements: 1 / 1000 (0.1%)", worst index, values, tolerance) plus the pattern
+(sign flipped, constant factor, k times, transposed, swapped, part of the elements) and a
+reproduction line. Whole tensors are never printed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from harness.tolerances import FD_SAFETY, NOISE_SAFETY, Tolerance
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The element-wise comparison of one input's gradient with its reference."""
+
+    label: str
+    count: int
+    total: int
+    index: tuple[int, ...]
+    expected: float
+    actual: float
+    abs_err: float
+    rel_err: float
+    allowed: float
+    rest_err: float
+    pattern: str
+
+    @property
+    def where(self) -> str:
+        return format_index(self.label, self.index)
+
+
+def format_index(label: str, index: tuple[int, ...]) -> str:
+    """`layer2.weight[3, 17]`; scalars get no brackets."""
+    return f"{label}[{', '.join(map(str, index))}]" if index else label
+
+
+def allowance(
+    reference: torch.Tensor,
+    tol: Tolerance,
+    fd_error: torch.Tensor | float | None = None,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-element allowed absolute error (see harness.tolerances for the formula)."""
+    ref = reference.detach().double().abs()
+    scale = float(ref.max()) if ref.numel() else 0.0
+    allowed = tol.rtol * ref + tol.atol * scale + tol.floor
+    if fd_error is not None:
+        allowed = allowed + FD_SAFETY * fd_error
+    if noise is not None:
+        allowed = allowed + NOISE_SAFETY * noise.to(allowed.device)
+    return allowed
+
+
+def compare(
+    label: str,
+    expected: torch.Tensor,
+    actual: torch.Tensor,
+    allowed: torch.Tensor,
+    values: torch.Tensor | None = None,
+) -> tuple[Mismatch | None, float, float]:
+    """Compare element-wise; return (mismatch or None, max abs error, max rel error).
+
+    `values` are the input's values, used to say "wrong only where the input is negative".
+    """
+    expected = expected.detach().double().cpu()
+    actual = actual.detach().double().cpu()
+    allowed = allowed.detach().double().cpu().expand_as(expected)
+    diff = (actual - expected).abs()
+    diff = torch.where(torch.isnan(diff), torch.full_like(diff, math.inf), diff)
+    rel = diff / expected.abs().clamp_min(1e-300)
+    max_abs = float(diff.max()) if diff.numel() else 0.0
+    max_rel = float(rel.max()) if rel.numel() else 0.0
+    bad = diff > allowed
+    if not bool(bad.any()):
+        return None, max_abs, max_rel
+    excess = torch.where(bad, diff / allowed.clamp_min(1e-300), torch.zeros_like(diff))
+    flat = int(excess.flatten().argmax())
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), expected.shape))
+    ok = ~bad
+    rest = float(diff[ok].max()) if bool(ok.any()) else math.nan
+    x = values.detach().double().cpu() if values is not None else None
+    mismatch = Mismatch(
+        label=label, count=int(bad.sum()), total=expected.numel(), index=index,
+        expected=float(expected.flatten()[flat]), actual=float(actual.flatten()[flat]),
+        abs_err=float(diff.flatten()[flat]), rel_err=float(rel.flatten()[flat]),
+        allowed=float(allowed.flatten()[flat]), rest_err=rest,
+        pattern=pattern(expected, actual, bad, allowed, x),
+    )
+    return mismatch, max_abs, max_rel
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, allowed: torch.Tensor) -> bool:
+    return bool(((a - b).abs() <= allowed).all())
+
+
+def factor_phrase(k: float) -> str:
+    """Words for 'actual = k * expected'."""
+    n = round(k)
+    if abs(k + 1) < 1e-6:
+        return "sign flipped (actual = -expected)"
+    if n >= 2 and abs(k - n) < 1e-6 * n:
+        return (f"exactly {n} times the reference: gradients accumulated {n} times? "
+                "zero .grad between backward calls")
+    if abs(k) < 1e-12:
+        return "zero where the reference is not (gradient missing or not propagated)"
+    return f"off by a constant factor {k:.6g} (actual = {k:.6g} x expected)"
+
+
+def pattern(
+    expected: torch.Tensor,
+    actual: torch.Tensor,
+    bad: torch.Tensor,
+    allowed: torch.Tensor,
+    values: torch.Tensor | None = None,
+) -> str:
+    """The simplest story that explains the mismatch, or a plain count."""
+    e, a = expected.flatten(), actual.flatten()
+    energy = float((e * e).sum())
+    if energy > 0 and torch.isfinite(a).all():
+        k = float((a * e).sum()) / energy
+        if _close(a, k * e, allowed.flatten() + 1e-9 * abs(k) * e.abs()):
+            return factor_phrase(k)
+    if expected.dim() == 2 and expected.shape[0] == expected.shape[1] and expected.shape[0] > 1:
+        if _close(actual, expected.T, allowed.T if allowed.dim() == 2 else allowed):
+            return "transposed (actual = expected.T): check the order of a matmul in backward"
+    count, total = int(bad.sum()), bad.numel()
+    if count == 1 and total > 1:
+        rest = (a - e).abs()[~bad.flatten()].max()
+        return f"one element wrong; the rest agree to {float(rest):.1g}"
+    if values is not None and values.shape == bad.shape and count < total:
+        for name, region in (("negative", values < 0), ("positive", values > 0)):
+            if bool(region[bad].all()):
+                exact = "exactly" if bool(bad[region].all()) else "only"
+                phrase = f"wrong {exact} where the input is {name} ({count} of {total} elements)"
+                sub_e, sub_a = expected[bad], actual[bad]
+                sub_energy = float((sub_e * sub_e).sum())
+                if sub_energy > 0:
+                    k = float((sub_a * sub_e).sum()) / sub_energy
+                    if _close(sub_a, k * sub_e, allowed[bad]):
+                        phrase += f"; there, {factor_phrase(k)}"
+                return phrase
+    if count < total:
+        return f"wrong on part of the elements ({count} of {total})"
+    return "wrong everywhere, with no constant factor, sign or transpose pattern"
+
+
+def swap_phrase(labels: list[str], expected: list, actual: list, allowed: list) -> str | None:
+    """'gradients of x and y swapped' when actual[i] matches expected[j] and vice versa."""
+    for i in range(len(labels)):
+        for j in range(i + 1, len(labels)):
+            if expected[i].shape != expected[j].shape:
+                continue
+            if _close(actual[i].double().cpu(), expected[j], allowed[j]) and _close(
+                actual[j].double().cpu(), expected[i], allowed[i]
+            ) and not _close(expected[i], expected[j], allowed[i]):
+                return f"gradients of {labels[i]} and {labels[j]} are swapped"
+    return None
+
+
+def triangulate(analytic_vs_autograd: bool, autograd_vs_fd: bool, analytic_vs_fd: bool) -> str:
+    """Which of the three sources disagrees with the other two (True = they agree)."""
+    if not analytic_vs_autograd and autograd_vs_fd and not analytic_vs_fd:
+        return ("the analytic formula disagrees with autograd and finite differences, which "
+                "agree: check the case's grad")
+    if not analytic_vs_autograd and not autograd_vs_fd and analytic_vs_fd:
+        return ("autograd disagrees with the analytic formula and finite differences, which "
+                "agree: the backward (custom autograd Function or kernel) is wrong")
+    if analytic_vs_autograd and not autograd_vs_fd and not analytic_vs_fd:
+        return ("finite differences disagree with autograd and the analytic formula, which "
+                "agree: the function may not be smooth here (kink, discontinuity) or be "
+                "non-deterministic")
+    if not (analytic_vs_autograd or autograd_vs_fd or analytic_vs_fd):
+        return "all three sources disagree: both the backward and the analytic formula are wrong"
+    return "the three sources agree"
+
+
+def describe(m: Mismatch, reference: str, checked: str) -> list[str]:
+    """The assert_close-shaped lines for one input's mismatch."""
+    return [
+        f"  mismatched elements: {m.count} / {m.total} ({m.count / m.total:.1%})",
+        f"  worst at {m.where}: {checked} {m.actual:.6g}, {reference} {m.expected:.6g} "
+        f"(abs {m.abs_err:.3g}, rel {m.rel_err:.3g}; allowed {m.allowed:.3g})",
+        f"  pattern: {m.pattern}",
+    ]
+
+
+def reproduce_line(case: str, dtype: torch.dtype, device: str, seed: int,
+                   source: str = "") -> str:
+    if source == "check_gradients":
+        return f"  reproduce: check_gradients(..., seed={seed}) on the same inputs"
+    dtype_name = str(dtype).removeprefix("torch.")
+    return (f"  reproduce: harness check --cases '{case}' --dtype {dtype_name} "
+            f"--device {device} --seed {seed}")
+
+
+def header(case: str, dtype: torch.dtype, device: str, what: str) -> str:
+    return f"{case} {str(dtype).removeprefix('torch.')} {device}: {what}"
+
+
+def verdict_record(ex, check: str, verdicts, reference: str, checked: str,
+                   hints: list[str], seconds: float, notes: list[str] | None = None):
+    """One Record for a check over all inputs of an Example: pass, or fail with the story."""
+    from harness.record import Record
+
+    failed = [v for v in verdicts if v.mismatch is not None]
+    max_abs = max((v.max_abs for v in verdicts), default=0.0)
+    max_rel = max((v.max_rel for v in verdicts), default=0.0)
+    dtype_name = str(ex.dtype).removeprefix("torch.")
+    common = dict(case=ex.case.name, check=check, dtype=dtype_name, device=ex.device,
+                  max_abs_err=max_abs, max_rel_err=max_rel, seed=ex.seed, seconds=seconds,
+                  source=ex.case.source)
+    notes = list(notes or [])
+    unreliable = sum(v.unreliable for v in verdicts)
+    if unreliable:
+        notes.append(f"{unreliable} finite-difference probes crossed a kink or domain edge "
+                     "and were not trusted")
+    if not failed:
+        return Record(status="pass", message="; ".join(notes), **common)
+    worst = max(failed, key=lambda v: v.mismatch.abs_err / max(v.mismatch.allowed, 1e-300))
+    m = worst.mismatch
+    lines = [header(ex.case.name, ex.dtype, ex.device, f"{checked} vs {reference}")]
+    for v in failed:
+        lines.append(f" {v.label}:")
+        lines.extend(describe(v.mismatch, reference, checked))
+    passed = [v.label for v in verdicts if v.mismatch is None]
+    if passed:
+        lines.append(f" agree: {', '.join(passed)}")
+    lines.extend(f"  hint: {h}" for h in hints)
+    lines.extend(f"  note: {n}" for n in notes)
+    lines.append(reproduce_line(ex.case.name, ex.dtype, ex.device, ex.seed, ex.case.source))
+    pattern_text = "; ".join([m.pattern, *hints])
+    return Record(status="fail", message="\n".join(lines), input=m.label,
+                  index=",".join(map(str, m.index)), expected=m.expected, actual=m.actual,
+                  allowed=m.allowed, pattern=pattern_text, **common)
+
+
+IGNORES_COTANGENT = ("backward ignores its incoming gradient (grad_output): doubling the "
+                     "cotangent left the gradient unchanged; multiply by grad_output in backward")
+
+
+def missing_phrase(labels: list[str]) -> str:
+    return (f"autograd returned no gradient (None) for {', '.join(labels)}: no differentiable "
+            "path from the output, or a backward that returns None for it")
+
+
+def located_phrase(count: int, where: str, along: str) -> str:
+    story = ("one element wrong" if count == 1 else f"{count} elements wrong") + \
+        f" (located by group testing: {where})"
+    if count > 1 and along.startswith(("sign", "exactly", "off by", "zero")):
+        story += f"; {along}"
+    return story
+
+
+def unlocated_phrase(limit: int, along: str) -> str:
+    return f"many elements wrong (more than {limit}); along random directions: {along}"

@@ -1,0 +1,166 @@
+"""Draw the concrete inputs of a case for one (dtype, device, seed): an Example.
+
+Values are drawn in float64 from the case's Input specs with a seeded generator, then cast to
+the dtype under test; the float64 reference is evaluated on exactly those (cast-back) values.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from harness.case import Case, Input
+from harness.tolerances import NOISE_JITTER_ULPS
+
+
+class CaseError(Exception):
+    """The case itself is broken (bad inputs, bad output): an error row, not a failure."""
+
+
+@dataclass
+class Example:
+    """One concrete run of a case: inputs, which of them are checked, and the cotangent."""
+
+    case: Case
+    fn: Callable
+    dtype: torch.dtype
+    device: str
+    seed: int
+    inputs: tuple[torch.Tensor, ...]
+    labels: tuple[str, ...]
+    wrt: tuple[int, ...]
+    cotangents: tuple[torch.Tensor, ...]
+    scalar_output: bool
+    safe_radius: tuple[torch.Tensor | None, ...]
+
+    def leaves(
+        self, dtype: torch.dtype | None = None, jitter: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """Fresh leaf copies of the inputs in `dtype` (default: the dtype under test).
+
+        With `jitter`, floating inputs move by a few units in the last place, at random.
+        """
+        dtype = dtype or self.dtype
+        out = []
+        for i, x in enumerate(self.inputs):
+            y = x.detach().to(dtype) if x.is_floating_point() else x.detach()
+            if jitter is not None and y.is_floating_point():
+                r = torch.randn(y.shape, generator=jitter, dtype=torch.float64).to(y.device)
+                ulp = NOISE_JITTER_ULPS * torch.finfo(dtype).eps
+                y = (y.double() * (1 + ulp * r)).to(dtype)
+            if i in self.wrt:
+                y = y.clone().requires_grad_(True)
+            out.append(y)
+        return tuple(out)
+
+    def inputs64(self) -> tuple[torch.Tensor, ...]:
+        """The inputs in float64, detached: where references are evaluated."""
+        return tuple(x.detach().double() if x.is_floating_point() else x for x in self.inputs)
+
+
+def item_seed(seed: int, case_name: str, dtype: torch.dtype) -> int:
+    """A seed per (run seed, case, dtype), independent of run order (so xdist agrees)."""
+    return (seed * 1_000_003 + zlib.crc32(f"{case_name}|{dtype}".encode())) % (2**31)
+
+
+def draw_sizes(case: Case, gen: torch.Generator) -> dict[str, int]:
+    """Draw one value for each named size from its declared range."""
+    return {
+        name: int(torch.randint(lo, hi + 1, (1,), generator=gen))
+        for name, (lo, hi) in sorted(case.sizes.items())
+    }
+
+
+def draw_tensor(spec: Input, sizes: dict[str, int], gen: torch.Generator) -> torch.Tensor:
+    """Draw a float64 tensor from `spec`, keeping `margin` away from every value in `avoid`."""
+    shape = tuple(sizes[d] if isinstance(d, str) else d for d in spec.shape)
+    low, high = spec.draw_low, spec.high
+    x = low + (high - low) * torch.rand(shape, generator=gen, dtype=torch.float64)
+    for value in spec.avoid:
+        close = (x - value).abs() < spec.margin
+        if close.any():
+            side = torch.where(x[close] >= value, 1.0, -1.0).to(torch.float64)
+            x[close] = value + side * spec.margin * (1.5 + torch.rand(
+                int(close.sum()), generator=gen, dtype=torch.float64))
+    return x.clamp(low, high)
+
+
+def _safe_radius(spec: Input | None, x: torch.Tensor) -> torch.Tensor | None:
+    """Distance from each element to the nearest kink or domain edge the spec declares."""
+    if spec is None:
+        return None
+    radius = None
+    if spec.positive:
+        radius = x.abs()
+    for value in spec.avoid:
+        d = (x - value).abs()
+        radius = d if radius is None else torch.minimum(radius, d)
+    return radius
+
+
+def _draw_cotangent(out: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random cotangent: mixed signs, never all ones, so ignoring grad_output shows."""
+    if out.dim() == 0:
+        magnitude = 0.5 + torch.rand((), generator=gen, dtype=torch.float64)
+        sign = 1.0 if torch.rand((), generator=gen) < 0.5 else -1.0
+        return sign * magnitude
+    return torch.randn(out.shape, generator=gen, dtype=torch.float64)
+
+
+def as_outputs(result, case_name: str) -> tuple[torch.Tensor, ...]:
+    """Normalize fn's result to a tuple of floating tensors, or raise CaseError."""
+    outs = result if isinstance(result, (tuple, list)) else (result,)
+    for k, out in enumerate(outs):
+        if not isinstance(out, torch.Tensor):
+            raise CaseError(
+                f"case {case_name!r}: fn returned {type(out).__name__} at output {k}; "
+                "return a tensor or a tuple of tensors"
+            )
+        if not (out.is_floating_point() or out.is_complex()):
+            raise CaseError(
+                f"case {case_name!r}: output {k} has dtype {out.dtype}, which carries no "
+                "gradient; return a floating-point tensor"
+            )
+    return tuple(outs)
+
+
+def draw_example(case: Case, dtype: torch.dtype, device: str, seed: int) -> Example:
+    """Draw the inputs and cotangent of `case` for one dtype and device."""
+    gen = torch.Generator().manual_seed(item_seed(seed, case.name, dtype))
+    specs: list[Input | None]
+    if callable(case.inputs):
+        raw = tuple(case.inputs(gen))
+        if not raw or not all(isinstance(t, torch.Tensor) for t in raw):
+            raise CaseError(f"case {case.name!r}: inputs callable must return a tuple of tensors")
+        marked = [i for i, t in enumerate(raw) if t.is_floating_point() and t.requires_grad]
+        wrt = marked or [i for i, t in enumerate(raw) if t.is_floating_point()]
+        base = [t.detach().double() if t.is_floating_point() else t.detach() for t in raw]
+        names = case.input_names
+        labels = [names[i] if i < len(names) else f"input {i}" for i in range(len(raw))]
+        specs = [None] * len(raw)
+    else:
+        sizes = draw_sizes(case, gen)
+        specs = list(case.input_specs)
+        base = [draw_tensor(s, sizes, gen) for s in specs]
+        wrt = [i for i, s in enumerate(specs) if s.requires_grad]
+        labels = [s.name or f"input {i}" for i, s in enumerate(specs)]
+    if not wrt:
+        raise CaseError(f"case {case.name!r}: no floating-point input to differentiate")
+    inputs = tuple(
+        (t.to(dtype) if t.is_floating_point() else t).to(device) for t in base
+    )
+    radius = tuple(
+        _safe_radius(s, x.double()) if s is not None else None for s, x in zip(specs, inputs)
+    )
+    with torch.no_grad():
+        outs = as_outputs(case.fn(*(x.double() if x.is_floating_point() else x
+                                    for x in inputs)), case.name)
+    cotangents = tuple(_draw_cotangent(o, gen).to(device) for o in outs)
+    return Example(
+        case=case, fn=case.fn, dtype=dtype, device=device, seed=seed, inputs=inputs,
+        labels=tuple(labels), wrt=tuple(wrt), cotangents=cotangents,
+        scalar_output=len(outs) == 1 and outs[0].dim() == 0, safe_radius=radius,
+    )

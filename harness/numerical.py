@@ -1,0 +1,85 @@
+"""Finite differences in float64 with an error estimate, for scalar functions of the inputs.
+
+Every derivative is a central difference at steps h and 2h: the Richardson combination is the
+value, |d(h) - d(2h)| estimates the truncation error, and eps*|f|/h the rounding error. An
+estimate too large for the derivative means the step crossed a kink or a domain edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from harness.tolerances import FD_ROUNDING, FD_STEP, FD_UNRELIABLE
+
+# phi(inputs) -> (value, magnitude): the scalar and the sum of the absolute values of its
+# terms, which sets the rounding error.
+ScalarFn = Callable[[tuple[torch.Tensor, ...]], tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Derivative:
+    value: float
+    error: float
+
+    @property
+    def reliable(self) -> bool:
+        return self.error <= FD_UNRELIABLE * abs(self.value) + 1e-300
+
+
+def _step(x: torch.Tensor, u: torch.Tensor, radius: torch.Tensor | None) -> float:
+    umax = float(u.abs().max())
+    h = FD_STEP * max(1.0, float(x.abs().max())) / umax
+    if radius is not None:
+        moved = u != 0
+        if moved.any():
+            room = float((radius[moved] / u[moved].abs()).min())
+            h = min(h, room / 4)  # keep x +- 2h*u inside the smooth region
+    return h
+
+
+def directional(
+    phi: ScalarFn,
+    xs: tuple[torch.Tensor, ...],
+    position: int,
+    u: torch.Tensor,
+    radius: torch.Tensor | None = None,
+) -> Derivative:
+    """d/dt phi(xs with xs[position] + t*u) at t=0, in float64."""
+    x = xs[position]
+    h = _step(x, u, radius)
+
+    def at(t: float) -> tuple[float, float]:
+        moved = list(xs)
+        moved[position] = x + t * u
+        return phi(tuple(moved))
+
+    (fp1, m1), (fm1, m2) = at(h), at(-h)
+    (fp2, m3), (fm2, m4) = at(2 * h), at(-2 * h)
+    d1 = (fp1 - fm1) / (2 * h)
+    d2 = (fp2 - fm2) / (4 * h)
+    rounding = FD_ROUNDING * max(m1, m2, m3, m4) / h
+    return Derivative(value=d1 + (d1 - d2) / 3, error=abs(d1 - d2) + rounding)
+
+
+def elementwise(
+    phi: ScalarFn,
+    xs: tuple[torch.Tensor, ...],
+    position: int,
+    radius: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The full gradient of phi with respect to xs[position], one element at a time.
+
+    Returns (values, error estimates), shaped like the input.
+    """
+    x = xs[position]
+    values = torch.zeros(x.numel(), dtype=torch.float64)
+    errors = torch.zeros(x.numel(), dtype=torch.float64)
+    for i in range(x.numel()):
+        u = torch.zeros(x.numel(), dtype=torch.float64, device=x.device)
+        u[i] = 1.0
+        d = directional(phi, xs, position, u.view_as(x), radius)
+        values[i], errors[i] = d.value, d.error
+    return values.view(x.shape), errors.view(x.shape)

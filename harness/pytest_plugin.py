@@ -1,0 +1,112 @@
+"""pytest plugin (entry point pytest11): one test item per case x check x dtype x device.
+
+Enabled by the ini option `harness_cases = true` (or `--harness-cases`); items are added when
+pytest collects its default paths, not when it is pointed at particular files. Select with
+`--harness-select GLOB` or ini `harness_select`. The loaded registry lives in config.stash.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import pytest
+
+from harness import registry
+from harness.checks import Settings
+from harness.runner import Item, device_available, items_for, run_item
+
+_REGISTRY = pytest.StashKey[registry.Registry]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness", "gradient-correctness harness")
+    group.addoption("--harness-cases", action="store_true", default=None,
+                    help="add one test per registered case x check x dtype x device")
+    group.addoption("--harness-select", action="append", default=None, metavar="GLOB",
+                    help="only cases whose name matches GLOB (repeatable)")
+    group.addoption("--harness-seed", type=int, default=0, help="seed for drawn inputs")
+    group.addoption("--harness-load", action="append", default=[], metavar="PATH",
+                    help="also load cases from a .py file or folder")
+    parser.addini("harness_cases", "add the registered cases as tests", type="bool",
+                  default=False)
+    parser.addini("harness_select", "case name globs to include", type="linelist", default=[])
+
+
+class HarnessItem(pytest.Item):
+    """Runs one (case, check, dtype, device) item; fails with the harness's diagnosis."""
+
+    def __init__(self, *, work: Item, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.work = work
+        self.seed = seed
+        for tag in work.case.tags:
+            self.add_marker(tag.replace("-", "_"))
+
+    def runtest(self) -> None:
+        if not device_available(self.work.device):
+            pytest.skip(f"device {self.work.device} unavailable")
+        records = run_item(self.work, Settings(seed=self.seed))
+        bad = [r for r in records if r.status in ("fail", "error")]
+        if bad:
+            raise HarnessFailure("\n\n".join(r.message for r in bad))
+        skipped = [r for r in records if r.status == "skip"]
+        if skipped and len(skipped) == len(records):
+            pytest.skip(skipped[0].message)
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, HarnessFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.work.case.source or "harness", None, f"harness: {self.name}"
+
+
+class HarnessFailure(AssertionError):
+    """A failing check; its text is the diagnosis."""
+
+
+class LoadError(pytest.Item):
+    """A plugin or file that could not provide its cases: a failing test naming it."""
+
+    def __init__(self, *, message: str, **kwargs):
+        super().__init__(**kwargs)
+        self.message = message
+
+    def runtest(self) -> None:
+        raise HarnessFailure(self.message)
+
+    def repr_failure(self, excinfo, style=None):
+        return self.message
+
+    def reportinfo(self):
+        return "harness", None, f"harness: {self.name}"
+
+
+def _enabled(config: pytest.Config) -> bool:
+    flag = config.getoption("--harness-cases")
+    if flag is not None:
+        return flag
+    if not config.getini("harness_cases"):
+        return False
+    return config.args_source != pytest.Config.ArgsSource.ARGS
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    if not _enabled(config):
+        return
+    reg = registry.load(config.getoption("--harness-load"))
+    config.stash[_REGISTRY] = reg
+    patterns = config.getoption("--harness-select") or config.getini("harness_select")
+    cases = [c for c in reg.cases
+             if not patterns or any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+    seed = config.getoption("--harness-seed")
+    for tag in sorted({t for c in cases for t in c.tags}):
+        config.addinivalue_line("markers", f"{tag.replace('-', '_')}: harness case tag")
+    for err in reg.errors:
+        items.append(LoadError.from_parent(session, name=f"load[{err.case}]",
+                                           message=err.message))
+    for work in items_for(cases):
+        items.append(HarnessItem.from_parent(session, name=work.id, work=work, seed=seed))

@@ -1,0 +1,42 @@
+"""Record: one result row, the only thing checks return and reports read."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+STATUSES = ("pass", "fail", "error", "skip")
+
+
+@dataclass(frozen=True)
+class Record:
+    """What one check found for one case, dtype and device.
+
+    For a failure, `input`/`index` locate the worst element, `expected` is the trusted
+    reference there and `actual` the checked value; `pattern` is the diagnosis in a phrase and
+    `message` the full explanation with a reproduction line.
+    """
+
+    case: str
+    check: str
+    dtype: str
+    device: str
+    status: str
+    message: str = ""
+    input: str = ""
+    index: str = ""
+    expected: float | None = None
+    actual: float | None = None
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    allowed: float | None = None
+    pattern: str = ""
+    seed: int | None = None
+    seconds: float = 0.0
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"Record.status must be one of {STATUSES}, got {self.status!r}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,125 @@
+"""Where cases come from: the `harness.cases` entry point group and files given on the CLI.
+
+An entry point's target is an iterable of Case or a zero-argument callable returning one; a
+file or folder contributes its module-level Case objects and the items of a `CASES` list.
+Anything that goes wrong while loading (import error, wrong type, duplicate name) becomes an
+error Record naming the plugin or file; it never stops the other sources.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from harness.case import Case
+from harness.record import Record
+
+GROUP = "harness.cases"
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Loaded cases, by unique name, and the load errors as records."""
+
+    cases: tuple[Case, ...]
+    errors: tuple[Record, ...]
+
+
+def _error(source: str, message: str) -> Record:
+    return Record(case=source, check="load", dtype="-", device="-", status="error",
+                  message=message, source=source)
+
+
+def _take(source: str, produced) -> tuple[list[Case], list[Record]]:
+    """Turn whatever a plugin produced into cases, or error records saying what was wrong."""
+    try:
+        if callable(produced) and not isinstance(produced, Case):
+            produced = produced()
+        if isinstance(produced, Case):
+            produced = [produced]
+        if not isinstance(produced, Iterable):
+            return [], [_error(source, f"{source} produced {type(produced).__name__}; "
+                               "expected an iterable of harness.Case (or a callable "
+                               "returning one)")]
+        cases, errors = [], []
+        for k, case in enumerate(produced):
+            if isinstance(case, Case):
+                cases.append(dataclasses.replace(case, source=case.source or source))
+            else:
+                errors.append(_error(source, f"{source}: item {k} is "
+                                     f"{type(case).__name__}, not a harness.Case; skipped"))
+        return cases, errors
+    except Exception as exc:
+        return [], [_error(source, f"{source} failed while producing cases: "
+                           f"{type(exc).__name__}: {exc}")]
+
+
+def from_entry_points(group: str = GROUP) -> tuple[list[Case], list[Record]]:
+    """Cases from every installed distribution's entry point in `group`."""
+    cases, errors = [], []
+    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+        source = f"plugin {ep.name} ({ep.value})"
+        try:
+            target = ep.load()
+        except Exception as exc:
+            errors.append(_error(source, f"{source} could not be loaded: "
+                                 f"{type(exc).__name__}: {exc}; is the package installed "
+                                 "and the entry point's object spelled right?"))
+            continue
+        more, errs = _take(source, target)
+        cases += more
+        errors += errs
+    return cases, errors
+
+
+def from_path(path: str | Path) -> tuple[list[Case], list[Record]]:
+    """Cases from a .py file, or from every .py file (not starting with _) in a folder."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
+    elif path.is_file():
+        files = [path]
+    else:
+        return [], [_error(f"file {path}", f"--load {path}: no such file or folder")]
+    cases, errors = [], []
+    for file in files:
+        source = f"file {file}"
+        name = f"harness_loaded_{abs(hash(str(file.resolve())))}"
+        try:
+            spec = importlib.util.spec_from_file_location(name, file)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            errors.append(_error(source, f"{source} failed to import: "
+                                 f"{type(exc).__name__}: {exc}"))
+            continue
+        found = [v for v in vars(module).values() if isinstance(v, Case)]
+        found += [c for c in getattr(module, "CASES", ()) if c not in found]
+        more, errs = _take(source, found)
+        cases += more
+        errors += errs
+    return cases, errors
+
+
+def load(paths: Iterable[str | Path] = (), use_entry_points: bool = True) -> Registry:
+    """All cases from entry points and `paths`; a duplicate name is an error, first one wins."""
+    cases, errors = from_entry_points() if use_entry_points else ([], [])
+    for path in paths:
+        more, errs = from_path(path)
+        cases += more
+        errors += errs
+    unique: dict[str, Case] = {}
+    for case in cases:
+        if case.name in unique:
+            errors.append(_error(case.source, f"duplicate case name {case.name!r}: from "
+                                 f"{case.source}, already registered by "
+                                 f"{unique[case.name].source}; rename one of them"))
+            continue
+        unique[case.name] = case
+    return Registry(tuple(unique.values()), tuple(errors))

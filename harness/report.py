@@ -1,0 +1,89 @@
+"""Records -> one pandas DataFrame -> correctness.csv / .md / .html and a printed summary."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from harness.record import Record
+
+COLUMNS = ["case", "check", "dtype", "device", "status", "max_abs_err", "max_rel_err",
+           "input", "index", "expected", "actual", "allowed", "pattern", "message", "seed",
+           "seconds", "source"]
+
+
+def to_frame(records: Iterable[Record]) -> pd.DataFrame:
+    """One row per record, in a fixed column order."""
+    return pd.DataFrame([r.as_dict() for r in records], columns=COLUMNS)
+
+
+def summary(frame: pd.DataFrame) -> str:
+    """'162 rows: 150 pass, 2 fail, 0 error, 10 skip' plus one line per failing row."""
+    counts = frame["status"].value_counts()
+    parts = [f"{int(counts.get(s, 0))} {s}" for s in ("pass", "fail", "error", "skip")]
+    lines = [f"{len(frame)} rows, {frame['case'].nunique()} cases: {', '.join(parts)}"]
+    for row in frame[frame["status"].isin(["fail", "error"])].itertuples():
+        first = str(row.message).splitlines()[0] if row.message else ""
+        detail = row.pattern or first
+        lines.append(f"  {row.status.upper()} {row.case} {row.check} {row.dtype} {row.device}: "
+                     f"{detail}")
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, str]:
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "unavailable",
+    }
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename, so a report is never half-written."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _markdown(frame: pd.DataFrame, seed: int | None) -> str:
+    env = environment()
+    head = [
+        "# Gradient correctness report", "",
+        f"torch {env['torch']}, Python {env['python']} ({env['machine']}), CUDA: {env['cuda']}, "
+        f"seed {seed}", "",
+        "```", summary(frame), "```", "",
+    ]
+    table = frame[["case", "check", "dtype", "device", "status", "max_abs_err", "max_rel_err",
+                   "pattern"]].copy()
+    for col in ("max_abs_err", "max_rel_err"):
+        table[col] = table[col].map(lambda v: "" if pd.isna(v) else f"{v:.2e}")
+    body = [table.to_markdown(index=False), ""]
+    failures = frame[frame["status"].isin(["fail", "error"])]
+    if len(failures):
+        body += ["## Failures", ""]
+        for row in failures.itertuples():
+            body += [f"### {row.case} / {row.check} / {row.dtype} / {row.device}", "",
+                     "```", str(row.message), "```", ""]
+    return "\n".join(head + body)
+
+
+def write(frame: pd.DataFrame, report_dir: str | Path, seed: int | None = None) -> list[Path]:
+    """Write correctness.csv, correctness.md and correctness.html under `report_dir`."""
+    out = Path(report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "correctness.csv", out / "correctness.md", out / "correctness.html"]
+    _atomic_write(paths[0], frame.to_csv(index=False))
+    _atomic_write(paths[1], _markdown(frame, seed))
+    styled = frame.drop(columns=["message"]).to_html(index=False, na_rep="", float_format="%.3g")
+    _atomic_write(paths[2], "<html><head><meta charset='utf-8'><title>Gradient correctness"
+                  "</title></head><body><h1>Gradient correctness</h1><pre>"
+                  f"{summary(frame)}</pre>{styled}</body></html>\n")
+    return paths

@@ -1,0 +1,108 @@
+"""The thin loop: (case, check, dtype, device) items -> records.
+
+The same items feed the CLI, the pytest plugin and pytest-xdist: each runs alone from its own
+seed, and anything it raises becomes an error row instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from harness.case import Case
+from harness.checks import CHECKS, Settings
+from harness.inputs import CaseError, draw_example
+from harness.record import Record
+
+
+@dataclass(frozen=True)
+class Item:
+    """One unit of work; `id` is what pytest and the reports show."""
+
+    case: Case
+    check: str
+    dtype: torch.dtype
+    device: str
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
+
+    @property
+    def id(self) -> str:
+        return f"{self.case.name}-{self.check}-{self.dtype_name}-{self.device}"
+
+
+def items_for(
+    cases: Iterable[Case],
+    checks: Iterable[str] | None = None,
+    dtypes: Iterable[torch.dtype] | None = None,
+    devices: Iterable[str] | None = None,
+) -> list[Item]:
+    """Every (case, check, dtype, device) the case declares, filtered by the arguments."""
+    checks = list(checks) if checks is not None else list(CHECKS)
+    for name in checks:
+        if name not in CHECKS:
+            raise ValueError(f"unknown check {name!r}; known: {', '.join(CHECKS)}")
+    dtypes = set(dtypes) if dtypes is not None else None
+    devices = set(devices) if devices is not None else None
+    return [
+        Item(case, check, dtype, device)
+        for case in cases
+        for check in checks
+        for dtype in case.dtypes
+        if dtypes is None or dtype in dtypes
+        for device in case.devices
+        if devices is None or device in devices
+    ]
+
+
+def device_available(device: str) -> bool:
+    if device == "cpu":
+        return True
+    if device.startswith("cuda"):
+        return torch.cuda.is_available()
+    return False
+
+
+_HINTS = {
+    "second-order": "if the backward is meant to be differentiable once only, declare "
+                    "twice_differentiable=False",
+}
+
+
+def run_item(item: Item, settings: Settings) -> list[Record]:
+    """Run one item; never raises for the case's own failures."""
+    base = dict(case=item.case.name, check=item.check, dtype=item.dtype_name,
+                device=item.device, seed=settings.seed, source=item.case.source)
+    if not device_available(item.device):
+        return [Record(status="skip", message=f"device {item.device} unavailable", **base)]
+    start = time.perf_counter()
+    try:
+        ex = draw_example(item.case, item.dtype, item.device, settings.seed)
+        return CHECKS[item.check](ex, settings)
+    except CaseError as exc:
+        message = f"{item.id}: broken case: {exc}"
+    except Exception as exc:  # the case's code raised: report it, keep running
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        message = (f"{item.id}: {type(exc).__name__}: {exc} "
+                   f"(at {where.filename}:{where.lineno} in {where.name})")
+        if item.check in _HINTS:
+            message += f"; {_HINTS[item.check]}"
+    return [Record(status="error", message=message, seconds=time.perf_counter() - start,
+                   **base)]
+
+
+def run_items(
+    items: list[Item], settings: Settings,
+    progress: Callable[[int, int, Item], None] | None = None,
+) -> Iterator[Record]:
+    """Run items in order, yielding records as they come."""
+    for n, item in enumerate(items):
+        if progress:
+            progress(n, len(items), item)
+        yield from run_item(item, settings)

@@ -1,0 +1,76 @@
+"""The one table of tolerances, per dtype, and the finite-difference settings.
+
+A gradient computed in `dtype` is compared with a float64 reference. Element i passes when
+    |actual_i - reference_i| <= rtol * |reference_i| + atol * max_j |reference_j| + floor
+                                + FD_SAFETY * fd_error_i + NOISE_SAFETY * noise_i
+`atol` is relative to the tensor's largest reference magnitude, so the test is scale-free
+(large magnitudes pass) yet still sees a single wrong element. `fd_error_i` is the
+finite-difference error estimate (Richardson difference plus rounding), zero for references
+that are exact (analytic formulas). `noise_i` is the rounding noise of the gradient in the
+dtype under test: how far it moves when the inputs move by one unit in the last place. It
+measures the conditioning of this gradient at this point (cancellation, as in layer norm's
+backward), which no fixed table can know; a real bug is systematic and does not move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Relative tolerance, tensor-scale tolerance and absolute floor for one dtype."""
+
+    rtol: float
+    atol: float
+    floor: float
+
+
+# float64: a 0.01% error must fail, so rtol sits well below 1e-4 but above what float64
+# rounding and a Richardson-corrected difference leave (~1e-9 relative).
+# float32: eps32 = 1.2e-7; a 1000-term reduction keeps ~sqrt(1000)*eps relative error, and
+# cancellation inside one element is covered by the tensor-scale atol.
+TOLERANCES: dict[torch.dtype, Tolerance] = {
+    torch.float64: Tolerance(rtol=1e-6, atol=1e-8, floor=1e-12),
+    torch.float32: Tolerance(rtol=3e-4, atol=3e-5, floor=1e-6),
+    torch.float16: Tolerance(rtol=1e-2, atol=2e-3, floor=1e-3),
+    torch.bfloat16: Tolerance(rtol=5e-2, atol=1e-2, floor=1e-2),
+}
+
+FD_SAFETY = 4.0
+"""How many times the finite-difference error estimate is allowed on top of the dtype's."""
+
+NOISE_SAFETY = 4.0
+"""How many times the measured rounding noise of a low-precision gradient is allowed."""
+
+NOISE_DRAWS = 2
+"""How many jitters of the inputs measure that noise (float64 is not measured)."""
+
+NOISE_JITTER_ULPS = 8
+"""Jitter size in units in the last place. One ulp under-reads: rounding is quantized, and a
+single jitter often moves no intermediate across a rounding boundary. At 8 ulps, two draws
+bounded the layer-norm float32 error (width 2, eps-dominated) in 20 of 20 seeds, one ulp in 19."""
+
+FD_STEP = torch.finfo(torch.float64).eps ** (1 / 3)
+"""Central-difference step relative to the input's scale: the optimum eps^(1/3) ~ 6e-6."""
+
+FD_ROUNDING = 64 * torch.finfo(torch.float64).eps
+"""Relative rounding error assumed for one float64 evaluation of the scalarized function."""
+
+FD_UNRELIABLE = 1e-2
+"""An FD error estimate above this fraction of the derivative means a kink or domain edge was
+crossed; the direction is redrawn rather than trusted."""
+
+
+def tolerance_for(dtype: torch.dtype, overrides: dict | None = None) -> Tolerance:
+    """The tolerance for `dtype`, with a case's overrides merged over the table."""
+    if overrides and dtype in overrides:
+        return overrides[dtype]
+    try:
+        return TOLERANCES[dtype]
+    except KeyError:
+        raise ValueError(
+            f"no tolerance for dtype {dtype}; known: {sorted(str(d) for d in TOLERANCES)}"
+        ) from None

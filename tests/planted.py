@@ -1,0 +1,123 @@
+"""Custom autograd Functions with deliberately planted backward bugs, and correct twins."""
+
+import torch
+
+
+def _function(forward, backward, name):
+    """A custom autograd Function of one input from a forward and a backward(x, g)."""
+
+    def fwd(ctx, x):
+        ctx.save_for_backward(x)
+        return forward(x)
+
+    def bwd(ctx, g):
+        (x,) = ctx.saved_tensors
+        return backward(x, g)
+
+    cls = type(name, (torch.autograd.Function,),
+               {"forward": staticmethod(fwd), "backward": staticmethod(bwd)})
+    return cls.apply
+
+
+square = _function(lambda x: x**2, lambda x, g: 2 * x * g, "Square")
+square_sign_flip = _function(lambda x: x**2, lambda x, g: -2 * x * g, "SquareSignFlip")
+square_ignores_grad = _function(lambda x: x**2, lambda x, g: 2 * x, "SquareIgnoresGrad")
+square_tiny_error = _function(lambda x: x**2, lambda x, g: 2 * x * g * (1 + 1e-4),
+                              "SquareTinyError")
+square_three_times = _function(lambda x: x**2, lambda x, g: 3 * (2 * x * g), "SquareThreeTimes")
+sin_missing_half = _function(torch.sin, lambda x, g: 0.5 * torch.cos(x) * g, "SinMissingHalf")
+square_wrong_negative = _function(
+    lambda x: x**2, lambda x, g: torch.where(x < 0, 3 * x, 2 * x) * g, "SquareWrongNegative")
+square_wrong_above_4 = _function(
+    lambda x: x**2, lambda x, g: torch.where(x > 4, 2.5 * x, 2 * x) * g, "SquareWrongAbove4")
+
+
+def _one_wrong(x, g, index):
+    grad = torch.cos(x) * g
+    grad[index] = grad[index] * 1.5
+    return grad
+
+
+sin_one_wrong = _function(torch.sin, lambda x, g: _one_wrong(x, g, (12, 34)), "SinOneWrong")
+
+
+class MatmulTransposed(torch.autograd.Function):
+    """grad_a written as b @ grad.T: the transpose of the right answer."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return b @ g.T, a.T @ g
+
+
+class MulExpSwapped(torch.autograd.Function):
+    """f(x, y) = x * exp(y), with the two gradients returned in the wrong order."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x * torch.exp(y)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        return g * x * torch.exp(y), g * torch.exp(y)
+
+
+class _CubeSlope(torch.autograd.Function):
+    """3x^2 with a wrong derivative (3x instead of 6x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return 3 * x**2
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 3 * x * g
+
+
+class CubeWrongSecond(torch.autograd.Function):
+    """x^3 whose first derivative is right but whose second derivative is wrong."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * _CubeSlope.apply(x)
+
+
+class LinearWrongElement(torch.autograd.Function):
+    """y = x @ w.T + b with the weight gradient doubled at one element."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, index):
+        ctx.save_for_backward(x, w)
+        ctx.index = index
+        return x @ w.T + b
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        gw = g.T @ x
+        gw[ctx.index] = 2 * gw[ctx.index]
+        return g @ w, gw, g.sum(0), None
+
+
+class BuggyLinear(torch.nn.Linear):
+    def __init__(self, n_in, n_out, index):
+        super().__init__(n_in, n_out)
+        self.index = index
+
+    def forward(self, x):
+        return LinearWrongElement.apply(x, self.weight, self.bias, self.index)

@@ -45,12 +45,16 @@ def vjp(
 
 def second_order(
     ex: Example, leaves: tuple[torch.Tensor, ...], weights: list[torch.Tensor]
-) -> list[torch.Tensor]:
-    """d/dx <w, vᵀJ(x)> by double backward (create_graph), one tensor per checked input."""
+) -> tuple[list[torch.Tensor], bool]:
+    """d/dx <w, vᵀJ(x)> by double backward (create_graph), one tensor per checked input.
+
+    Also returns whether the first-order gradient was connected to the inputs at all; when it
+    is not (once_differentiable, a detach in backward), the second derivative reads as zero.
+    """
     grads, _ = vjp(ex, leaves, create_graph=True)
     psi = sum((g * w.to(g.dtype)).sum() for g, w in zip(grads, weights))
     targets = [leaves[i] for i in ex.wrt]
     if not isinstance(psi, torch.Tensor) or not psi.requires_grad:
-        return [torch.zeros_like(t) for t in targets]
+        return [torch.zeros_like(t) for t in targets], False
     second = torch.autograd.grad(psi, targets, allow_unused=True)
-    return [torch.zeros_like(t) if g is None else g for t, g in zip(targets, second)]
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(targets, second)], True

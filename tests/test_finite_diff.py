@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-import planted
 from harness import check_gradients
+
+import planted
 
 DTYPES = [pytest.param(torch.float64, id="float64"), pytest.param(torch.float32, id="float32")]
 

@@ -32,8 +32,8 @@ def check_second_order(ex: Example, settings) -> list[Record]:
     gen = check_generator(ex, "second-order")
     weights = [torch.randn(ex.inputs[i].shape, generator=gen, dtype=torch.float64)
                .to(ex.device) for i in ex.wrt]
-    second = second_order(ex, ex.leaves(), weights)
-    noise = rounding_noise(ex, lambda leaves: second_order(ex, leaves, weights), second)
+    second, connected = second_order(ex, ex.leaves(), weights)
+    noise = rounding_noise(ex, lambda leaves: second_order(ex, leaves, weights)[0], second)
 
     def psi(xs):
         leaves = tuple(x.detach().clone().requires_grad_(i in ex.wrt) if x.is_floating_point()
@@ -43,6 +43,7 @@ def check_second_order(ex: Example, settings) -> list[Record]:
         return float(sum(t.sum() for t in terms)), float(sum(t.abs().sum() for t in terms))
 
     verdicts = compare_with_fd(ex, psi, second, tol, settings, gen, noise=noise)
+    hints = [] if connected else [diagnose.DISCONNECTED_BACKWARD]
     return [diagnose.verdict_record(ex, "second-order", verdicts,
                                     "finite differences of the gradient",
-                                    "double backward", [], time.perf_counter() - start)]
+                                    "double backward", hints, time.perf_counter() - start)]

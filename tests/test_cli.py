@@ -1,0 +1,83 @@
+"""harness check / list: exit codes, reports, selection, --load."""
+
+import pandas as pd
+
+from harness.cli import main
+
+BROKEN = '''
+import torch
+from harness import Case, Input
+
+def boom(x):
+    raise ValueError("kaboom")
+
+raises = Case(name="mine/raises", fn=boom, inputs=[Input((3,))])
+wrong = Case(name="mine/wrong-formula", fn=torch.sin, inputs=[Input((3,))],
+             grad=lambda x, v: torch.sin(x) * v, dtypes=(torch.float64,))
+fine = Case(name="mine/fine", fn=torch.sin, inputs=[Input((3,))],
+            grad=lambda x, v: torch.cos(x) * v)
+'''
+
+
+def test_check_selected_cases_passes(tmp_path, capsys):
+    code = main(["check", "--cases", "tutorial/poly", "--cases", "block/exp",
+                 "--report-dir", str(tmp_path)])
+    assert code == 0
+    frame = pd.read_csv(tmp_path / "correctness.csv")
+    assert set(frame["case"]) == {"tutorial/poly", "block/exp"}
+    assert len(frame) == 2 * 3 * 2  # cases x checks x dtypes on cpu
+    assert (frame["status"] == "pass").all()
+    assert "12 rows, 2 cases: 12 pass" in capsys.readouterr().out
+
+
+def test_failures_and_errors_exit_1_and_keep_going(tmp_path, capsys):
+    (tmp_path / "mine.py").write_text(BROKEN)
+    code = main(["check", "--load", str(tmp_path / "mine.py"), "--cases", "mine/*",
+                 "--dtype", "float64", "--report-dir", str(tmp_path / "r")])
+    assert code == 1
+    frame = pd.read_csv(tmp_path / "r" / "correctness.csv")
+    status = frame.groupby("case")["status"].agg(set).to_dict()
+    assert status["mine/raises"] == {"error"}
+    assert "fail" in status["mine/wrong-formula"]
+    assert status["mine/fine"] == {"pass"}
+    out = capsys.readouterr().out
+    assert "ValueError: kaboom" in frame.loc[frame["case"] == "mine/raises", "message"].iloc[0]
+    assert "the analytic formula disagrees" in out
+
+
+def test_tag_and_check_and_seed_selection(tmp_path):
+    assert main(["check", "--tag", "kink", "--check", "fd", "--seed", "7",
+                 "--report-dir", str(tmp_path)]) == 0
+    frame = pd.read_csv(tmp_path / "correctness.csv")
+    assert set(frame["case"]) == {"block/relu"} and set(frame["check"]) == {"fd"}
+    assert set(frame["seed"]) == {7}
+
+
+def test_no_match_is_a_usage_error(tmp_path, capsys):
+    assert main(["check", "--cases", "nothing/*", "--report-dir", str(tmp_path)]) == 2
+    assert "no case matches" in capsys.readouterr().err
+
+
+def test_unknown_option_is_a_usage_error(capsys):
+    try:
+        main(["check", "--dtype", "float8"])
+    except SystemExit as exc:
+        assert exc.code == 2
+
+
+def test_cuda_requested_without_gpu_is_a_skip(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    assert main(["check", "--cases", "tutorial/poly", "--device", "cuda",
+                 "--report-dir", str(tmp_path)]) == 0
+    frame = pd.read_csv(tmp_path / "correctness.csv")
+    assert (frame["status"] == "skip").all()
+    assert frame["message"].str.contains("device cuda unavailable").all()
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "tutorial/tiny-model" in out and "plugin builtin" in out

@@ -1,0 +1,67 @@
+"""The second-order check: double backward vs finite differences of the gradient."""
+
+import torch
+
+from harness import Case, Input, check_gradients
+
+import planted
+
+
+def second(fn, x, **kwargs):
+    (record,) = check_gradients(fn, x, checks=("second-order",), **kwargs).records
+    return record
+
+
+def x64(*shape):
+    gen = torch.Generator().manual_seed(3)
+    return (4 * torch.rand(shape, generator=gen, dtype=torch.float64) - 2).requires_grad_()
+
+
+def test_correct_second_derivatives_pass():
+    for fn in (torch.tanh, lambda x: x**3, lambda x: torch.softmax(x, -1)):
+        record = second(fn, x64(4, 5))
+        assert record.status == "pass", record.message
+    assert second(torch.tanh, x64(4, 5).detach().float().requires_grad_()).status == "pass"
+
+
+def test_correct_second_derivatives_pass_on_large_inputs():
+    assert second(lambda x: (x**3).sum(), x64(80, 80)).status == "pass"
+
+
+def test_wrong_second_derivative_fails_while_first_order_passes():
+    x = x64(6)
+    report = check_gradients(planted.CubeWrongSecond.apply, x, checks=("fd", "second-order"))
+    fd, so = report.records
+    assert fd.status == "pass"
+    assert so.status == "fail"
+    assert "constant factor 0.5" in so.pattern  # 3x instead of 6x
+    assert "double backward" in so.message
+
+
+def test_not_twice_differentiable_is_a_skip():
+    assert second(torch.tanh, x64(3), twice_differentiable=False).status == "skip"
+
+
+def test_once_differentiable_backward_fails_with_advice():
+    class Once(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x**2
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return 2 * x * g
+
+    record = second(Once.apply, x64(3))
+    assert record.status == "fail"
+    assert "zero where the reference is not" in record.pattern
+    assert "twice_differentiable=False" in record.pattern
+
+
+def test_case_declares_twice_differentiable():
+    case = Case(name="t/relu", fn=torch.relu, inputs=[Input((3,), avoid=(0.0,))],
+                twice_differentiable=False)
+    assert not case.twice_differentiable

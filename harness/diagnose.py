@@ -197,8 +197,9 @@ def reproduce_line(case: str, dtype: torch.dtype, device: str, seed: int,
     if source == "check_gradients":
         return f"  reproduce: check_gradients(..., seed={seed}) on the same inputs"
     dtype_name = str(dtype).removeprefix("torch.")
+    load = f" --load {source.removeprefix('file ')}" if source.startswith("file ") else ""
     return (f"  reproduce: harness check --cases '{case}' --dtype {dtype_name} "
-            f"--device {device} --seed {seed}")
+            f"--device {device} --seed {seed}{load}")
 
 
 def header(case: str, dtype: torch.dtype, device: str, what: str) -> str:

@@ -1,0 +1,70 @@
+"""check_gradients / assert_gradients on functions and nn.Modules."""
+
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from harness import assert_gradients, check_gradients
+
+import planted
+
+
+def model(index=None):
+    torch.manual_seed(0)
+    last = planted.BuggyLinear(30, 20, index) if index else nn.Linear(30, 20)
+    return nn.Sequential(OrderedDict(layer1=nn.Linear(8, 30), act=nn.Tanh(), layer2=last)).double()
+
+
+def batch():
+    return torch.randn(5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+
+def test_correct_module_passes():
+    report = check_gradients(model(), batch(), checks=("fd",))
+    assert report.ok, str(report)
+
+
+def test_wrong_parameter_element_is_named():
+    report = check_gradients(model((3, 17)), batch(), checks=("fd",))
+    assert not report.ok
+    (record,) = report.failures
+    assert record.input == "layer2.weight" and record.index == "3,17"
+    assert "layer2.weight[3, 17]" in record.message
+    assert "one element wrong" in record.pattern
+    assert "agree: layer1.weight, layer1.bias, layer2.bias" in record.message
+
+
+def test_float32_module_passes():
+    report = check_gradients(model().float(), batch().float(), checks=("fd", "second-order"))
+    assert report.ok, str(report)
+
+
+def test_assert_gradients_raises_with_the_diagnosis():
+    x = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    assert_gradients(planted.square, x, grad=lambda x, v: 2 * x * v)
+    with pytest.raises(AssertionError, match="sign flipped") as info:
+        assert_gradients(planted.square_sign_flip, x)
+    assert "SquareSignFlip float64 cpu" in str(info.value)
+
+
+def test_only_inputs_that_require_grad_are_checked():
+    x = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(4, dtype=torch.float64)
+    report = check_gradients(lambda a, b: planted.square_sign_flip(b) + a, x, y, checks=("fd",))
+    assert report.ok  # the broken path only reaches y, which is not checked
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(TypeError, match="input 0 is list"):
+        check_gradients(torch.sin, [1.0])
+    with pytest.raises(ValueError, match="unknown checks"):
+        check_gradients(torch.sin, torch.ones(2), checks=("nope",))
+
+
+def test_report_frame():
+    x = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    frame = check_gradients(torch.sin, x).to_frame()
+    assert list(frame["check"]) == ["analytic", "fd", "second-order"]
+    assert list(frame["status"]) == ["skip", "pass", "pass"]

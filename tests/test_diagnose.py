@@ -1,0 +1,66 @@
+"""The diagnosis module: patterns, comparison, triangulation, in isolation."""
+
+import torch
+
+from harness import diagnose
+from harness.tolerances import TOLERANCES
+
+TOL = TOLERANCES[torch.float64]
+
+
+def story(expected, actual, values=None):
+    allowed = diagnose.allowance(expected, TOL)
+    mismatch, _, _ = diagnose.compare("x", expected, actual, allowed, values)
+    return mismatch
+
+
+def test_no_mismatch_returns_none_and_errors():
+    e = torch.arange(1.0, 5.0, dtype=torch.float64)
+    mismatch, max_abs, max_rel = diagnose.compare("x", e, e + 1e-12, diagnose.allowance(e, TOL))
+    assert mismatch is None and 0 < max_abs < 2e-12
+
+
+def test_patterns():
+    e = torch.linspace(1, 2, 9, dtype=torch.float64).reshape(3, 3)
+    assert story(e, -e).pattern.startswith("sign flipped")
+    assert "constant factor 0.5" in story(e, 0.5 * e).pattern
+    assert "exactly 4 times" in story(e, 4 * e).pattern
+    assert story(e, e.T).pattern.startswith("transposed")
+    assert "zero where the reference is not" in story(e, 0 * e).pattern
+    one = e.clone()
+    one[1, 2] += 1
+    m = story(e, one)
+    assert m.pattern.startswith("one element wrong") and m.index == (1, 2) and m.count == 1
+
+
+def test_part_of_the_domain():
+    x = torch.linspace(-1, 1, 10, dtype=torch.float64)
+    e = 2 * x
+    a = torch.where(x < 0, 3 * x, 2 * x)
+    m = story(e, a, values=x)
+    assert "wrong exactly where the input is negative (5 of 10 elements)" in m.pattern
+    assert "constant factor 1.5" in m.pattern
+
+
+def test_nan_is_a_mismatch():
+    e = torch.ones(3, dtype=torch.float64)
+    a = e.clone()
+    a[1] = float("nan")
+    assert story(e, a).index == (1,)
+
+
+def test_triangulate_names_the_odd_one_out():
+    assert "check the case's grad" in diagnose.triangulate(False, True, False)
+    assert "the backward" in diagnose.triangulate(False, False, True)
+    assert "not be smooth" in diagnose.triangulate(True, False, False)
+    assert "all three" in diagnose.triangulate(False, False, False)
+
+
+def test_message_shape():
+    e = torch.ones(1000, dtype=torch.float64)
+    a = e.clone()
+    a[123] = 4.5
+    lines = diagnose.describe(story(e, a), "finite differences", "autograd")
+    assert lines[0] == "  mismatched elements: 1 / 1000 (0.1%)"
+    assert lines[1].startswith("  worst at x[123]: autograd 4.5, finite differences 1")
+    assert "allowed" in lines[1]

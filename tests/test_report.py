@@ -1,0 +1,40 @@
+"""Records become one DataFrame and three files; the summary counts what was run."""
+
+import pandas as pd
+
+from harness import report
+from harness.record import Record
+
+RECORDS = [
+    Record(case="a/x", check="fd", dtype="float64", device="cpu", status="pass",
+           max_abs_err=1e-12, max_rel_err=1e-13),
+    Record(case="a/x", check="analytic", dtype="float64", device="cpu", status="fail",
+           message="a/x float64 cpu: autograd vs analytic\n  pattern: sign flipped",
+           pattern="sign flipped", input="x", index="3", expected=1.0, actual=-1.0),
+    Record(case="plugin p", check="load", dtype="-", device="-", status="error",
+           message="plugin p could not be loaded: ImportError"),
+]
+
+
+def test_frame_has_the_columns_in_order():
+    frame = report.to_frame(RECORDS)
+    assert list(frame.columns[:7]) == ["case", "check", "dtype", "device", "status",
+                                       "max_abs_err", "max_rel_err"]
+    assert len(frame) == 3
+
+
+def test_summary_counts_and_lists_failures():
+    text = report.summary(report.to_frame(RECORDS))
+    assert text.splitlines()[0] == "3 rows, 2 cases: 1 pass, 1 fail, 1 error, 0 skip"
+    assert "FAIL a/x analytic float64 cpu: sign flipped" in text
+    assert "ERROR plugin p load - -: plugin p could not be loaded: ImportError" in text
+
+
+def test_files_are_written_and_readable(tmp_path):
+    paths = report.write(report.to_frame(RECORDS), tmp_path / "r", seed=3)
+    assert [p.name for p in paths] == ["correctness.csv", "correctness.md", "correctness.html"]
+    assert len(pd.read_csv(paths[0])) == 3
+    md = paths[1].read_text()
+    assert "seed 3" in md and "## Failures" in md and "pattern: sign flipped" in md
+    assert "<table" in paths[2].read_text()
+    assert not [p for p in (tmp_path / "r").iterdir() if p.name.startswith(".")]

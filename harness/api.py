@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -69,6 +70,17 @@ def _module_case(module: nn.Module, inputs, name: str, grad, twice: bool) -> Cas
                         twice_differentiable=twice)
 
 
+def _signature_names(fn, count: int) -> tuple[str, ...]:
+    """Positional parameter names of `fn`, so failures say `w1[37, 512]`, not `input 2`."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return ()
+    names = [p.name for p in params
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:count]
+    return tuple(names) if len(names) == count else ()
+
+
 def _tensor_case(fn, tensors, name, grad, **options) -> Case:
     floats = [t for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point()]
     if not floats:
@@ -106,7 +118,8 @@ def check_gradients(
     if isinstance(fn, nn.Module):
         case = _module_case(fn, inputs, name, grad, twice_differentiable)
     else:
-        case = _tensor_case(fn, inputs, name, grad, twice_differentiable=twice_differentiable)
+        case = _tensor_case(fn, inputs, name, grad, twice_differentiable=twice_differentiable,
+                            input_names=_signature_names(fn, len(inputs)))
     settings = settings or Settings(seed=seed)
     records = [r for item in items_for([case], checks) for r in run_item(item, settings)]
     return GradientReport(tuple(records))

@@ -185,7 +185,7 @@ def triangulate(analytic_vs_autograd: bool, autograd_vs_fd: bool, analytic_vs_fd
 def describe(m: Mismatch, reference: str, checked: str) -> list[str]:
     """The assert_close-shaped lines for one input's mismatch."""
     return [
-        f"  mismatched elements: {m.count} / {m.total} ({m.count / m.total:.1%})",
+        f"  mismatched elements: {m.count} / {m.total} ({100 * m.count / m.total:.3g}%)",
         f"  worst at {m.where}: {checked} {m.actual:.6g}, {reference} {m.expected:.6g} "
         f"(abs {m.abs_err:.3g}, rel {m.rel_err:.3g}; allowed {m.allowed:.3g})",
         f"  pattern: {m.pattern}",

@@ -62,5 +62,8 @@ def test_message_shape():
     a[123] = 4.5
     lines = diagnose.describe(story(e, a), "finite differences", "autograd")
     assert lines[0] == "  mismatched elements: 1 / 1000 (0.1%)"
+    big = torch.ones(10000, dtype=torch.float64)
+    one_off = big.index_fill(0, torch.tensor([5]), 2.0)
+    assert "(0.01%)" in diagnose.describe(story(big, one_off), "fd", "autograd")[0]
     assert lines[1].startswith("  worst at x[123]: autograd 4.5, finite differences 1")
     assert "allowed" in lines[1]

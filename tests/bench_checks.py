@@ -1,0 +1,93 @@
+"""Benchmark: the harness vs torch.autograd.gradcheck on the tutorials' TinyModel.
+
+Run with `nox -s bench` or `python -m pytest tests/bench_checks.py --benchmark-only -p no:xdist -s`.
+Loss as a function of all 101,110 parameters (float64), the correct model and one whose
+layer1.weight[37, 512] gradient is scaled by 1.5, 2 or 10. Prints verdict and time per tool.
+"""
+
+import time
+
+import pytest
+import torch
+
+from cases.tutorials import _tiny_model
+from harness import check_gradients
+
+WRONG_AT = (37, 512)
+VERDICTS = []
+
+
+class _Layer1(torch.autograd.Function):
+    """x @ w.T + b whose weight gradient is `factor` times right at one element."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, factor):
+        ctx.save_for_backward(x, w)
+        ctx.factor = factor
+        return x @ w.T + b
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        gw = g.T @ x
+        gw[WRONG_AT] *= ctx.factor
+        return g @ w, gw, g.sum(0), None
+
+
+def _model(factor):
+    def loss(x, y, w1, b1, w2, b2):
+        if factor == 1.0:
+            return _tiny_model(x, y, w1, b1, w2, b2)
+        hidden = torch.relu(_Layer1.apply(x, w1, b1, factor))
+        return (((hidden @ w2.T + b2) - y) ** 2).mean()
+
+    return loss
+
+
+def _inputs():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 1000, generator=gen, dtype=torch.float64)
+    y = torch.randn(16, 10, generator=gen, dtype=torch.float64)
+    params = [(torch.rand(s, generator=gen, dtype=torch.float64) * 2 - 1) * scale
+              for s, scale in (((100, 1000), 0.03), ((100,), 0.03), ((10, 100), 0.1),
+                               ((10,), 0.1))]
+    return x, y, *[p.requires_grad_() for p in params]
+
+
+def _harness(fn, inputs):
+    return check_gradients(fn, *inputs, checks=("fd",), name="tiny-model")
+
+
+def _gradcheck(fn, inputs):
+    try:
+        return torch.autograd.gradcheck(fn, inputs, fast_mode=True, raise_exception=True)
+    except RuntimeError:
+        return False
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.5, 2.0, 10.0], ids=lambda f: f"x{f:g}")
+@pytest.mark.parametrize("tool", ["harness", "gradcheck-fast"])
+def test_tiny_model(benchmark, tool, factor):
+    fn, inputs = _model(factor), _inputs()
+    run = _harness if tool == "harness" else _gradcheck
+    start = time.perf_counter()
+    result = benchmark.pedantic(run, args=(fn, inputs), rounds=3 if factor == 1.0 else 1,
+                                iterations=1)
+    seconds = (time.perf_counter() - start) / (3 if factor == 1.0 else 1)
+    if tool == "harness":
+        record = result.records[0]
+        verdict = record.status
+        detail = f"{record.input}[{record.index}] {record.pattern[:60]}" if record.index else ""
+    else:
+        verdict, detail = ("pass" if result else "fail"), ""
+    VERDICTS.append((tool, factor, verdict, seconds, detail))
+    expected = "pass" if factor == 1.0 else "fail"
+    if tool == "harness":
+        assert verdict == expected
+
+
+def teardown_module():
+    print("\n\nTinyModel (101,110 parameters, float64), one wrong layer1.weight gradient")
+    print(f"{'tool':<16}{'factor':>7}  {'verdict':<8}{'seconds':>9}  where")
+    for tool, factor, verdict, seconds, detail in VERDICTS:
+        print(f"{tool:<16}{factor:>7g}  {verdict:<8}{seconds:>9.3f}  {detail}")

@@ -129,3 +129,28 @@ def test_gradcheck_misses_what_the_harness_catches():
     x = leaf(300, 40)
     assert torch.autograd.gradcheck(planted.square_tiny_error, (x,), fast_mode=True)
     assert fd(planted.square_tiny_error, x).status == "fail"
+
+
+class SinCosWrongSecondOutput(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.sin(x), torch.cos(x)
+
+    @staticmethod
+    def backward(ctx, g_sin, g_cos):
+        (x,) = ctx.saved_tensors
+        return torch.cos(x) * g_sin + torch.sin(x) * g_cos  # sign of d cos wrong
+
+
+def test_tuple_outputs_get_a_cotangent_each():
+    record = fd(SinCosWrongSecondOutput.apply, leaf(8))
+    assert record.status == "fail"
+    assert fd(lambda x: (torch.sin(x), torch.cos(x)), leaf(8)).status == "pass"
+
+
+def test_output_that_does_not_depend_on_an_input_reports_none_gradient():
+    record = fd(lambda x, y: (x * 1.0).detach() * 0 + torch.sin(y) * 0 + x.detach() ** 2,
+                leaf(3), leaf(3, seed=1))
+    assert record.status == "fail"
+    assert "no gradient (None)" in record.pattern

@@ -51,7 +51,7 @@ def _name_of(fn) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
 
 
-def _module_case(module: nn.Module, inputs, name: str, grad, twice: bool) -> Case:
+def _module_case(module: nn.Module, inputs, name: str, grad, twice: bool | None) -> Case:
     """Parameters become checked inputs (named like `layer2.weight`), via functional_call."""
     params = dict(module.named_parameters())
     buffers = dict(module.named_buffers())
@@ -97,7 +97,7 @@ def check_gradients(
     *inputs: torch.Tensor,
     grad: Callable | None = None,
     checks: Iterable[str] = ("analytic", "fd", "second-order"),
-    twice_differentiable: bool = True,
+    twice_differentiable: bool | None = None,
     name: str | None = None,
     seed: int = 0,
     settings: Settings | None = None,
@@ -105,7 +105,9 @@ def check_gradients(
     """Check the gradients of `fn` at `inputs` (those with requires_grad; all float ones if none).
 
     `fn` may be an nn.Module: its parameters are checked too and named in failures. `grad` is
-    an optional analytic gradient (see harness.Case). Returns a GradientReport of records.
+    an optional analytic gradient (see harness.Case). Double backward is checked where the
+    backward builds a graph (`twice_differentiable=True` demands it, False skips it).
+    Returns a GradientReport of records.
     """
     for i, x in enumerate(inputs):
         if not isinstance(x, torch.Tensor):

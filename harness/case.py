@@ -87,6 +87,8 @@ class Case:
         the cotangent (a tensor shaped like the output, or a tuple for tuple outputs).
     With `grad=None` finite differences are the only independent reference.
 
+    `twice_differentiable`: True checks double backward and fails a backward that builds no
+    graph; False skips it; None checks it only where the backward is differentiable.
     `input_names` label the tensors of an `inputs` callable in reports (specs carry a name).
     """
 
@@ -99,7 +101,7 @@ class Case:
     devices: tuple[str, ...] = DEFAULT_DEVICES
     tolerances: Mapping[torch.dtype, Tolerance] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
-    twice_differentiable: bool = True
+    twice_differentiable: bool | None = True
     input_names: tuple[str, ...] = ()
     description: str = ""
     source: str = ""

@@ -24,6 +24,11 @@ def test_correct_second_derivatives_pass():
     assert second(torch.tanh, x64(4, 5).detach().float().requires_grad_()).status == "pass"
 
 
+def test_linear_functions_have_a_constant_gradient_and_pass():
+    assert second(torch.sum, x64(5)).status == "pass"
+    assert second(lambda x: 3 * x, x64(5), twice_differentiable=True).status == "pass"
+
+
 def test_correct_second_derivatives_pass_on_large_inputs():
     assert second(lambda x: (x**3).sum(), x64(80, 80)).status == "pass"
 
@@ -55,7 +60,8 @@ def test_once_differentiable_backward_fails_with_advice():
             (x,) = ctx.saved_tensors
             return 2 * x * g
 
-    record = second(Once.apply, x64(3))
+    assert second(Once.apply, x64(3)).status == "skip"  # check_gradients' default: auto
+    record = second(Once.apply, x64(3), twice_differentiable=True)
     assert record.status == "fail"
     assert "zero where the reference is not" in record.pattern
     assert "twice_differentiable=False" in record.pattern

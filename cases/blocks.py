@@ -96,7 +96,9 @@ BLOCK_CASES = [
          inputs=[Input(("n", "m"), low=-3, high=3, name="x"),
                  Input(("m",), low=0.5, high=2, name="weight"),
                  Input(("m",), low=-1, high=1, name="bias")],
-         sizes={"n": (1, 8), "m": (2, 16)}, grad=_layer_norm_vjp, tags=TAGS),
+         sizes={"n": (1, 8), "m": (3, 16)}, grad=_layer_norm_vjp, tags=TAGS,
+         description="widths from 3: at width 2 the output is +-1 up to eps, and torch's "
+                     "float32 double backward there was measured 2% off (seed 8)"),
     Case(name="block/sincos", fn=lambda x: (torch.sin(x), torch.cos(x)),
          inputs=[Input(("n",), low=-4, high=4, name="x")], sizes=SIZES,
          grad=lambda x, v: torch.cos(x) * v[0] - torch.sin(x) * v[1], tags=TAGS,

@@ -29,9 +29,10 @@ class Derivative:
         return self.error <= FD_UNRELIABLE * abs(self.value) + 1e-300
 
 
-def _step(x: torch.Tensor, u: torch.Tensor, radius: torch.Tensor | None) -> float:
+def _step(x: torch.Tensor, u: torch.Tensor, radius: torch.Tensor | None,
+          shrink: float = 1.0) -> float:
     umax = float(u.abs().max())
-    h = FD_STEP * max(1.0, float(x.abs().max())) / umax
+    h = FD_STEP * max(1.0, float(x.abs().max())) / umax / shrink
     if radius is not None:
         moved = u != 0
         if moved.any():
@@ -46,10 +47,11 @@ def directional(
     position: int,
     u: torch.Tensor,
     radius: torch.Tensor | None = None,
+    shrink: float = 1.0,
 ) -> Derivative:
-    """d/dt phi(xs with xs[position] + t*u) at t=0, in float64."""
+    """d/dt phi(xs with xs[position] + t*u) at t=0, in float64, at the step divided by shrink."""
     x = xs[position]
-    h = _step(x, u, radius)
+    h = _step(x, u, radius, shrink)
 
     def at(t: float) -> tuple[float, float]:
         moved = list(xs)

@@ -13,32 +13,17 @@ import torch
 from cases.tutorials import _tiny_model
 from harness import check_gradients
 
+from planted import LinearWrongElement
+
 WRONG_AT = (37, 512)
 VERDICTS = []
-
-
-class _Layer1(torch.autograd.Function):
-    """x @ w.T + b whose weight gradient is `factor` times right at one element."""
-
-    @staticmethod
-    def forward(ctx, x, w, b, factor):
-        ctx.save_for_backward(x, w)
-        ctx.factor = factor
-        return x @ w.T + b
-
-    @staticmethod
-    def backward(ctx, g):
-        x, w = ctx.saved_tensors
-        gw = g.T @ x
-        gw[WRONG_AT] *= ctx.factor
-        return g @ w, gw, g.sum(0), None
 
 
 def _model(factor):
     def loss(x, y, w1, b1, w2, b2):
         if factor == 1.0:
             return _tiny_model(x, y, w1, b1, w2, b2)
-        hidden = torch.relu(_Layer1.apply(x, w1, b1, factor))
+        hidden = torch.relu(LinearWrongElement.apply(x, w1, b1, WRONG_AT, factor))
         return (((hidden @ w2.T + b2) - y) ** 2).mean()
 
     return loss

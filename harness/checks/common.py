@@ -18,20 +18,28 @@ def check_generator(ex: Example, check: str) -> torch.Generator:
 
 
 def rounding_noise(ex: Example, compute, base: list[torch.Tensor]) -> list[torch.Tensor] | None:
-    """Rounding noise of `compute(leaves)`: its largest move when the inputs move by a few ulps.
+    """Rounding noise of `compute(leaves)` in the dtype under test, one scale per tensor.
 
-    Taken per tensor, not per element: rounding is deterministic, so one element can sit still
-    under a jitter while its neighbours move; the tensor's largest move is the honest scale.
-    None in float64, where rounding is far below every tolerance.
+    The inputs are jittered by a few dozen ulps; the noise is how much the low-precision
+    result's change differs from the float64 result's change over the same step:
+    |(g(x') - g(x)) - (g64(x') - g64(x))|. The true change cancels, the rounding (now
+    decorrelated between x and x') remains, and a systematic bug cancels too, so it cannot
+    excuse itself. Taken per tensor: rounding is quantized, and one element may sit still
+    while its neighbours move. None in float64, where rounding is far below every tolerance.
     """
     if ex.dtype == torch.float64:
         return None
     gen = check_generator(ex, "noise")
+    base64 = compute(ex.leaves(torch.float64))
     noise = [torch.zeros_like(b, dtype=torch.float64) for b in base]
     for _ in range(NOISE_DRAWS):
-        moved = compute(ex.leaves(jitter=gen))
-        noise = [torch.maximum(n, (m.detach().double() - b.detach().double()).abs())
-                 for n, m, b in zip(noise, moved, base)]
+        moved = ex.leaves(jitter=gen)
+        moved64 = tuple(
+            x.detach().double().requires_grad_(x.requires_grad) if x.is_floating_point() else x
+            for x in moved)
+        for n, low, high, b, b64 in zip(noise, compute(moved), compute(moved64), base, base64):
+            drift = (low.detach().double() - b.detach().double()) - (high.detach() - b64.detach())
+            torch.maximum(n, drift.abs(), out=n)
     return [torch.full_like(n, float(n.max()) if n.numel() else 0.0) for n in noise]
 
 

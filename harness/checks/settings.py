@@ -17,7 +17,7 @@ class Settings:
     seed: int = 0
     full_max: int = 64
     directions: int = 3
-    localize_probes: int = 160
+    localize_probes: int = 400
     localize_max: int = 8
 
     def __post_init__(self) -> None:

@@ -155,3 +155,29 @@ def test_output_that_does_not_depend_on_an_input_reports_none_gradient():
                 leaf(3), leaf(3, seed=1))
     assert record.status == "fail"
     assert "no gradient (None)" in record.pattern
+
+
+def test_inputs_closer_to_a_kink_than_the_step_are_not_false_alarms():
+    """relu at 1e-7 and -6e-8: steps h ~ 6e-6 straddle the kink; h/256 settles it. (Closer
+    than 2h/256 ~ 5e-8, or exactly on the kink, needs one-sided differences: not yet.)"""
+    x = torch.tensor([1e-7, -6e-8, 0.5, -0.5], dtype=torch.float64, requires_grad=True)
+    record = fd(torch.relu, x)
+    assert record.status == "pass", record.message
+
+
+def test_tiny_model_with_a_unit_next_to_its_relu_kink_passes():
+    torch.manual_seed(0)
+    x, w = torch.randn(4, 50, dtype=torch.float64), torch.randn(8, 50, dtype=torch.float64)
+    w[0] -= ((x[0] @ w[0]) - 1e-9) / (x[0] @ x[0]) * x[0]  # pre-activation (0, 0) at 1e-9
+    w.requires_grad_()
+    report = check_gradients(lambda w, x: torch.relu(x @ w.T).square().sum(), w, x,
+                             checks=("fd",), seed=3)
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("check", ["fd", "second-order"])
+def test_saturated_softmax_in_float32_is_not_a_false_alarm(check):
+    """s = 1 - 6e-5 in float32: the cancellation in 1 - s is measured as rounding noise."""
+    x = torch.tensor([[22.354, -8.6474, -9.6274, 12.563]] * 3, requires_grad=True)
+    (record,) = check_gradients(lambda x: torch.logsumexp(x, -1), x, checks=(check,)).records
+    assert record.status == "pass", record.message

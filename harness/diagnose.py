@@ -218,7 +218,7 @@ def verdict_record(ex, check: str, verdicts, reference: str, checked: str,
     common = dict(case=ex.case.name, check=check, dtype=dtype_name, device=ex.device,
                   max_abs_err=max_abs, max_rel_err=max_rel, seed=ex.seed, seconds=seconds,
                   source=ex.case.source)
-    notes = list(notes or [])
+    notes = list(notes or []) + ([ex.note] if ex.note else [])
     unreliable = sum(v.unreliable for v in verdicts)
     if unreliable:
         notes.append(f"{unreliable} finite-difference probes crossed a kink or domain edge "

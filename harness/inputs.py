@@ -35,6 +35,8 @@ class Example:
     cotangents: tuple[torch.Tensor, ...]
     scalar_output: bool
     safe_radius: tuple[torch.Tensor | None, ...]
+    reference_dtype: torch.dtype = torch.float64
+    note: str = ""
 
     def leaves(
         self, dtype: torch.dtype | None = None, jitter: torch.Generator | None = None
@@ -56,9 +58,10 @@ class Example:
             out.append(y)
         return tuple(out)
 
-    def inputs64(self) -> tuple[torch.Tensor, ...]:
-        """The inputs in float64, detached: where references are evaluated."""
-        return tuple(x.detach().double() if x.is_floating_point() else x for x in self.inputs)
+    def reference_inputs(self) -> tuple[torch.Tensor, ...]:
+        """The inputs in the reference dtype (float64 where fn runs in it), detached."""
+        return tuple(x.detach().to(self.reference_dtype) if x.is_floating_point() else x
+                     for x in self.inputs)
 
 
 def item_seed(seed: int, case_name: str, dtype: torch.dtype) -> int:
@@ -155,12 +158,23 @@ def draw_example(case: Case, dtype: torch.dtype, device: str, seed: int) -> Exam
     radius = tuple(
         _safe_radius(s, x.double()) if s is not None else None for s, x in zip(specs, inputs)
     )
+    reference_dtype, note = torch.float64, ""
     with torch.no_grad():
-        outs = as_outputs(case.fn(*(x.double() if x.is_floating_point() else x
-                                    for x in inputs)), case.name)
+        try:
+            result = case.fn(*(x.double() if x.is_floating_point() else x for x in inputs))
+        except Exception as exc:
+            if dtype == torch.float64:
+                raise
+            result = case.fn(*inputs)  # raises the case's own error if it cannot run at all
+            reference_dtype = dtype
+            note = (f"fn does not run in float64 ({type(exc).__name__}: {str(exc)[:80]}); "
+                    f"references are evaluated in {str(dtype).removeprefix('torch.')}, with "
+                    "coarser finite differences")
+        outs = as_outputs(result, case.name)
     cotangents = tuple(_draw_cotangent(o, gen).to(device) for o in outs)
     return Example(
         case=case, fn=case.fn, dtype=dtype, device=device, seed=seed, inputs=inputs,
         labels=tuple(labels), wrt=tuple(wrt), cotangents=cotangents,
         scalar_output=len(outs) == 1 and outs[0].dim() == 0, safe_radius=radius,
+        reference_dtype=reference_dtype, note=note,
     )

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.tolerances import FD_ROUNDING, FD_STEP, FD_UNRELIABLE
+from harness.tolerances import FD_UNRELIABLE, fd_rounding, fd_step
 
-# phi(inputs) -> (value, magnitude): the scalar and the sum of the absolute values of its
-# terms, which sets the rounding error.
+# phi(inputs) -> (value, magnitude): the scalar and the size of its terms, which sets the
+# rounding error (see checks.common.phi_of).
 ScalarFn = Callable[[tuple[torch.Tensor, ...]], tuple[float, float]]
 
 
@@ -32,7 +32,7 @@ class Derivative:
 def _step(x: torch.Tensor, u: torch.Tensor, radius: torch.Tensor | None,
           shrink: float = 1.0) -> float:
     umax = float(u.abs().max())
-    h = FD_STEP * max(1.0, float(x.abs().max())) / umax / shrink
+    h = fd_step(x.dtype) * max(1.0, float(x.abs().max())) / umax / shrink
     if radius is not None:
         moved = u != 0
         if moved.any():
@@ -49,20 +49,23 @@ def directional(
     radius: torch.Tensor | None = None,
     shrink: float = 1.0,
 ) -> Derivative:
-    """d/dt phi(xs with xs[position] + t*u) at t=0, in float64, at the step divided by shrink."""
+    """d/dt phi(xs with xs[position] + t*u) at t=0, at the step divided by shrink.
+
+    Evaluated in the dtype of `xs` (float64, unless fn cannot run in it).
+    """
     x = xs[position]
     h = _step(x, u, radius, shrink)
 
     def at(t: float) -> tuple[float, float]:
         moved = list(xs)
-        moved[position] = x + t * u
+        moved[position] = (x.double() + t * u).to(x.dtype)
         return phi(tuple(moved))
 
     (fp1, m1), (fm1, m2) = at(h), at(-h)
     (fp2, m3), (fm2, m4) = at(2 * h), at(-2 * h)
     d1 = (fp1 - fm1) / (2 * h)
     d2 = (fp2 - fm2) / (4 * h)
-    rounding = FD_ROUNDING * max(m1, m2, m3, m4) / h
+    rounding = fd_rounding(x.dtype) * max(m1, m2, m3, m4) / h
     return Derivative(value=d1 + (d1 - d2) / 3, error=abs(d1 - d2) + rounding)
 
 

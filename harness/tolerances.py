@@ -60,11 +60,15 @@ allowances t_i add up to sum(e_i u_i), whose spread is sqrt(sum (t_i u_i)^2), no
 sum |t_i u_i|: a direction is allowed this many of those spreads (or the plain sum, if
 smaller). Summing linearly would let a 10,000-element float32 tensor hide a wrong element."""
 
-FD_STEP = torch.finfo(torch.float64).eps ** (1 / 3)
-"""Central-difference step relative to the input's scale: the optimum eps^(1/3) ~ 6e-6."""
+def fd_step(dtype: torch.dtype) -> float:
+    """Central-difference step relative to the input's scale: the optimum eps^(1/3), ~6e-6 in
+    float64 (~5e-3 in float32, for functions that cannot run in float64)."""
+    return torch.finfo(dtype).eps ** (1 / 3)
 
-FD_ROUNDING = 64 * torch.finfo(torch.float64).eps
-"""Relative rounding error assumed for one float64 evaluation of the scalarized function."""
+
+def fd_rounding(dtype: torch.dtype) -> float:
+    """Relative rounding error assumed for one evaluation of the scalarized function."""
+    return 64 * torch.finfo(dtype).eps
 
 FD_CONFIRM_SHRINKS = (16.0, 256.0)
 """A disagreement counts only if it persists at these smaller steps. A kink (a ReLU unit)

@@ -181,3 +181,28 @@ def test_saturated_softmax_in_float32_is_not_a_false_alarm(check):
     x = torch.tensor([[22.354, -8.6474, -9.6274, 12.563]] * 3, requires_grad=True)
     (record,) = check_gradients(lambda x: torch.logsumexp(x, -1), x, checks=(check,)).records
     assert record.status == "pass", record.message
+
+
+def _float32_only(fn):
+    """Stands in for a Triton/CUDA kernel compiled for float32 only."""
+
+    def kernel(x):
+        if x.dtype != torch.float32:
+            raise TypeError(f"kernel supports float32 only, got {x.dtype}")
+        return fn(x)
+
+    return kernel
+
+
+def test_float32_only_kernel_is_checked_in_float32_and_says_so():
+    x = leaf(6, 7, dtype=torch.float32)
+    report = check_gradients(_float32_only(torch.tanh), x, checks=("fd", "second-order"))
+    assert report.ok, str(report)
+    assert "fn does not run in float64" in report.records[0].message
+
+
+@pytest.mark.parametrize("shape", [(6,), (100, 100)], ids=["elementwise", "directional"])
+def test_float32_only_kernel_with_a_bug_fails(shape):
+    record = fd(_float32_only(planted.sin_missing_half), leaf(*shape, dtype=torch.float32))
+    assert record.status == "fail"
+    assert "references are evaluated in float32" in record.message

@@ -31,7 +31,7 @@ def check_analytic(ex: Example, settings) -> list[Record]:
     analytic = analytic_gradient(ex)
     grads, missing = vjp(ex, ex.leaves())
     noise = rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], grads)
-    xs = ex.inputs64()
+    xs = ex.reference_inputs()
     verdicts, allowed = [], []
     for k, pos in enumerate(ex.wrt):
         allow = diagnose.allowance(analytic[k], tol, noise=None if noise is None else noise[k])

@@ -27,15 +27,16 @@ def rounding_noise(ex: Example, compute, base: list[torch.Tensor]) -> list[torch
     excuse itself. Taken per tensor: rounding is quantized, and one element may sit still
     while its neighbours move. None in float64, where rounding is far below every tolerance.
     """
-    if ex.dtype == torch.float64:
+    if ex.dtype == ex.reference_dtype:
         return None
     gen = check_generator(ex, "noise")
-    base64 = compute(ex.leaves(torch.float64))
+    base64 = compute(ex.leaves(ex.reference_dtype))
     noise = [torch.zeros_like(b, dtype=torch.float64) for b in base]
     for _ in range(NOISE_DRAWS):
         moved = ex.leaves(jitter=gen)
         moved64 = tuple(
-            x.detach().double().requires_grad_(x.requires_grad) if x.is_floating_point() else x
+            x.detach().to(ex.reference_dtype).requires_grad_(x.requires_grad)
+            if x.is_floating_point() else x
             for x in moved)
         for n, low, high, b, b64 in zip(noise, compute(moved), compute(moved64), base, base64):
             drift = (low.detach().double() - b.detach().double()) - (high.detach() - b64.detach())
@@ -43,23 +44,30 @@ def rounding_noise(ex: Example, compute, base: list[torch.Tensor]) -> list[torch
     return [torch.full_like(n, float(n.max()) if n.numel() else 0.0) for n in noise]
 
 
+def scalarized(terms: list[torch.Tensor]) -> tuple[float, float]:
+    """(sum of all terms, magnitude): the magnitude sets the finite-difference rounding error,
+    |sum| plus the quadrature sum of the terms, whose roundings are independent."""
+    value = float(sum(t.sum() for t in terms))
+    return value, abs(value) + float(sum(t.square().sum() for t in terms)) ** 0.5
+
+
 def phi_of(ex: Example, cotangents=None):
-    """xs -> (<v, fn(xs)>, sum |v * fn(xs)|) in float64: what finite differences perturb."""
+    """xs -> scalarized <v, fn(xs)>: what finite differences perturb."""
     cotangents = ex.cotangents if cotangents is None else cotangents
 
     def phi(xs):
         with torch.no_grad():
             outs = as_outputs(ex.fn(*xs), ex.case.name)
             terms = [o.double() * v.double() for o, v in zip(outs, cotangents)]
-            return float(sum(t.sum() for t in terms)), float(sum(t.abs().sum() for t in terms))
+            return scalarized(terms)
 
     return phi
 
 
 def analytic_gradient(ex: Example) -> list[torch.Tensor]:
     """The case's grad at the float64 inputs, as a vᵀJ, validated against the inputs."""
-    xs = ex.inputs64()
-    v = [c.double() for c in ex.cotangents]
+    xs = ex.reference_inputs()
+    v = [c.to(ex.reference_dtype) for c in ex.cotangents]
     if ex.scalar_output:
         result = ex.case.grad(*xs)
     else:
@@ -72,13 +80,13 @@ def analytic_gradient(ex: Example) -> list[torch.Tensor]:
         )
     out = []
     for g, pos in zip(grads, ex.wrt):
-        g = torch.as_tensor(g, dtype=torch.float64, device=ex.device)
+        g = torch.as_tensor(g, device=ex.device).double()
         if g.shape != xs[pos].shape:
             raise CaseError(
                 f"case {ex.case.name!r}: grad for {ex.labels[pos]} has shape {tuple(g.shape)}, "
                 f"the input has {tuple(xs[pos].shape)}"
             )
-        out.append(g * v[0] if ex.scalar_output else g)
+        out.append(g * v[0].double() if ex.scalar_output else g)
     return out
 
 

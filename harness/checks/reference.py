@@ -201,7 +201,7 @@ def compare_with_fd(
 
     `noise` is the candidates' measured rounding noise (see checks.common.rounding_noise).
     """
-    xs = ex.inputs64()
+    xs = ex.reference_inputs()
     verdicts = []
     for k, pos in enumerate(ex.wrt):
         t = _Target(phi, xs, pos, ex.labels[pos], candidates[k].detach().double(), tol,

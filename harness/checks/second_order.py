@@ -13,7 +13,7 @@ import torch
 
 from harness import diagnose
 from harness.autodiff import second_order, vjp
-from harness.checks.common import check_generator, rounding_noise
+from harness.checks.common import check_generator, rounding_noise, scalarized
 from harness.checks.reference import compare_with_fd
 from harness.inputs import Example
 from harness.record import Record
@@ -41,7 +41,7 @@ def check_second_order(ex: Example, settings) -> list[Record]:
                        else x for i, x in enumerate(xs))
         grads, _ = vjp(ex, leaves)
         terms = [g.detach().double() * w for g, w in zip(grads, weights)]
-        return float(sum(t.sum() for t in terms)), float(sum(t.abs().sum() for t in terms))
+        return scalarized(terms)
 
     verdicts = compare_with_fd(ex, psi, second, tol, settings, gen, noise=noise)
     failed = any(v.mismatch for v in verdicts)

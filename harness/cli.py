@@ -79,6 +79,9 @@ def _check(args) -> int:
         sys.stderr.write("\r" + " " * 100 + "\r")
     frame = report.to_frame(records)
     paths = report.write(frame, args.report_dir, seed=args.seed)
+    details = report.failure_details(frame)
+    if details:
+        print(details + "\n")
     print(report.summary(frame))
     print(f"{len(items)} items in {time.perf_counter() - start:.1f} s; "
           f"reports: {', '.join(str(p) for p in paths)}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from harness.record import Record
 from harness.tolerances import FD_SAFETY, NOISE_SAFETY, Tolerance
 
 
@@ -209,8 +210,6 @@ def header(case: str, dtype: torch.dtype, device: str, what: str) -> str:
 def verdict_record(ex, check: str, verdicts, reference: str, checked: str,
                    hints: list[str], seconds: float, notes: list[str] | None = None):
     """One Record for a check over all inputs of an Example: pass, or fail with the story."""
-    from harness.record import Record
-
     failed = [v for v in verdicts if v.mismatch is not None]
     max_abs = max((v.max_abs for v in verdicts), default=0.0)
     max_rel = max((v.max_rel for v in verdicts), default=0.0)

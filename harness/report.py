@@ -36,6 +36,15 @@ def summary(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def failure_details(frame: pd.DataFrame, limit: int = 10) -> str:
+    """The full diagnosis of the first `limit` failing or erroring rows."""
+    bad = frame[frame["status"].isin(["fail", "error"])]
+    blocks = [str(m) for m in bad["message"].head(limit)]
+    if len(bad) > limit:
+        blocks.append(f"... and {len(bad) - limit} more in correctness.md")
+    return "\n\n".join(blocks)
+
+
 def environment() -> dict[str, str]:
     return {
         "torch": torch.__version__,

@@ -38,3 +38,10 @@ def test_files_are_written_and_readable(tmp_path):
     assert "seed 3" in md and "## Failures" in md and "pattern: sign flipped" in md
     assert "<table" in paths[2].read_text()
     assert not [p for p in (tmp_path / "r").iterdir() if p.name.startswith(".")]
+
+
+def test_failure_details_show_full_messages_up_to_a_limit():
+    frame = report.to_frame(RECORDS)
+    text = report.failure_details(frame, limit=1)
+    assert text.startswith("a/x float64 cpu: autograd vs analytic\n  pattern: sign flipped")
+    assert text.endswith("... and 1 more in correctness.md")

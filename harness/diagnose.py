@@ -32,6 +32,7 @@ class Mismatch:
     allowed: float
     rest_err: float
     pattern: str
+    directions_of: int = 0  # > 0: count/total are random directions over this many elements
 
     @property
     def where(self) -> str:
@@ -185,6 +186,15 @@ def triangulate(analytic_vs_autograd: bool, autograd_vs_fd: bool, analytic_vs_fd
 
 def describe(m: Mismatch, reference: str, checked: str) -> list[str]:
     """The assert_close-shaped lines for one input's mismatch."""
+    if m.directions_of:
+        return [
+            f"  disagrees along {m.count} of {m.total} random directions "
+            f"(over all {m.directions_of} elements)",
+            f"  worst direction u: {checked} <g, u> = {m.actual:.6g}, {reference} "
+            f"{m.expected:.6g} (abs {m.abs_err:.3g}, rel {m.rel_err:.3g}; "
+            f"allowed {m.allowed:.3g})",
+            f"  pattern: {m.pattern}",
+        ]
     return [
         f"  mismatched elements: {m.count} / {m.total} ({100 * m.count / m.total:.3g}%)",
         f"  worst at {m.where}: {checked} {m.actual:.6g}, {reference} {m.expected:.6g} "
@@ -265,4 +275,8 @@ def located_phrase(count: int, where: str, along: str) -> str:
 
 
 def unlocated_phrase(limit: int, along: str) -> str:
-    return f"many elements wrong (more than {limit}); along random directions: {along}"
+    return f"more than {limit} elements wrong, too many to list; along random directions: {along}"
+
+
+def spread_phrase(along: str) -> str:
+    return f"along random directions: {along}; wrong on too many elements to list them"

@@ -83,6 +83,20 @@ class LoadError(pytest.Item):
         return "harness", None, f"harness: {self.name}"
 
 
+class HarnessCases(pytest.Collector):
+    """The node the case items hang from: node ids read `harness::tutorial/poly-fd-float64-cpu`."""
+
+    def __init__(self, *, works: list[Item], errors, seed: int, **kwargs):
+        super().__init__(**kwargs)
+        self.works, self.errors, self.seed = works, errors, seed
+
+    def collect(self):
+        for err in self.errors:
+            yield LoadError.from_parent(self, name=f"load[{err.case}]", message=err.message)
+        for work in self.works:
+            yield HarnessItem.from_parent(self, name=work.id, work=work, seed=self.seed)
+
+
 def _enabled(config: pytest.Config) -> bool:
     flag = config.getoption("--harness-cases")
     if flag is not None:
@@ -105,8 +119,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     seed = config.getoption("--harness-seed")
     for tag in sorted({t for c in cases for t in c.tags}):
         config.addinivalue_line("markers", f"{tag.replace('-', '_')}: harness case tag")
-    for err in reg.errors:
-        items.append(LoadError.from_parent(session, name=f"load[{err.case}]",
-                                           message=err.message))
-    for work in items_for(cases):
-        items.append(HarnessItem.from_parent(session, name=work.id, work=work, seed=seed))
+    node = HarnessCases.from_parent(session, name="harness", nodeid="harness",
+                                    works=items_for(cases),
+                                    errors=reg.errors, seed=seed)
+    # Collected through the public hooks, so the terminal counts the items like any others.
+    report = node.ihook.pytest_make_collect_report(collector=node)
+    node.ihook.pytest_collectreport(report=report)
+    items.extend(report.result)

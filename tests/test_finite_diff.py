@@ -52,6 +52,12 @@ def test_large_input_passes_along_random_directions(dtype):
     assert record.status == "pass", record.message
 
 
+def test_large_input_failure_counts_directions_not_elements():
+    record = fd(planted.square_sign_flip, leaf(100, 100))
+    assert "disagrees along 3 of 3 random directions (over all 10000 elements)" in record.message
+    assert "sign flipped" in record.pattern
+
+
 def test_sign_flip():
     record = fd(planted.square_sign_flip, leaf(6))
     assert record.status == "fail"

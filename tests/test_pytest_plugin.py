@@ -38,7 +38,8 @@ def test_one_item_per_case_check_dtype_device(project):
     lines = [line for line in result.outlines if "mine/" in line]
     # good: 3 checks x 2 dtypes x 2 devices; flip: 3 checks x 1 dtype x 1 device
     assert len(lines) == 15
-    assert any(line.endswith("::mine/good-fd-float32-cpu") for line in lines)
+    assert "harness::mine/good-fd-float32-cpu" in lines
+    assert "15 tests collected" in result.stdout.str()
 
 
 def test_failures_carry_the_diagnosis_and_cuda_skips(project):

@@ -135,7 +135,8 @@ def _unlocated(t: _Target, e, a, allow, bad, story: str) -> Mismatch:
     k = int(((a - e).abs() / allow).argmax())
     diff = float((a[k] - e[k]).abs())
     return Mismatch(t.label, int(bad.sum()), len(e), (), float(e[k]), float(a[k]), diff,
-                    diff / max(abs(float(e[k])), 1e-300), float(allow[k]), float("nan"), story)
+                    diff / max(abs(float(e[k])), 1e-300), float(allow[k]), float("nan"), story,
+                    directions_of=t.cand.numel())
 
 
 def _directional_verdict(t: _Target, settings, gen, localize: bool) -> InputVerdict:
@@ -156,8 +157,7 @@ def _directional_verdict(t: _Target, settings, gen, localize: bool) -> InputVerd
         return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
     found, complete = _localize(t, gen, settings)
     if not found:
-        m = _unlocated(t, e, a, allow, bad, f"along random directions: {along}; spread over "
-                       "too many elements to localize")
+        m = _unlocated(t, e, a, allow, bad, diagnose.spread_phrase(along))
         return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
     flat, exp_i, act_i, allow_i = max(found, key=lambda f: abs(f[2] - f[1]) / f[3])
     if complete:

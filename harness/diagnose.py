@@ -100,6 +100,7 @@ def compare(
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, allowed: torch.Tensor) -> bool:
+    a, b, allowed = (t.detach().double().cpu() for t in (a, b, allowed))
     return bool(((a - b).abs() <= allowed).all())
 
 
@@ -160,8 +161,8 @@ def swap_phrase(labels: list[str], expected: list, actual: list, allowed: list) 
         for j in range(i + 1, len(labels)):
             if expected[i].shape != expected[j].shape:
                 continue
-            if _close(actual[i].double().cpu(), expected[j], allowed[j]) and _close(
-                actual[j].double().cpu(), expected[i], allowed[i]
+            if _close(actual[i], expected[j], allowed[j]) and _close(
+                actual[j], expected[i], allowed[i]
             ) and not _close(expected[i], expected[j], allowed[i]):
                 return f"gradients of {labels[i]} and {labels[j]} are swapped"
     return None

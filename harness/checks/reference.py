@@ -175,7 +175,7 @@ def _directional_verdict(t: _Target, settings, gen, localize: bool) -> InputVerd
 
 def _confirm_elements(t: _Target, ref, err, allowed):
     """Re-measure disagreeing elements at smaller steps; keep the reading that agrees, if any."""
-    bad = ((t.cand - ref).abs() > allowed).flatten().nonzero().flatten()
+    bad = ((t.cand.cpu() - ref).abs() > allowed).flatten().nonzero().flatten()
     if len(bad) == 0:
         return ref, err, allowed
     ref, err, allowed = ref.clone(), err.clone(), allowed.clone()

@@ -64,7 +64,7 @@ def _module_case(module: nn.Module, inputs, name: str, grad, twice: bool | None)
 
     tensors = ([p.detach().requires_grad_(True) for p in params.values()]
                + [b.detach() for b in buffers.values()]
-               + [x.detach() for x in inputs])
+               + [x.detach().requires_grad_(x.requires_grad) for x in inputs])
     labels = names + [f"input {i}" for i in range(len(inputs))]
     return _tensor_case(fn, tensors, name, grad, input_names=tuple(labels),
                         twice_differentiable=twice)

@@ -68,3 +68,18 @@ def test_report_frame():
     frame = check_gradients(torch.sin, x).to_frame()
     assert list(frame["check"]) == ["analytic", "fd", "second-order"]
     assert list(frame["status"]) == ["skip", "pass", "pass"]
+
+
+def test_module_inputs_that_require_grad_are_checked_too():
+    x = batch().requires_grad_()
+    report = check_gradients(model(), x, checks=("fd",))
+    assert report.ok, str(report)
+    bad = check_gradients(nn.Sequential(nn.Linear(8, 3).double(), _SignFlip()), x, checks=("fd",))
+    (record,) = bad.failures
+    assert record.input in ("0.weight", "0.bias", "input 0")
+    assert "input 0" in record.message  # the batch is checked, and fails with the rest
+
+
+class _SignFlip(nn.Module):
+    def forward(self, x):
+        return planted.square_sign_flip(x)

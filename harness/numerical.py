@@ -7,6 +7,7 @@ estimate too large for the derivative means the step crossed a kink or a domain 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +18,10 @@ from harness.tolerances import FD_UNRELIABLE, fd_rounding, fd_step
 # phi(inputs) -> (value, magnitude): the scalar and the size of its terms, which sets the
 # rounding error (see checks.common.phi_of).
 ScalarFn = Callable[[tuple[torch.Tensor, ...]], tuple[float, float]]
+
+
+EDGE_RETRIES = 4
+"""How many times a step that leaves the function's domain (a non-finite value) is cut by 16."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,12 @@ def directional(
         moved[position] = (x.double() + t * u).to(x.dtype)
         return phi(tuple(moved))
 
-    (fp1, m1), (fm1, m2) = at(h), at(-h)
-    (fp2, m3), (fm2, m4) = at(2 * h), at(-2 * h)
+    for _ in range(EDGE_RETRIES):
+        (fp1, m1), (fm1, m2) = at(h), at(-h)
+        (fp2, m3), (fm2, m4) = at(2 * h), at(-2 * h)
+        if all(math.isfinite(v) for v in (fp1, fm1, fp2, fm2)):
+            break
+        h /= 16  # stepped out of the domain (sqrt, log near 0): come closer
     d1 = (fp1 - fm1) / (2 * h)
     d2 = (fp2 - fm2) / (4 * h)
     rounding = fd_rounding(x.dtype) * max(m1, m2, m3, m4) / h

@@ -46,6 +46,13 @@ def test_steep_functions_near_the_domain_edge_pass(dtype):
         assert record.status == "pass", record.message
 
 
+def test_steps_shrink_when_they_leave_an_undeclared_domain():
+    x = torch.tensor([1e-7, 3e-9, 4.0], dtype=torch.float64, requires_grad=True)
+    for fn in (torch.sqrt, torch.log):
+        record = fd(fn, x)
+        assert record.status == "pass", record.message
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_large_input_passes_along_random_directions(dtype):
     record = fd(torch.sin, leaf(100, 100, dtype=dtype))

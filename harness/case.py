@@ -90,6 +90,8 @@ class Case:
     `twice_differentiable`: True checks double backward and fails a backward that builds no
     graph; False skips it; None checks it only where the backward is differentiable.
     `input_names` label the tensors of an `inputs` callable in reports (specs carry a name).
+    `intermediates(*inputs)` returns (fn's output, {name: intermediate tensor}) for the
+    retain_grad check; `intermediate_grad` gives their analytic gradients, called like `grad`.
     """
 
     name: str
@@ -103,6 +105,8 @@ class Case:
     tags: tuple[str, ...] = ()
     twice_differentiable: bool | None = True
     input_names: tuple[str, ...] = ()
+    intermediates: Callable[..., tuple] | None = None
+    intermediate_grad: Callable[..., Mapping[str, torch.Tensor]] | None = None
     description: str = ""
     source: str = ""
 

@@ -2,7 +2,8 @@
 
 Enabled by the ini option `harness_cases = true` (or `--harness-cases`); items are added when
 pytest collects its default paths, not when it is pointed at particular files. Select with
-`--harness-select GLOB` or ini `harness_select`. The loaded registry lives in config.stash.
+`--harness-select GLOB` or ini `harness_select`, and checks with `--harness-check NAME`
+or ini `harness_checks`. The loaded registry lives in config.stash.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import fnmatch
 import pytest
 
 from harness import registry
-from harness.checks import Settings
+from harness.checks import CHECKS, Settings
 from harness.runner import Item, device_available, items_for, run_item
 
 _REGISTRY = pytest.StashKey[registry.Registry]()
@@ -24,12 +25,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="add one test per registered case x check x dtype x device")
     group.addoption("--harness-select", action="append", default=None, metavar="GLOB",
                     help="only cases whose name matches GLOB (repeatable)")
+    group.addoption("--harness-check", action="append", default=None, metavar="NAME",
+                    help=f"only this check (repeatable): {', '.join(CHECKS)}")
     group.addoption("--harness-seed", type=int, default=0, help="seed for drawn inputs")
     group.addoption("--harness-load", action="append", default=[], metavar="PATH",
                     help="also load cases from a .py file or folder")
     parser.addini("harness_cases", "add the registered cases as tests", type="bool",
                   default=False)
     parser.addini("harness_select", "case name globs to include", type="linelist", default=[])
+    parser.addini("harness_checks", "checks to run (default: all)", type="args", default=[])
 
 
 class HarnessItem(pytest.Item):
@@ -119,8 +123,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     seed = config.getoption("--harness-seed")
     for tag in sorted({t for c in cases for t in c.tags}):
         config.addinivalue_line("markers", f"{tag.replace('-', '_')}: harness case tag")
+    checks = config.getoption("--harness-check") or config.getini("harness_checks") or None
     node = HarnessCases.from_parent(session, name="harness", nodeid="harness",
-                                    works=items_for(cases),
+                                    works=items_for(cases, checks),
                                     errors=reg.errors, seed=seed)
     # Collected through the public hooks, so the terminal counts the items like any others.
     report = node.ihook.pytest_make_collect_report(collector=node)

@@ -37,8 +37,8 @@ def summary(frame: pd.DataFrame) -> str:
 
 
 def failure_details(frame: pd.DataFrame, limit: int = 10) -> str:
-    """The full diagnosis of the first `limit` failing or erroring rows."""
-    bad = frame[frame["status"].isin(["fail", "error"])]
+    """The full diagnosis of the first `limit` failing rows, then erroring ones."""
+    bad = pd.concat([frame[frame["status"] == "fail"], frame[frame["status"] == "error"]])
     blocks = [str(m) for m in bad["message"].head(limit)]
     if len(bad) > limit:
         blocks.append(f"... and {len(bad) - limit} more in correctness.md")

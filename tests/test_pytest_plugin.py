@@ -29,7 +29,8 @@ flip = Case(name="mine/flip", fn=Flip.apply, inputs=[Input((3,))],
 @pytest.fixture
 def project(pytester):
     pytester.makepyfile(mycases=CASES_FILE)
-    pytester.makeini("[pytest]\nharness_cases = true\nharness_select = mine/*\n")
+    pytester.makeini("[pytest]\nharness_cases = true\nharness_select = mine/*\n"
+                     "harness_checks = analytic fd second-order\n")
     return pytester
 
 
@@ -52,6 +53,12 @@ def test_failures_carry_the_diagnosis_and_cuda_skips(project):
     result.stdout.fnmatch_lines(["*reproduce: harness check --cases 'mine/flip'*--load *mycases.py"
                                  ])
     assert "device cuda unavailable" in result.stdout.str() or outcomes["skipped"] >= 6
+
+
+def test_semantic_checks_are_items_too(project):
+    result = project.runpytest("--harness-load", "mycases.py", "--harness-check", "zeroing",
+                               "--harness-check", "accumulation", "-k", "cpu")
+    result.assert_outcomes(passed=6)  # good: 2 dtypes x 2 checks, flip: 1 dtype x 2 checks
 
 
 def test_keyword_and_marker_selection(project):

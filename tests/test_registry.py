@@ -84,7 +84,8 @@ def test_plugin_cases_in_harness_check(plugin_site, tmp_path):
 
 def test_plugin_cases_in_pytest(plugin_site, tmp_path):
     (tmp_path / "pytest.ini").write_text(
-        "[pytest]\nharness_cases = true\nharness_select = myplug/*\n")
+        "[pytest]\nharness_cases = true\nharness_select = myplug/*\n"
+        "harness_checks = analytic fd second-order\n")
     out = run(["-m", "pytest", "-q", "-p", "no:cacheprovider"], plugin_site, cwd=tmp_path)
     tail = out.stdout.strip().splitlines()[-1]
     # sin: analytic skip + fd + second-order pass; bad-sin: fd fails, analytic and

@@ -8,12 +8,33 @@ from __future__ import annotations
 from harness.checks.analytic import check_analytic
 from harness.checks.finite_diff import check_finite_diff
 from harness.checks.second_order import check_second_order
+from harness.checks.semantics import (
+    check_accumulation,
+    check_graph_switches,
+    check_non_scalar,
+    check_optimizer,
+    check_reentrancy,
+    check_retain_grad,
+    check_retain_graph,
+    check_zeroing,
+)
 from harness.checks.settings import Settings
 
-CHECKS = {
+GRADIENT_CHECKS = {
     "analytic": check_analytic,
     "fd": check_finite_diff,
     "second-order": check_second_order,
 }
+SEMANTIC_CHECKS = {
+    "accumulation": check_accumulation,
+    "zeroing": check_zeroing,
+    "retain-graph": check_retain_graph,
+    "retain-grad": check_retain_grad,
+    "non-scalar": check_non_scalar,
+    "graph-switches": check_graph_switches,
+    "reentrancy": check_reentrancy,
+    "optimizer": check_optimizer,
+}
+CHECKS = {**GRADIENT_CHECKS, **SEMANTIC_CHECKS}
 
-__all__ = ["CHECKS", "Settings", "check_analytic", "check_finite_diff", "check_second_order"]
+__all__ = ["CHECKS", "GRADIENT_CHECKS", "SEMANTIC_CHECKS", "Settings"]

@@ -1,0 +1,127 @@
+"""Phrases for the autograd-semantics checks (accumulation, zeroing, retain_graph, ...)."""
+
+from __future__ import annotations
+
+import torch
+
+from harness.diagnose.mismatch import Mismatch, header, reproduce_line
+from harness.record import Record
+from harness.tolerances import Tolerance, tolerance_for
+
+__all__ = [
+    "aliases_phrase", "AUTOGRAD_GRAD_TOUCHED", "CLONE_CHANGES_GRAD", "CLONE_DROPS_GRAPH",
+    "DETACH_COPIES", "DETACH_KEEPS_GRAPH", "FROZEN_STILL_TRACKED", "IMPLICIT_GRAD_ACCEPTED",
+    "MUTATED_COTANGENT", "MUTATED_INPUT", "NON_LEAF_GRAD_SET", "NOTHING_SAVED",
+    "NO_NON_LEAF_WARNING", "RETAINED_GRAD_NONE", "SCALAR_OUTPUT", "ZERO_GRAD_NOT_NONE",
+    "ZERO_GRAD_NOT_ZEROS", "accumulation_phrase", "after_reset_phrase",
+    "backward_vs_grad_phrase", "graph_under_phrase", "intermediate_phrase", "metadata_phrase",
+    "nondeterministic_phrase", "retain_graph_failed_phrase", "second_backward_phrase",
+    "semantic_record", "semantic_skip", "sgd_phrase", "tolerance_of",
+    "unexpected_error_phrase",
+]
+
+AUTOGRAD_GRAD_TOUCHED = "torch.autograd.grad changed .grad, which it must leave alone, for: "
+ZERO_GRAD_NOT_NONE = ("optimizer.zero_grad() left a .grad tensor; since torch 2.0 it sets .grad "
+                      "to None by default (set_to_none=True)")
+ZERO_GRAD_NOT_ZEROS = "optimizer.zero_grad(set_to_none=False) did not leave zero tensors"
+NOTHING_SAVED = ("the graph saved no tensors (a pure addition or similar), so a second "
+                 "backward without retain_graph succeeds: nothing to free")
+NON_LEAF_GRAD_SET = "without retain_grad(), a non-leaf .grad should stay None, but is set: "
+NO_NON_LEAF_WARNING = "reading a non-leaf .grad without retain_grad() did not warn"
+RETAINED_GRAD_NONE = "retain_grad() was called but .grad is None (no gradient flowed) for: "
+SCALAR_OUTPUT = "scalar output: backward() needs no explicit gradient"
+IMPLICIT_GRAD_ACCEPTED = ("backward() on a non-scalar output succeeded without a gradient; "
+                          "torch raises 'grad can be implicitly created only for scalar outputs'")
+DETACH_KEEPS_GRAPH = "detach() returned a tensor that still has a grad_fn or requires grad"
+DETACH_COPIES = "detach() copied the data instead of sharing storage"
+CLONE_DROPS_GRAPH = "clone() of the output has no grad_fn: the graph was cut"
+CLONE_CHANGES_GRAD = "gradients through clone() differ from gradients without it, for: "
+FROZEN_STILL_TRACKED = "with requires_grad_(False) on every input, the output still requires grad"
+MUTATED_INPUT = "fn or its backward changed an input in place: "
+MUTATED_COTANGENT = "the backward changed the incoming gradient (grad_output) in place"
+def aliases_phrase(label: str, other: str) -> str:
+    return (f"the .grad of {label} shares storage with {other}: zeroing or updating one "
+            "changes the other; give .grad its own tensor (e.g. .clone())")
+
+
+def tolerance_of(ex) -> Tolerance:
+    return tolerance_for(ex.dtype, ex.case.tolerances)
+
+
+def _at(m: Mismatch) -> str:
+    return (f"{m.count} of {m.total} elements differ, worst at {m.where}: "
+            f"{m.actual:.6g} instead of {m.expected:.6g}")
+
+
+def accumulation_phrase(k: int, m: Mismatch) -> str:
+    return (f"after {k} backward passes (retain_graph=True), .grad of {m.label} is not {k} x "
+            f"the single gradient: {_at(m)}; {m.pattern}. A backward that keeps state between "
+            "calls (right the first time, wrong after), or a hook that changes .grad?")
+
+
+def after_reset_phrase(reset: str, m: Mismatch) -> str:
+    return (f"after {reset}, the next backward did not give the single gradient for "
+            f"{m.label}: {_at(m)}; {m.pattern}")
+
+
+def second_backward_phrase(saved: int) -> str:
+    return (f"the graph saved {saved} tensor(s), yet a second backward without retain_graph "
+            "succeeded: saved tensors are not freed (a custom Function that keeps them "
+            "elsewhere?)")
+
+
+def unexpected_error_phrase(message: str) -> str:
+    return f"raised an unexpected error: {message.splitlines()[0][:160]}"
+
+
+def retain_graph_failed_phrase(message: str) -> str:
+    return f"a second backward with retain_graph=True failed: {message.splitlines()[0][:160]}"
+
+
+def intermediate_phrase(m: Mismatch) -> str:
+    return f"retained .grad of intermediate {m.label} disagrees with the analytic one: {_at(m)}"
+
+
+def backward_vs_grad_phrase(m: Mismatch) -> str:
+    return (f"backward(gradient=v) into .grad differs from torch.autograd.grad with the same v "
+            f"for {m.label}: {_at(m)}; {m.pattern}")
+
+
+def graph_under_phrase(mode: str) -> str:
+    return f"under torch.{mode}() the output still has a grad_fn or requires grad"
+
+
+def nondeterministic_phrase(label: str, spread: float, scale: float) -> str:
+    return (f"two backward passes with the same cotangent differ for {label}: spread "
+            f"{spread:.3g} (largest gradient {scale:.3g}); non-deterministic kernel (atomics) "
+            "or a backward that keeps state between calls")
+
+
+def metadata_phrase(label: str, g: torch.Tensor, x: torch.Tensor) -> str:
+    return (f"gradient of {label} is {g.dtype} {g.device} {tuple(g.shape)}, the input is "
+            f"{x.dtype} {x.device} {tuple(x.shape)}")
+
+
+def sgd_phrase(lr: float, m: Mismatch) -> str:
+    return (f"one SGD step (lr={lr}) did not move {m.label} by exactly -lr * grad: {_at(m)}")
+
+
+def semantic_record(ex, check: str, problems: list[str], notes: list[str],
+                    seconds: float) -> Record:
+    """Pass, or fail listing every broken clause of the contract."""
+    dtype_name = str(ex.dtype).removeprefix("torch.")
+    common = dict(case=ex.case.name, check=check, dtype=dtype_name, device=ex.device,
+                  seed=ex.seed, seconds=seconds, source=ex.case.source)
+    if not problems:
+        return Record(status="pass", message="; ".join(notes), **common)
+    lines = [header(ex.case.name, ex.dtype, ex.device, f"autograd semantics: {check}")]
+    lines += [f"  - {p}" for p in problems]
+    lines += [f"  note: {n}" for n in notes]
+    lines.append(reproduce_line(ex.case.name, ex.dtype, ex.device, ex.seed, ex.case.source))
+    return Record(status="fail", message="\n".join(lines), pattern=problems[0], **common)
+
+
+def semantic_skip(ex, check: str, reason: str, seconds: float) -> Record:
+    return Record(case=ex.case.name, check=check, dtype=str(ex.dtype).removeprefix("torch."),
+                  device=ex.device, status="skip", message=reason, seed=ex.seed,
+                  seconds=seconds, source=ex.case.source)

@@ -121,3 +121,81 @@ class BuggyLinear(torch.nn.Linear):
 
     def forward(self, x):
         return LinearWrongElement.apply(x, self.weight, self.bias, self.index)
+
+
+class StatefulSquare(torch.autograd.Function):
+    """x^2 whose backward is right the first time and scaled by its call count after."""
+
+    calls = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**2
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        StatefulSquare.calls += 1
+        return 2 * x * g * StatefulSquare.calls
+
+
+class SquareKeepsInput(torch.autograd.Function):
+    """Saves x but reads a private copy in backward, so its graph is never really freed."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        ctx.copy = x.detach().clone()
+        return x**2
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * ctx.copy * g
+
+
+class SquareScalesGradOutput(torch.autograd.Function):
+    """Doubles grad_output in place (and halves it back in the result): mutates the caller's."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**2
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        g.mul_(2)
+        return x * g
+
+
+class SquareNudgesInput(torch.autograd.Function):
+    """Right gradient, but its backward changes the saved input in place."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**2
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        result = 2 * x * g
+        x.data.add_(1e-3)
+        return result
+
+
+class SquareWritesGrad(torch.autograd.Function):
+    """Writes its result into the input's .grad itself, even under torch.autograd.grad."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**2
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        result = 2 * x * g
+        x.grad = result.detach().clone()
+        return result

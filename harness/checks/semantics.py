@@ -20,13 +20,21 @@ from harness.inputs import Example, as_outputs
 from harness.record import Record
 
 
+def _targets(ex: Example, outs, cotangents=None) -> tuple[list, list]:
+    """fn's outputs that carry a graph, each with a fresh copy of its cotangent.
+
+    Fresh, because torch lets the .grad of a view's input share storage with the gradient
+    passed to backward(): zeroing that .grad would otherwise zero the harness's cotangent.
+    """
+    cotangents = ex.cotangents if cotangents is None else cotangents
+    pairs = [(o, v.to(o.dtype).clone()) for o, v in zip(outs, cotangents) if o.requires_grad]
+    return [o for o, _ in pairs], [v for _, v in pairs]
+
+
 def _backward(ex: Example, leaves, retain_graph: bool = True, cotangents=None) -> None:
     """Backward of <v, fn(leaves)> into the leaves' .grad, through fn's outputs only."""
-    cotangents = ex.cotangents if cotangents is None else cotangents
-    outs = as_outputs(ex.fn(*leaves), ex.case.name)
-    pairs = [(o, v.to(o.dtype)) for o, v in zip(outs, cotangents) if o.requires_grad]
-    torch.autograd.backward([o for o, _ in pairs], grad_tensors=[v for _, v in pairs],
-                            retain_graph=retain_graph)
+    targets, grads = _targets(ex, as_outputs(ex.fn(*leaves), ex.case.name), cotangents)
+    torch.autograd.backward(targets, grad_tensors=grads, retain_graph=retain_graph)
 
 
 def _grads(ex: Example, leaves) -> list[torch.Tensor]:
@@ -151,8 +159,7 @@ def check_retain_graph(ex: Example, settings) -> list[Record]:
     problems, notes = [], []
     leaves = ex.leaves()
     saved, outs = _saved_tensor_count(ex, leaves)
-    pairs = [(o, v.to(o.dtype)) for o, v in zip(outs, ex.cotangents) if o.requires_grad]
-    targets, cotangents = [o for o, _ in pairs], [v for _, v in pairs]
+    targets, cotangents = _targets(ex, outs)
     torch.autograd.backward(targets, grad_tensors=cotangents)
     try:
         torch.autograd.backward(targets, grad_tensors=cotangents)
@@ -166,9 +173,7 @@ def check_retain_graph(ex: Example, settings) -> list[Record]:
     elif not saved:
         notes.append(diagnose.NOTHING_SAVED)
     leaves = ex.leaves()
-    outs = as_outputs(ex.fn(*leaves), ex.case.name)
-    targets = [o for o in outs if o.requires_grad]
-    cotangents = [v.to(o.dtype) for o, v in zip(outs, ex.cotangents) if o.requires_grad]
+    targets, cotangents = _targets(ex, as_outputs(ex.fn(*leaves), ex.case.name))
     try:
         for _ in range(2):
             torch.autograd.backward(targets, grad_tensors=cotangents, retain_graph=True)
@@ -193,9 +198,7 @@ def check_retain_grad(ex: Example, settings) -> list[Record]:
         if retain:
             for z in named.values():
                 z.retain_grad()
-        torch.autograd.backward([o for o in outs if o.requires_grad],
-                                grad_tensors=[v.to(o.dtype) for o, v in
-                                              zip(outs, ex.cotangents) if o.requires_grad])
+        torch.autograd.backward(*_targets(ex, outs))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             grads = {name: z.grad for name, z in named.items()}
@@ -259,8 +262,9 @@ def check_non_scalar(ex: Example, settings) -> list[Record]:
 
 
 def check_graph_switches(ex: Example, settings) -> list[Record]:
-    """no_grad and inference_mode build no graph; detach() shares storage without a graph;
-    clone() keeps the graph; requires_grad_(False) stops tracking."""
+    """no_grad and inference_mode build no graph (no grad_fn; a view of an input still says
+    requires_grad, as torch does); detach() shares storage without a graph; clone() keeps
+    the graph; requires_grad_(False) stops tracking."""
     start = time.perf_counter()
     if skip := _requires_backward(ex, "graph-switches", start):
         return skip
@@ -268,7 +272,7 @@ def check_graph_switches(ex: Example, settings) -> list[Record]:
     for name, mode in (("no_grad", torch.no_grad), ("inference_mode", torch.inference_mode)):
         with mode():
             outs = as_outputs(ex.fn(*ex.leaves()), ex.case.name)
-        if any(o.grad_fn is not None or o.requires_grad for o in outs):
+        if any(o.grad_fn is not None for o in outs):
             problems.append(diagnose.graph_under_phrase(name))
     leaves = ex.leaves()
     out = next(o for o in as_outputs(ex.fn(*leaves), ex.case.name) if o.requires_grad)
@@ -324,26 +328,31 @@ def check_reentrancy(ex: Example, settings) -> list[Record]:
         if (g.dtype, g.device, g.shape) != (leaves[pos].dtype, leaves[pos].device,
                                             leaves[pos].shape):
             problems.append(diagnose.metadata_phrase(ex.labels[pos], g, leaves[pos]))
-    problems += _aliasing(ex, cotangents)
-    return _record(ex, "reentrancy", problems, start)
+    shared, notes = _aliasing(ex)
+    return _record(ex, "reentrancy", problems + shared, start, notes)
 
 
-def _aliasing(ex: Example, cotangents) -> list[str]:
-    """Problems where a .grad left by backward() shares storage with the cotangent or with
-    another input's .grad (then zeroing one silently changes the other)."""
+def _aliasing(ex: Example) -> tuple[list[str], list[str]]:
+    """(problems, notes): a .grad sharing storage with another input's .grad is a problem
+    (zeroing one changes the other); sharing with the gradient passed to backward() is a
+    note, since torch itself does it for views."""
     leaves = ex.leaves()
-    _backward(ex, leaves, retain_graph=False, cotangents=cotangents)
-    seen = {v.untyped_storage().data_ptr(): "the incoming gradient" for v in cotangents}
-    problems = []
+    targets, cotangents = _targets(ex, as_outputs(ex.fn(*leaves), ex.case.name))
+    torch.autograd.backward(targets, grad_tensors=cotangents)
+    passed = {v.untyped_storage().data_ptr() for v in cotangents}
+    seen: dict[int, str] = {}
+    problems, notes = [], []
     for pos in ex.wrt:
         grad = leaves[pos].grad
         if grad is None:
             continue
         ptr = grad.untyped_storage().data_ptr()
+        if ptr in passed:
+            notes.append(diagnose.shares_cotangent_phrase(ex.labels[pos]))
         if ptr in seen:
             problems.append(diagnose.aliases_phrase(ex.labels[pos], seen[ptr]))
-        seen[ptr] = f"the .grad of {ex.labels[pos]}"
-    return problems
+        seen[ptr] = ex.labels[pos]
+    return problems, notes
 
 
 def check_optimizer(ex: Example, settings) -> list[Record]:

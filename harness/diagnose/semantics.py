@@ -9,14 +9,37 @@ from harness.record import Record
 from harness.tolerances import Tolerance, tolerance_for
 
 __all__ = [
-    "aliases_phrase", "AUTOGRAD_GRAD_TOUCHED", "CLONE_CHANGES_GRAD", "CLONE_DROPS_GRAPH",
-    "DETACH_COPIES", "DETACH_KEEPS_GRAPH", "FROZEN_STILL_TRACKED", "IMPLICIT_GRAD_ACCEPTED",
-    "MUTATED_COTANGENT", "MUTATED_INPUT", "NON_LEAF_GRAD_SET", "NOTHING_SAVED",
-    "NO_NON_LEAF_WARNING", "RETAINED_GRAD_NONE", "SCALAR_OUTPUT", "ZERO_GRAD_NOT_NONE",
-    "ZERO_GRAD_NOT_ZEROS", "accumulation_phrase", "after_reset_phrase",
-    "backward_vs_grad_phrase", "graph_under_phrase", "intermediate_phrase", "metadata_phrase",
-    "nondeterministic_phrase", "retain_graph_failed_phrase", "second_backward_phrase",
-    "semantic_record", "semantic_skip", "sgd_phrase", "tolerance_of",
+    "AUTOGRAD_GRAD_TOUCHED",
+    "CLONE_CHANGES_GRAD",
+    "CLONE_DROPS_GRAPH",
+    "DETACH_COPIES",
+    "DETACH_KEEPS_GRAPH",
+    "FROZEN_STILL_TRACKED",
+    "IMPLICIT_GRAD_ACCEPTED",
+    "MUTATED_COTANGENT",
+    "MUTATED_INPUT",
+    "NON_LEAF_GRAD_SET",
+    "NOTHING_SAVED",
+    "NO_NON_LEAF_WARNING",
+    "RETAINED_GRAD_NONE",
+    "SCALAR_OUTPUT",
+    "ZERO_GRAD_NOT_NONE",
+    "ZERO_GRAD_NOT_ZEROS",
+    "accumulation_phrase",
+    "after_reset_phrase",
+    "aliases_phrase",
+    "backward_vs_grad_phrase",
+    "graph_under_phrase",
+    "intermediate_phrase",
+    "metadata_phrase",
+    "nondeterministic_phrase",
+    "retain_graph_failed_phrase",
+    "second_backward_phrase",
+    "semantic_record",
+    "semantic_skip",
+    "sgd_phrase",
+    "shares_cotangent_phrase",
+    "tolerance_of",
     "unexpected_error_phrase",
 ]
 
@@ -40,8 +63,13 @@ FROZEN_STILL_TRACKED = "with requires_grad_(False) on every input, the output st
 MUTATED_INPUT = "fn or its backward changed an input in place: "
 MUTATED_COTANGENT = "the backward changed the incoming gradient (grad_output) in place"
 def aliases_phrase(label: str, other: str) -> str:
-    return (f"the .grad of {label} shares storage with {other}: zeroing or updating one "
-            "changes the other; give .grad its own tensor (e.g. .clone())")
+    return (f"the .grad of {label} shares storage with the .grad of {other}: zeroing or "
+            "updating one changes the other; give each .grad its own tensor (e.g. .clone())")
+
+
+def shares_cotangent_phrase(label: str) -> str:
+    return (f"the .grad of {label} shares storage with the gradient passed to backward() "
+            "(torch does this for views): clone that gradient before reusing it")
 
 
 def tolerance_of(ex) -> Tolerance:

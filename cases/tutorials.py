@@ -16,9 +16,32 @@ def _linspace_0_2pi(gen):
     return (torch.linspace(0.0, 2 * math.pi, 25, dtype=torch.float64).requires_grad_(),)
 
 
+def _output(traced):
+    """fn from a traced function: the same code path, without the named intermediates."""
+    return lambda *inputs: traced(*inputs)[0]
+
+
 def _scalar_chain(p):
     w = 10 * p
-    return w**2
+    return w**2, {"w": w}
+
+
+def _log_squared(x):
+    z = torch.log(x)
+    return z**2, {"z": z}
+
+
+def _mean_2t_plus_2(t1):
+    t2 = t1 + 2
+    t3 = 2 * t2**2
+    return t3.mean(), {"t2": t2, "t3": t3}
+
+
+def _sin_chain(a):
+    b = torch.sin(a)
+    c = 2 * b
+    d = c + 1
+    return d.sum(), {"b": b, "c": c, "d": d}
 
 
 def _tiny_model(x, y, w1, b1, w2, b2):
@@ -58,9 +81,10 @@ def _a_function_loss_grad(p, data):
 
 
 TUTORIAL_CASES = [
-    Case(name="tutorial/scalar-chain", fn=_scalar_chain,
+    Case(name="tutorial/scalar-chain", fn=_output(_scalar_chain),
          inputs=[Input((), low=-3, high=3, name="p")], grad=lambda p: 200 * p, tags=TAGS,
-         description="w = 10p, l = w^2: dl/dp = 200p (000)"),
+         intermediates=_scalar_chain, intermediate_grad=lambda p: {"w": 20 * p},
+         description="w = 10p, l = w^2: dl/dp = 200p, dl/dw = 2w (000)"),
     Case(name="tutorial/sum-p-minus-p2-squared", fn=lambda p: ((p - p**2) ** 2).sum(),
          inputs=[Input((4,), low=-3, high=3, name="p")],
          grad=lambda p: 4 * p**3 - 6 * p**2 + 2 * p, tags=TAGS,
@@ -76,15 +100,19 @@ TUTORIAL_CASES = [
          inputs=[Input((3,), low=-4, high=4, name="x")],
          grad=lambda x: 4 * (2 * x + 3) / x.numel(), tags=TAGS,
          description="mean((2x + 3)^2): 4(2x + 3)/n (002)"),
-    Case(name="tutorial/sin-linspace", fn=lambda a: (2 * torch.sin(a) + 1).sum(),
+    Case(name="tutorial/sin-linspace", fn=_output(_sin_chain),
          inputs=_linspace_0_2pi, input_names=("a",), grad=lambda a: 2 * torch.cos(a), tags=TAGS,
+         intermediates=_sin_chain,
+         intermediate_grad=lambda a: {"b": 2 * torch.ones_like(a), "c": torch.ones_like(a),
+                                      "d": torch.ones_like(a)},
          description="sum(2 sin(a) + 1) on linspace(0, 2pi, 25): 2cos(a) (001)"),
     Case(name="tutorial/dot", fn=lambda x: torch.dot(x, x),
          inputs=[Input(("n",), name="x")], sizes={"n": (1, 40)}, grad=lambda x: 2 * x,
          tags=TAGS, description="dot(x, x): 2x (001)"),
-    Case(name="tutorial/log-squared", fn=lambda x: torch.log(x) ** 2,
+    Case(name="tutorial/log-squared", fn=_output(_log_squared),
          inputs=[Input((5,), low=0.05, high=10, positive=True, name="x")],
          grad=lambda x, v: 2 * torch.log(x) / x * v, tags=TAGS,
+         intermediates=_log_squared, intermediate_grad=lambda x, v: {"z": 2 * torch.log(x) * v},
          description="log(x)^2 through an intermediate z = log(x): 2log(x)/x (003)"),
     Case(name="tutorial/square", fn=lambda x: x**2,
          inputs=[Input((3,), low=-4, high=4, name="x")], grad=lambda x, v: 2 * x * v, tags=TAGS,
@@ -92,9 +120,12 @@ TUTORIAL_CASES = [
     Case(name="tutorial/sum", fn=lambda x: x.sum(),
          inputs=[Input((3,), low=-4, high=4, name="x")], grad=lambda x: torch.ones_like(x),
          tags=TAGS, description="sum(x): ones (003)"),
-    Case(name="tutorial/mean-2t-plus-2-squared", fn=lambda t1: (2 * (t1 + 2) ** 2).mean(),
+    Case(name="tutorial/mean-2t-plus-2-squared", fn=_output(_mean_2t_plus_2),
          inputs=[Input((2, 2), low=-4, high=4, name="t1")],
          grad=lambda t1: 4 * (t1 + 2) / t1.numel(), tags=TAGS,
+         intermediates=_mean_2t_plus_2,
+         intermediate_grad=lambda t1: {"t2": 4 * (t1 + 2) / t1.numel(),
+                                       "t3": torch.ones_like(t1) / t1.numel()},
          description="t2 = t1 + 2, t3 = 2 t2^2, mean: 4(t1 + 2)/n (004)"),
     Case(name="tutorial/linear-regression", fn=_regression,
          inputs=[Input((), low=-5, high=5, name="w"), Input((), low=-5, high=5, name="b"),

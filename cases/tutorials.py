@@ -44,6 +44,37 @@ def _sin_chain(a):
     return d.sum(), {"b": b, "c": c, "d": d}
 
 
+def _rerun_cells(fn, runs):
+    """Notebook 002's mistake as a 'gradient': the backward cell run `runs` times without
+    zeroing .grad, so the printed values are `runs` times the true ones (66 = 3 x 22)."""
+
+    arity = fn.__code__.co_argcount
+
+    def grad(*args):  # (*inputs) for a scalar fn, (*inputs, v) for a tensor one
+        inputs, v = args[:arity], (args[arity] if len(args) > arity else None)
+        leaves = [x.detach().clone().requires_grad_() for x in inputs]
+        for _ in range(runs):
+            out = fn(*leaves)
+            out.backward() if v is None else out.backward(v)
+        grads = tuple(leaf.grad for leaf in leaves)
+        return grads if len(grads) > 1 else grads[0]
+
+    return grad
+
+
+def _poly(x):
+    return 3 * x**2 + 4 * x + 2
+
+
+def _q(a, b):
+    return 3 * a**3 - b**2
+
+
+def _at(*values):
+    return lambda gen: tuple(torch.tensor(v, dtype=torch.float64).requires_grad_()
+                             for v in values)
+
+
 def _tiny_model(x, y, w1, b1, w2, b2):
     hidden = torch.relu(x @ w1.T + b1)
     out = hidden @ w2.T + b2
@@ -100,8 +131,19 @@ TUTORIAL_CASES = [
          inputs=[Input((3,), low=-4, high=4, name="x")],
          grad=lambda x: 4 * (2 * x + 3) / x.numel(), tags=TAGS,
          description="mean((2x + 3)^2): 4(2x + 3)/n (002)"),
+    Case(name="tutorial/notebook-002-poly-rerun", fn=_poly, inputs=_at(3.0),
+         input_names=("x",), grad=_rerun_cells(_poly, runs=3), tags=(*TAGS, "teaching"),
+         expected_failures={"analytic": "exactly 3 times"},
+         description="002 printed dy/dx = 66 at x = 3: the backward cell ran 3 times without "
+                     "zeroing; the harness must call it accumulation, not a generic mismatch"),
+    Case(name="tutorial/notebook-002-q-rerun", fn=_q, inputs=_at([2.0, 3.0], [6.0, 4.0]),
+         input_names=("a", "b"), grad=_rerun_cells(_q, runs=2), tags=(*TAGS, "teaching"),
+         expected_failures={"analytic": "exactly 2 times"},
+         description="002 printed Q's gradients as [72, 162] and [-24, -16]: twice the truth"),
     Case(name="tutorial/sin-linspace", fn=_output(_sin_chain),
          inputs=_linspace_0_2pi, input_names=("a",), grad=lambda a: 2 * torch.cos(a), tags=TAGS,
+         grad_fn_chain=("SumBackward0", "AddBackward0", "MulBackward0", "SinBackward0",
+                        "AccumulateGrad"),
          intermediates=_sin_chain,
          intermediate_grad=lambda a: {"b": 2 * torch.ones_like(a), "c": torch.ones_like(a),
                                       "d": torch.ones_like(a)},

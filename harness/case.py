@@ -92,6 +92,9 @@ class Case:
     `input_names` label the tensors of an `inputs` callable in reports (specs carry a name).
     `intermediates(*inputs)` returns (fn's output, {name: intermediate tensor}) for the
     retain_grad check; `intermediate_grad` gives their analytic gradients, called like `grad`.
+    `grad_fn_chain` names the grad_fn nodes from the output down the first next_functions
+    (e.g. SumBackward0, ..., AccumulateGrad). `expected_failures` maps a check to a phrase
+    its diagnosis must contain: a deliberately wrong teaching case passes when it fails so.
     """
 
     name: str
@@ -107,6 +110,8 @@ class Case:
     input_names: tuple[str, ...] = ()
     intermediates: Callable[..., tuple] | None = None
     intermediate_grad: Callable[..., Mapping[str, torch.Tensor]] | None = None
+    grad_fn_chain: tuple[str, ...] = ()
+    expected_failures: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     source: str = ""
 

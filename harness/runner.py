@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from harness import diagnose
 from harness.case import Case
 from harness.checks import CHECKS, Settings
 from harness.inputs import CaseError, draw_example
@@ -84,7 +85,10 @@ def run_item(item: Item, settings: Settings) -> list[Record]:
     start = time.perf_counter()
     try:
         ex = draw_example(item.case, item.dtype, item.device, settings.seed)
-        return CHECKS[item.check](ex, settings)
+        records = CHECKS[item.check](ex, settings)
+        expected = item.case.expected_failures.get(item.check)
+        return records if expected is None else [
+            diagnose.as_expected_failure(r, expected) for r in records]
     except CaseError as exc:
         message = f"{item.id}: broken case: {exc}"
     except Exception as exc:  # the case's code raised: report it, keep running

@@ -75,3 +75,36 @@ def test_analytic_of_wrong_shape_is_an_error_row():
                                 checks=("analytic",)).records
     assert record.status == "error"
     assert "has shape ()" in record.message and "(3,)" in record.message
+
+
+def _items(case):
+    from harness.runner import items_for, run_item
+
+    return {r.check: r for item in items_for([case], ["analytic", "fd"], [torch.float64],
+                                             ["cpu"]) for r in run_item(item, Settings())}
+
+
+def test_expected_failure_passes_when_it_fails_with_the_phrase():
+    wrong = Case(name="t/teach", fn=torch.sin, inputs=[Input((3,))],
+                 grad=lambda x, v: 2 * torch.cos(x) * v,
+                 expected_failures={"analytic": "exactly 2 times"})
+    records = _items(wrong)
+    assert records["analytic"].status == "pass"
+    assert records["analytic"].message.startswith("fails as the case expects")
+    assert records["fd"].status == "pass"
+
+
+def test_expected_failure_that_does_not_happen_fails():
+    right = Case(name="t/teach", fn=torch.sin, inputs=[Input((3,))],
+                 grad=lambda x, v: torch.cos(x) * v,
+                 expected_failures={"analytic": "exactly 2 times"})
+    record = _items(right)["analytic"]
+    assert record.status == "fail" and "was expected to fail" in record.message
+
+
+def test_expected_failure_with_another_diagnosis_stays_a_failure():
+    other = Case(name="t/teach", fn=torch.sin, inputs=[Input((3,))],
+                 grad=lambda x, v: -torch.cos(x) * v,
+                 expected_failures={"analytic": "exactly 2 times"})
+    record = _items(other)["analytic"]
+    assert record.status == "fail" and "sign flipped" in record.message

@@ -14,7 +14,7 @@ T = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
 
 def test_every_tutorial_example_is_a_case():
     tutorial = {n for n in CASES if n.startswith("tutorial/")}
-    assert len(tutorial) == 14
+    assert len(tutorial) == 16  # 14 worked examples + notebook 002's two re-run mistakes
     assert {"block/exp", "block/tanh", "block/sigmoid", "block/softplus", "block/softmax",
             "block/logsumexp", "block/matmul", "block/l2-norm", "block/cross-entropy",
             "block/layer-norm", "block/conv1d"} <= set(CASES)
@@ -72,3 +72,15 @@ def test_tiny_model_backprop_by_hand_matches_autograd():
     auto = torch.autograd.grad(case.fn(x, y, *params), params)
     for a, h in zip(auto, case.grad(x, y, *[p.detach() for p in params])):
         torch.testing.assert_close(a, h)
+
+
+def test_notebook_reruns_are_diagnosed_as_accumulation_from_the_formula_side():
+    from harness.checks import Settings
+    from harness.runner import items_for, run_item
+
+    case = CASES["tutorial/notebook-002-poly-rerun"]
+    (item,) = items_for([case], ["analytic"], [torch.float64], ["cpu"])
+    (record,) = run_item(item, Settings())
+    assert record.status == "pass"  # it fails, as the case expects
+    assert "worst at x: analytic 66, autograd 22" in record.message
+    assert "exactly 3 times the reference" in record.message

@@ -162,3 +162,12 @@ def test_retain_grad_of_named_intermediates():
 
 def test_retain_grad_skips_without_intermediates():
     assert run("retain-grad", torch.exp).status == "skip"
+
+
+def test_grad_fn_chain_is_walked_through_next_functions():
+    chain = ("SumBackward0", "AddBackward0", "MulBackward0", "SinBackward0", "AccumulateGrad")
+    fn = lambda a: (2 * torch.sin(a) + 1).sum()  # noqa: E731
+    assert run("graph-switches", fn, grad_fn_chain=chain).status == "pass"
+    record = run("graph-switches", lambda a: (2 * torch.cos(a) + 1).sum(), grad_fn_chain=chain)
+    assert "grad_fn chain is SumBackward0 -> AddBackward0 -> MulBackward0 -> CosBackward0" \
+        in record.message

@@ -19,8 +19,22 @@ from harness.record import Record
 from harness.tolerances import tolerance_for
 
 
+def _verdicts(ex: Example, expected, actual, allowed) -> list[InputVerdict]:
+    xs = ex.reference_inputs()
+    verdicts = []
+    for k, pos in enumerate(ex.wrt):
+        m, max_abs, max_rel = diagnose.compare(ex.labels[pos], expected[k], actual[k],
+                                               allowed[k], values=xs[pos])
+        verdicts.append(InputVerdict(ex.labels[pos], m, max_abs, max_rel))
+    return verdicts
+
+
 def check_analytic(ex: Example, settings) -> list[Record]:
-    """Autograd's vᵀJ vs the case's grad; on failure, finite differences say who is wrong."""
+    """Autograd's vᵀJ vs the case's grad; on failure, finite differences say who is wrong.
+
+    For a scalar output both sides are shown per unit cotangent, so values read like the
+    gradient itself (22 at x = 3, not 22 times the random cotangent).
+    """
     start = time.perf_counter()
     if ex.case.grad is None:
         return [Record(case=ex.case.name, check="analytic",
@@ -31,15 +45,14 @@ def check_analytic(ex: Example, settings) -> list[Record]:
     analytic = analytic_gradient(ex)
     grads, missing = vjp(ex, ex.leaves())
     noise = rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], grads)
-    xs = ex.reference_inputs()
-    verdicts, allowed = [], []
-    for k, pos in enumerate(ex.wrt):
-        allow = diagnose.allowance(analytic[k], tol, noise=None if noise is None else noise[k])
-        allowed.append(allow)
-        m, max_abs, max_rel = diagnose.compare(ex.labels[pos], analytic[k], grads[k], allow,
-                                               values=xs[pos])
-        verdicts.append(InputVerdict(ex.labels[pos], m, max_abs, max_rel))
-    hints = []
+    allowed = [diagnose.allowance(a, tol, noise=None if noise is None else noise[k])
+               for k, a in enumerate(analytic)]
+    unit = float(ex.cotangents[0]) if ex.scalar_output else 1.0
+    shown_an = [a / unit for a in analytic]
+    shown_ag = [g.double() / unit for g in grads]
+    shown_allowed = [a / abs(unit) for a in allowed]
+    verdicts = _verdicts(ex, shown_an, shown_ag, shown_allowed)
+    reference, checked, hints = "analytic", "autograd", []
     if any(v.mismatch for v in verdicts):
         swap = diagnose.swap_phrase([v.label for v in verdicts], analytic, grads, allowed)
         if swap:
@@ -54,5 +67,10 @@ def check_analytic(ex: Example, settings) -> list[Record]:
         hints.append(diagnose.triangulate(False, ag_vs_fd, an_vs_fd))
         if not ag_vs_fd:
             hints.extend(autograd_hints(ex, grads, missing, allowed))
-    return [diagnose.verdict_record(ex, "analytic", verdicts, "analytic", "autograd", hints,
+        elif not an_vs_fd:
+            # The formula is the odd one out: measure it against autograd, the trusted side,
+            # so its pattern reads "3 times autograd's", not "autograd is 1/3 of it".
+            verdicts = _verdicts(ex, shown_ag, shown_an, shown_allowed)
+            reference, checked = "autograd", "analytic"
+    return [diagnose.verdict_record(ex, "analytic", verdicts, reference, checked, hints,
                                     time.perf_counter() - start)]

@@ -264,7 +264,7 @@ def check_non_scalar(ex: Example, settings) -> list[Record]:
 def check_graph_switches(ex: Example, settings) -> list[Record]:
     """no_grad and inference_mode build no graph (no grad_fn; a view of an input still says
     requires_grad, as torch does); detach() shares storage without a graph; clone() keeps
-    the graph; requires_grad_(False) stops tracking."""
+    the graph; requires_grad_(False) stops tracking; the grad_fn chain is the declared one."""
     start = time.perf_counter()
     if skip := _requires_backward(ex, "graph-switches", start):
         return skip
@@ -291,11 +291,24 @@ def check_graph_switches(ex: Example, settings) -> list[Record]:
     for k, (a, b) in enumerate(zip(through_clone, direct)):
         if (a is None) != (b is None) or (a is not None and not torch.equal(a, b)):
             problems.append(diagnose.CLONE_CHANGES_GRAD + ex.labels[ex.wrt[k]])
+    if ex.case.grad_fn_chain:
+        chain = _grad_fn_chain(out)
+        if tuple(chain) != tuple(ex.case.grad_fn_chain):
+            problems.append(diagnose.chain_phrase(ex.case.grad_fn_chain, chain))
     frozen = tuple(x.detach().requires_grad_(False) if x.is_floating_point() else x
                    for x in ex.leaves())
     if any(o.requires_grad for o in as_outputs(ex.fn(*frozen), ex.case.name)):
         problems.append(diagnose.FROZEN_STILL_TRACKED)
     return _record(ex, "graph-switches", problems, start)
+
+
+def _grad_fn_chain(out: torch.Tensor) -> list[str]:
+    """grad_fn names from the output down the first non-None next_functions entry."""
+    names, node = [], out.grad_fn
+    while node is not None:
+        names.append(type(node).__name__)
+        node = next((n for n, _ in node.next_functions if n is not None), None)
+    return names
 
 
 def check_reentrancy(ex: Example, settings) -> list[Record]:

@@ -9,7 +9,7 @@ reproduction line. Whole tensors are never printed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -260,6 +260,19 @@ IGNORES_COTANGENT = ("backward ignores its incoming gradient (grad_output): doub
 DISCONNECTED_BACKWARD = (
     "the gradient is not differentiable: double backward sees no graph (once_differentiable, "
     "or detach/no_grad inside backward); declare twice_differentiable=False if that is intended")
+
+
+def as_expected_failure(record: Record, phrase: str) -> Record:
+    """A deliberately wrong (teaching) case: failing with `phrase` in its diagnosis passes."""
+    if record.status == "fail" and phrase in record.message + record.pattern:
+        return replace(record, status="pass",
+                       message=f"fails as the case expects ({phrase!r}):\n{record.message}")
+    if record.status == "pass":
+        return replace(record, status="fail", message=(
+            f"{record.case} {record.dtype} {record.device}: {record.check} was expected to "
+            f"fail with {phrase!r} but passed"))
+    return replace(record, message=f"expected a failure with {phrase!r}, got:\n"
+                   f"{record.message}")
 
 
 def missing_phrase(labels: list[str]) -> str:

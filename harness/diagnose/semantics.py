@@ -29,6 +29,7 @@ __all__ = [
     "after_reset_phrase",
     "aliases_phrase",
     "backward_vs_grad_phrase",
+    "chain_phrase",
     "graph_under_phrase",
     "intermediate_phrase",
     "metadata_phrase",
@@ -128,6 +129,11 @@ def nondeterministic_phrase(label: str, spread: float, scale: float) -> str:
 def metadata_phrase(label: str, g: torch.Tensor, x: torch.Tensor) -> str:
     return (f"gradient of {label} is {g.dtype} {g.device} {tuple(g.shape)}, the input is "
             f"{x.dtype} {x.device} {tuple(x.shape)}")
+
+
+def chain_phrase(declared, found) -> str:
+    return (f"grad_fn chain is {' -> '.join(found) or '(none)'}, the case declares "
+            f"{' -> '.join(declared)}")
 
 
 def sgd_phrase(lr: float, m: Mismatch) -> str:

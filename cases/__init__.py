@@ -1,9 +1,11 @@
 """The built-in cases, registered through the `harness.cases` entry point like any plugin."""
 
 from cases.blocks import BLOCK_CASES
+from cases.training import TRAINING_CASES
 from cases.tutorials import TUTORIAL_CASES
 
 
 def all_cases():
-    """Every built-in case: the tutorials' worked examples, then the building blocks."""
-    return [*TUTORIAL_CASES, *BLOCK_CASES]
+    """Every built-in case: the tutorials' worked examples and training loops, then the
+    building blocks."""
+    return [*TUTORIAL_CASES, *TRAINING_CASES, *BLOCK_CASES]

@@ -1,10 +1,11 @@
 """Gradient-correctness harness for PyTorch: cases, checks, reports.
 
-Public API: Case, Input, check_gradients, assert_gradients, Tolerance, Settings, Record.
+Public API: Case, Input, TrainingCase, check_gradients, assert_gradients, Tolerance, Settings,
+Record.
 """
 
 from harness.api import GradientReport, assert_gradients, check_gradients
-from harness.case import Case, Input
+from harness.case import Case, Input, TrainingCase
 from harness.checks import Settings
 from harness.record import Record
 from harness.tolerances import Tolerance
@@ -16,6 +17,7 @@ __all__ = [
     "Record",
     "Settings",
     "Tolerance",
+    "TrainingCase",
     "assert_gradients",
     "check_gradients",
 ]

@@ -155,3 +155,51 @@ class Case:
     def input_specs(self) -> tuple[Input, ...]:
         """The Input specs, or () when inputs come from a callable."""
         return () if callable(self.inputs) else tuple(self.inputs)
+
+
+@dataclass(frozen=True)
+class TrainingCase:
+    """A training loop's step, checked on a tiny model, where users' real bugs live.
+
+    `model()` builds the model (its parameters are cast to each dtype run); `batch(gen)`
+    returns the batch as a tuple of tensors with the sample dimension first; `loss(model,
+    batch)` is the batch-mean loss; `step(model, optimizer, batch)` is the loop body under
+    test (default: zero_grad, loss.backward, optimizer.step). The harness hands `step` a
+    torch.optim.SGD over the model's parameters.
+    """
+
+    name: str
+    model: Callable[[], torch.nn.Module]
+    batch: Callable[[torch.Generator], tuple[torch.Tensor, ...]]
+    loss: Callable[..., torch.Tensor]
+    step: Callable[..., object] | None = None
+    lr: float = 0.1
+    dtypes: tuple[torch.dtype, ...] = DEFAULT_DTYPES
+    devices: tuple[str, ...] = DEFAULT_DEVICES
+    tags: tuple[str, ...] = ()
+    expected_failures: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"TrainingCase.name must be a non-empty string, got {self.name!r}")
+        for attr in ("model", "batch", "loss"):
+            if not callable(getattr(self, attr)):
+                raise ValueError(f"TrainingCase {self.name!r}: {attr} must be callable")
+        if self.step is not None and not callable(self.step):
+            raise ValueError(f"TrainingCase {self.name!r}: step must be callable or None")
+        if not self.lr > 0:
+            raise ValueError(f"TrainingCase {self.name!r}: lr must be > 0, got {self.lr}")
+        object.__setattr__(self, "dtypes", tuple(self.dtypes))
+        object.__setattr__(self, "devices", tuple(self.devices))
+        object.__setattr__(self, "tags", tuple(self.tags))
+
+    def run_step(self, model: torch.nn.Module, optimizer, batch) -> None:
+        """The user's step, or the textbook one."""
+        if self.step is not None:
+            self.step(model, optimizer, batch)
+            return
+        optimizer.zero_grad()
+        self.loss(model, batch).backward()
+        optimizer.step()

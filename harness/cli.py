@@ -10,7 +10,7 @@ import time
 import torch
 
 from harness import registry, report
-from harness.checks import CHECKS, Settings
+from harness.checks import ALL_CHECK_NAMES, Settings
 from harness.runner import device_available, items_for, run_items
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--cases", action="append", metavar="GLOB",
                        help="case name pattern (repeatable), e.g. 'tutorial/*'")
     check.add_argument("--tag", action="append", help="only cases with this tag (repeatable)")
-    check.add_argument("--check", action="append", choices=list(CHECKS),
+    check.add_argument("--check", action="append", choices=ALL_CHECK_NAMES,
                        help="only this check (repeatable)")
     check.add_argument("--dtype", action="append", choices=list(DTYPES))
     check.add_argument("--device", action="append", choices=["cpu", "cuda"])

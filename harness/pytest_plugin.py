@@ -13,7 +13,7 @@ import fnmatch
 import pytest
 
 from harness import registry
-from harness.checks import CHECKS, Settings
+from harness.checks import ALL_CHECK_NAMES, Settings
 from harness.runner import Item, device_available, items_for, run_item
 
 _REGISTRY = pytest.StashKey[registry.Registry]()
@@ -26,7 +26,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--harness-select", action="append", default=None, metavar="GLOB",
                     help="only cases whose name matches GLOB (repeatable)")
     group.addoption("--harness-check", action="append", default=None, metavar="NAME",
-                    help=f"only this check (repeatable): {', '.join(CHECKS)}")
+                    help=f"only this check (repeatable): {', '.join(ALL_CHECK_NAMES)}")
     group.addoption("--harness-seed", type=int, default=0, help="seed for drawn inputs")
     group.addoption("--harness-load", action="append", default=[], metavar="PATH",
                     help="also load cases from a .py file or folder")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from harness.case import Case
+from harness.case import Case, TrainingCase
 from harness.record import Record
 
 GROUP = "harness.cases"
@@ -26,7 +26,7 @@ GROUP = "harness.cases"
 class Registry:
     """Loaded cases, by unique name, and the load errors as records."""
 
-    cases: tuple[Case, ...]
+    cases: tuple[Case | TrainingCase, ...]
     errors: tuple[Record, ...]
 
 
@@ -38,9 +38,9 @@ def _error(source: str, message: str) -> Record:
 def _take(source: str, produced) -> tuple[list[Case], list[Record]]:
     """Turn whatever a plugin produced into cases, or error records saying what was wrong."""
     try:
-        if callable(produced) and not isinstance(produced, Case):
+        if callable(produced) and not isinstance(produced, (Case, TrainingCase)):
             produced = produced()
-        if isinstance(produced, Case):
+        if isinstance(produced, (Case, TrainingCase)):
             produced = [produced]
         if not isinstance(produced, Iterable):
             return [], [_error(source, f"{source} produced {type(produced).__name__}; "
@@ -48,7 +48,7 @@ def _take(source: str, produced) -> tuple[list[Case], list[Record]]:
                                "returning one)")]
         cases, errors = [], []
         for k, case in enumerate(produced):
-            if isinstance(case, Case):
+            if isinstance(case, (Case, TrainingCase)):
                 cases.append(dataclasses.replace(case, source=case.source or source))
             else:
                 errors.append(_error(source, f"{source}: item {k} is "
@@ -99,7 +99,7 @@ def from_path(path: str | Path) -> tuple[list[Case], list[Record]]:
             errors.append(_error(source, f"{source} failed to import: "
                                  f"{type(exc).__name__}: {exc}"))
             continue
-        found = [v for v in vars(module).values() if isinstance(v, Case)]
+        found = [v for v in vars(module).values() if isinstance(v, (Case, TrainingCase))]
         found += [c for c in getattr(module, "CASES", ()) if c not in found]
         more, errs = _take(source, found)
         cases += more

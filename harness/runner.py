@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from harness import diagnose
-from harness.case import Case
-from harness.checks import CHECKS, Settings
+from harness.case import Case, TrainingCase
+from harness.checks import ALL_CHECK_NAMES, CHECKS, TRAINING_CHECKS, Settings
 from harness.inputs import CaseError, draw_example
 from harness.record import Record
 
@@ -24,7 +24,7 @@ from harness.record import Record
 class Item:
     """One unit of work; `id` is what pytest and the reports show."""
 
-    case: Case
+    case: Case | TrainingCase
     check: str
     dtype: torch.dtype
     device: str
@@ -44,17 +44,21 @@ def items_for(
     dtypes: Iterable[torch.dtype] | None = None,
     devices: Iterable[str] | None = None,
 ) -> list[Item]:
-    """Every (case, check, dtype, device) the case declares, filtered by the arguments."""
-    checks = list(checks) if checks is not None else list(CHECKS)
-    for name in checks:
-        if name not in CHECKS:
-            raise ValueError(f"unknown check {name!r}; known: {', '.join(CHECKS)}")
+    """Every (case, check, dtype, device) the case declares, filtered by the arguments.
+
+    A Case gets the gradient and semantics checks, a TrainingCase the training checks.
+    """
+    wanted = list(checks) if checks is not None else None
+    for name in wanted or ():
+        if name not in ALL_CHECK_NAMES:
+            raise ValueError(f"unknown check {name!r}; known: {', '.join(ALL_CHECK_NAMES)}")
     dtypes = set(dtypes) if dtypes is not None else None
     devices = set(devices) if devices is not None else None
     return [
         Item(case, check, dtype, device)
         for case in cases
-        for check in checks
+        for check in (TRAINING_CHECKS if isinstance(case, TrainingCase) else CHECKS)
+        if wanted is None or check in wanted
         for dtype in case.dtypes
         if dtypes is None or dtype in dtypes
         for device in case.devices
@@ -84,8 +88,11 @@ def run_item(item: Item, settings: Settings) -> list[Record]:
         return [Record(status="skip", message=f"device {item.device} unavailable", **base)]
     start = time.perf_counter()
     try:
-        ex = draw_example(item.case, item.dtype, item.device, settings.seed)
-        records = CHECKS[item.check](ex, settings)
+        if isinstance(item.case, TrainingCase):
+            records = TRAINING_CHECKS[item.check](item.case, item.dtype, item.device, settings)
+        else:
+            ex = draw_example(item.case, item.dtype, item.device, settings.seed)
+            records = CHECKS[item.check](ex, settings)
         expected = item.case.expected_failures.get(item.check)
         return records if expected is None else [
             diagnose.as_expected_failure(r, expected) for r in records]

@@ -14,7 +14,7 @@ T = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
 
 def test_every_tutorial_example_is_a_case():
     tutorial = {n for n in CASES if n.startswith("tutorial/")}
-    assert len(tutorial) == 16  # 14 worked examples + notebook 002's two re-run mistakes
+    assert len(tutorial) == 20  # 14 worked examples, 002's two re-runs, 4 training loops
     assert {"block/exp", "block/tanh", "block/sigmoid", "block/softplus", "block/softmax",
             "block/logsumexp", "block/matmul", "block/l2-norm", "block/cross-entropy",
             "block/layer-norm", "block/conv1d"} <= set(CASES)

@@ -19,6 +19,7 @@ from harness.checks.semantics import (
     check_zeroing,
 )
 from harness.checks.settings import Settings
+from harness.checks.training import TRAINING_CHECKS
 
 GRADIENT_CHECKS = {
     "analytic": check_analytic,
@@ -36,5 +37,8 @@ SEMANTIC_CHECKS = {
     "optimizer": check_optimizer,
 }
 CHECKS = {**GRADIENT_CHECKS, **SEMANTIC_CHECKS}
+"""Checks of a Case; a TrainingCase has TRAINING_CHECKS."""
+ALL_CHECK_NAMES = [*CHECKS, *TRAINING_CHECKS]
 
-__all__ = ["CHECKS", "GRADIENT_CHECKS", "SEMANTIC_CHECKS", "Settings"]
+__all__ = ["ALL_CHECK_NAMES", "CHECKS", "GRADIENT_CHECKS", "SEMANTIC_CHECKS", "Settings",
+           "TRAINING_CHECKS"]

@@ -23,6 +23,8 @@ __all__ = [
     "NO_NON_LEAF_WARNING",
     "RETAINED_GRAD_NONE",
     "SCALAR_OUTPUT",
+    "STEP_NEVER_UPDATES",
+    "STEP_NO_GRAD",
     "ZERO_GRAD_NOT_NONE",
     "ZERO_GRAD_NOT_ZEROS",
     "accumulation_phrase",
@@ -34,14 +36,20 @@ __all__ = [
     "intermediate_phrase",
     "metadata_phrase",
     "nondeterministic_phrase",
+    "per_sample_phrase",
     "retain_graph_failed_phrase",
     "second_backward_phrase",
     "semantic_record",
     "semantic_skip",
     "sgd_phrase",
     "shares_cotangent_phrase",
+    "step_accumulates_phrase",
+    "stuck_parameters_phrase",
     "tolerance_of",
+    "training_record",
+    "training_skip",
     "unexpected_error_phrase",
+    "unused_parameters_phrase",
 ]
 
 AUTOGRAD_GRAD_TOUCHED = "torch.autograd.grad changed .grad, which it must leave alone, for: "
@@ -159,3 +167,50 @@ def semantic_skip(ex, check: str, reason: str, seconds: float) -> Record:
     return Record(case=ex.case.name, check=check, dtype=str(ex.dtype).removeprefix("torch."),
                   device=ex.device, status="skip", message=reason, seed=ex.seed,
                   seconds=seconds, source=ex.case.source)
+
+
+STEP_NO_GRAD = ("after a training step no parameter has a .grad: the loss is not "
+                "backpropagated to the model the optimizer holds")
+STEP_NEVER_UPDATES = ("the step never updates the parameters the optimizer holds (updating a "
+                      "copy, e.g. p.clone(), or a tensor outside the model?)")
+
+
+def unused_parameters_phrase(names: list[str]) -> str:
+    return f"parameters that never receive a gradient: {', '.join(names)}"
+
+
+def stuck_parameters_phrase(names: list[str]) -> str:
+    return f"parameters that did not move in the step: {', '.join(names)}"
+
+
+def step_accumulates_phrase(name: str, ratio: float) -> str:
+    if abs(ratio - 2) < 1e-6:
+        return (f"gradients accumulate across steps: after two steps .grad of {name} is 2 x "
+                "one step's; call optimizer.zero_grad() each step")
+    return (f"with lr=0 (parameters fixed) the second step left a different .grad of {name} "
+            f"({ratio:.6g} x the first step's): the step is not repeatable")
+
+
+def per_sample_phrase(m: Mismatch, n: int) -> str:
+    return (f"the gradient of the batch-mean loss differs from the mean of the {n} per-sample "
+            f"gradients for {m.label}: {m.count} of {m.total} elements, worst at {m.where}: "
+            f"{m.actual:.6g} instead of {m.expected:.6g}; {m.pattern}. A loss that does not "
+            "average over the batch (sum, or a mean over the wrong dimension)?")
+
+
+def training_record(case, check: str, dtype, device: str, seed: int, problems: list[str],
+                    notes: list[str], seconds: float) -> Record:
+    dtype_name = str(dtype).removeprefix("torch.")
+    common = dict(case=case.name, check=check, dtype=dtype_name, device=device, seed=seed,
+                  seconds=seconds, source=case.source)
+    if not problems:
+        return Record(status="pass", message="; ".join(notes), **common)
+    lines = [header(case.name, dtype, device, f"training step: {check}")]
+    lines += [f"  - {p}" for p in problems] + [f"  note: {n}" for n in notes]
+    lines.append(reproduce_line(case.name, dtype, device, seed, case.source))
+    return Record(status="fail", message="\n".join(lines), pattern=problems[0], **common)
+
+
+def training_skip(case, check: str, dtype, device: str, seed: int, reason: str) -> Record:
+    return Record(case=case.name, check=check, dtype=str(dtype).removeprefix("torch."),
+                  device=device, status="skip", message=reason, seed=seed, source=case.source)

@@ -278,6 +278,12 @@ def check_graph_switches(ex: Example, settings) -> list[Record]:
             outs = as_outputs(ex.fn(*ex.leaves()), ex.case.name)
         if any(o.grad_fn is not None for o in outs):
             problems.append(diagnose.graph_under_phrase(name))
+        for o in (o for o in outs if not o.requires_grad):
+            try:
+                o.sum().backward()
+                problems.append(diagnose.backward_under_phrase(name))
+            except RuntimeError:
+                pass
     leaves = ex.leaves()
     out = next(o for o in as_outputs(ex.fn(*leaves), ex.case.name) if o.requires_grad)
     detached = out.detach()

@@ -30,6 +30,7 @@ __all__ = [
     "accumulation_phrase",
     "after_reset_phrase",
     "aliases_phrase",
+    "backward_under_phrase",
     "backward_vs_grad_phrase",
     "chain_phrase",
     "graph_under_phrase",
@@ -126,6 +127,10 @@ def backward_vs_grad_phrase(m: Mismatch) -> str:
 
 def graph_under_phrase(mode: str) -> str:
     return f"under torch.{mode}() the output still has a grad_fn or requires grad"
+
+
+def backward_under_phrase(mode: str) -> str:
+    return f"backward through an output made under torch.{mode}() did not raise"
 
 
 def nondeterministic_phrase(label: str, spread: float, scale: float) -> str:

@@ -26,8 +26,12 @@ EDGE_RETRIES = 4
 
 @dataclass(frozen=True)
 class Derivative:
+    """A finite-difference derivative and its error estimate; at a kink, the one-sided
+    slopes (left, right) between which any value is a valid (sub)gradient."""
+
     value: float
     error: float
+    kink: tuple[float, float] | None = None
 
     @property
     def reliable(self) -> bool:
@@ -46,6 +50,40 @@ def _step(x: torch.Tensor, u: torch.Tensor, radius: torch.Tensor | None,
     return h
 
 
+def _along(phi: ScalarFn, xs, position: int, u: torch.Tensor):
+    """t -> phi(xs with xs[position] + t*u)."""
+    x = xs[position]
+
+    def at(t: float) -> tuple[float, float]:
+        moved = list(xs)
+        moved[position] = (x.double() + t * u).to(x.dtype)
+        return phi(tuple(moved))
+
+    return at
+
+
+def one_sided(
+    phi: ScalarFn,
+    xs: tuple[torch.Tensor, ...],
+    position: int,
+    u: torch.Tensor,
+    radius: torch.Tensor | None = None,
+    shrink: float = 1.0,
+) -> tuple[Derivative, Derivative]:
+    """(right, left) one-sided derivatives along u, each Richardson-corrected from steps h and
+    2h: at a kink they differ by the jump in slope, at a smooth point by O(h^2)."""
+    h = _step(xs[position], u, radius, shrink)
+    at = _along(phi, xs, position, u)
+    f0, m0 = at(0.0)
+    sides = []
+    for sign in (1.0, -1.0):
+        (f1, m1), (f2, m2) = at(sign * h), at(sign * 2 * h)
+        d1, d2 = sign * (f1 - f0) / h, sign * (f2 - f0) / (2 * h)
+        rounding = fd_rounding(xs[position].dtype) * max(m0, m1, m2) / h
+        sides.append(Derivative(value=2 * d1 - d2, error=abs(d1 - d2) / 4 + rounding))
+    return sides[0], sides[1]
+
+
 def directional(
     phi: ScalarFn,
     xs: tuple[torch.Tensor, ...],
@@ -60,12 +98,7 @@ def directional(
     """
     x = xs[position]
     h = _step(x, u, radius, shrink)
-
-    def at(t: float) -> tuple[float, float]:
-        moved = list(xs)
-        moved[position] = (x.double() + t * u).to(x.dtype)
-        return phi(tuple(moved))
-
+    at = _along(phi, xs, position, u)
     for _ in range(EDGE_RETRIES):
         (fp1, m1), (fm1, m2) = at(h), at(-h)
         (fp2, m3), (fm2, m4) = at(2 * h), at(-2 * h)

@@ -219,3 +219,37 @@ def test_float32_only_kernel_with_a_bug_fails(shape):
     record = fd(_float32_only(planted.sin_missing_half), leaf(*shape, dtype=torch.float32))
     assert record.status == "fail"
     assert "references are evaluated in float32" in record.message
+
+
+@pytest.mark.parametrize("fn, x, named", [
+    (torch.relu, [0.0, 0.0, 1.5, -2.0], True),
+    (torch.abs, [0.0, 0.7, -0.3], True),
+    (lambda x: torch.clamp(x, -1.0, 1.0), [-1.0, 1.0, 0.5, 2.0], True),
+    # symmetric kinks: central differences give the average, which torch's convention is
+    (lambda x: x.max(), [1.0, 1.0, 0.2], False),
+    (lambda x: torch.maximum(x, torch.zeros_like(x)), [0.0, 2.0], False),
+], ids=["relu", "abs", "clamp", "max-tie", "maximum"])
+def test_kinks_are_classified_not_failed(fn, x, named):
+    x = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    record = fd(fn, x)
+    assert record.status == "pass", record.message
+    if named:
+        assert "kink(s), accepted: kink at " in record.message
+        assert "lies between them" in record.message
+
+
+def test_kinks_in_a_large_tensor_are_classified():
+    x = torch.zeros(200, 200, dtype=torch.float64)
+    x[::2] = torch.randn(100, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    record = fd(torch.relu, x.requires_grad_())
+    assert record.status == "pass", record.message
+    assert "kink(s), accepted" in record.message
+
+
+def test_a_wrong_slope_next_to_a_kink_still_fails():
+    """abs with a backward of 3*sign(x): the kink at 0 is accepted, the wrong slopes are not."""
+    wrong_abs = planted._function(torch.abs, lambda x, g: 3 * torch.sign(x) * g, "WrongAbs")
+    record = fd(wrong_abs, torch.tensor([0.0, 0.7, -0.3], dtype=torch.float64,
+                                        requires_grad=True))
+    assert record.status == "fail"
+    assert "constant factor 3" in record.pattern or "3 times" in record.pattern

@@ -15,7 +15,7 @@ import torch
 from harness import diagnose
 from harness.diagnose import Mismatch
 from harness.inputs import Example
-from harness.numerical import Derivative, ScalarFn, directional, elementwise
+from harness.numerical import Derivative, ScalarFn, directional, elementwise, one_sided
 from harness.tolerances import (
     DIRECTION_SIGMAS,
     FD_CONFIRM_SHRINKS,
@@ -42,6 +42,7 @@ class InputVerdict:
     unreliable: int = 0
     reference: torch.Tensor | None = None
     allowed: torch.Tensor | None = None
+    kinks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,44 @@ class _Target:
                 continue
             if abs(again[1] - again[0].value) <= again[2]:
                 return again
-        return first
+        return self._kink(u, first) or first
+
+    def _kink(self, u: torch.Tensor, first):
+        """At a kink central differences mean nothing: if the one-sided slopes disagree and
+        the candidate lies between them, accept it and say it is a kink.
+
+        Along a direction over many elements the test runs along |u|: then torch's kink
+        conventions (0, or an even split) are convex combinations of each element's one-sided
+        slopes, so they fall between the summed left and right slopes. The price: an error
+        smaller than the kinks' spread can hide there; elementwise probes have no such gap.
+        """
+        one_hot = int((u != 0).sum()) == 1
+        w = u if one_hot else u.abs()
+        base = first if one_hot else self._probe(w, FD_CONFIRM_SHRINKS[-1])
+        right, left = one_sided(self.phi, self.xs, self.pos, w, self.radius,
+                                FD_CONFIRM_SHRINKS[-1])
+        slack = (base[2] - FD_SAFETY * base[0].error) + FD_SAFETY * (right.error + left.error)
+        low, high = sorted((left.value, right.value))
+        actual = base[1]
+        if high - low > slack and low - slack <= actual <= high + slack:
+            kink = Derivative(value=actual, error=0.0, kink=(left.value, right.value))
+            return kink, actual, slack
+        return None
+
+    def kink_at(self, i: int) -> str | None:
+        """A description of the kink at element i, if its one-sided slopes differ."""
+        u = torch.zeros(self.cand.numel(), dtype=torch.float64)
+        u[i] = 1.0
+        u = u.view(self.cand.shape).to(self.cand.device)
+        right, left = one_sided(self.phi, self.xs, self.pos, u, self.radius,
+                                FD_CONFIRM_SHRINKS[-1])
+        actual = float(self.cand.flatten()[i])
+        scale = max(abs(left.value), abs(right.value), abs(actual))
+        slack = self.tol.rtol * scale + self.tol.floor + FD_SAFETY * (right.error + left.error)
+        if abs(right.value - left.value) <= slack:
+            return None
+        return diagnose.kink_phrase(diagnose.format_index(self.label, self.index(i)),
+                                    (left.value, right.value), actual)
 
     def _probe(self, u: torch.Tensor, shrink: float) -> tuple[Derivative, float, float]:
         d = directional(self.phi, self.xs, self.pos, u, self.radius, shrink)
@@ -143,6 +181,8 @@ def _directional_verdict(t: _Target, settings, gen, localize: bool) -> InputVerd
     everywhere = torch.arange(t.cand.numel())
     probes = [t.random_probe(everywhere, gen) for _ in range(settings.directions)]
     unreliable = sum(not d.reliable for d, _, _ in probes)
+    kinks = tuple(diagnose.kink_phrase(f"{t.label} along a random direction", d.kink, a)
+                  for d, a, _ in probes if d.kink)
     e = torch.tensor([d.value for d, _, _ in probes], dtype=torch.float64)
     a = torch.tensor([act for _, act, _ in probes], dtype=torch.float64)
     allow = torch.tensor([al for _, _, al in probes], dtype=torch.float64)
@@ -150,7 +190,7 @@ def _directional_verdict(t: _Target, settings, gen, localize: bool) -> InputVerd
     max_abs, max_rel = float(diff.max()), float((diff / e.abs().clamp_min(1e-300)).max())
     bad = diff > allow
     if not bool(bad.any()):
-        return InputVerdict(t.label, None, max_abs, max_rel, unreliable)
+        return InputVerdict(t.label, None, max_abs, max_rel, unreliable, kinks=kinks)
     along = diagnose.pattern(e, a, bad, allow)
     if not localize:
         m = _unlocated(t, e, a, allow, bad, f"along random directions: {along}")
@@ -174,17 +214,22 @@ def _directional_verdict(t: _Target, settings, gen, localize: bool) -> InputVerd
 
 
 def _confirm_elements(t: _Target, ref, err, allowed):
-    """Re-measure disagreeing elements at smaller steps; keep the reading that agrees, if any."""
+    """Re-measure disagreeing elements at smaller steps, then one-sided at kinks; keep the
+    reading that agrees, if any. Returns (ref, err, allowed, kink descriptions)."""
     bad = ((t.cand.cpu() - ref).abs() > allowed).flatten().nonzero().flatten()
     if len(bad) == 0:
-        return ref, err, allowed
+        return ref, err, allowed, ()
     ref, err, allowed = ref.clone(), err.clone(), allowed.clone()
     flat_ref, flat_err, flat_allowed = ref.view(-1), err.view(-1), allowed.view(-1)
+    kinks = []
     for i in bad.tolist():
         d, actual, allow = t.element_probe(i)
         if abs(actual - d.value) <= allow:
             flat_ref[i], flat_err[i], flat_allowed[i] = d.value, d.error, allow
-    return ref, err, allowed
+            if d.kink:
+                where = diagnose.format_index(t.label, t.index(i))
+                kinks.append(diagnose.kink_phrase(where, d.kink, actual))
+    return ref, err, allowed, tuple(kinks)
 
 
 def compare_with_fd(
@@ -212,9 +257,12 @@ def compare_with_fd(
             ref, err = elementwise(phi, xs, pos, t.radius)
             unreliable = int((err > FD_UNRELIABLE * ref.abs()).sum())
             allowed = diagnose.allowance(ref, tol, err, t.noise)
-            ref, err, allowed = _confirm_elements(t, ref, err, allowed)
+            ref, err, allowed, kinks = _confirm_elements(t, ref, err, allowed)
+            shaky = (err > FD_UNRELIABLE * ref.abs()).flatten().nonzero().flatten().tolist()
+            kinks += tuple(k for k in (t.kink_at(i) for i in shaky) if k and k not in kinks)
             m, max_abs, max_rel = diagnose.compare(t.label, ref, t.cand, allowed, values=xs[pos])
-            verdicts.append(InputVerdict(t.label, m, max_abs, max_rel, unreliable, ref, allowed))
+            verdicts.append(InputVerdict(t.label, m, max_abs, max_rel, unreliable, ref, allowed,
+                                         kinks))
         else:
             verdicts.append(_directional_verdict(t, settings, gen, localize))
     return verdicts

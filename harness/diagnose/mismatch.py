@@ -229,6 +229,10 @@ def verdict_record(ex, check: str, verdicts, reference: str, checked: str,
                   max_abs_err=max_abs, max_rel_err=max_rel, seed=ex.seed, seconds=seconds,
                   source=ex.case.source)
     notes = list(notes or []) + ([ex.note] if ex.note else [])
+    kinks = [k for v in verdicts for k in getattr(v, "kinks", ())]
+    if kinks:
+        shown = "; ".join(kinks[:5]) + (f"; and {len(kinks) - 5} more" if len(kinks) > 5 else "")
+        notes.append(f"{len(kinks)} kink(s), accepted: {shown}")
     unreliable = sum(v.unreliable for v in verdicts)
     if unreliable:
         notes.append(f"{unreliable} finite-difference probes crossed a kink or domain edge "
@@ -278,6 +282,12 @@ def as_expected_failure(record: Record, phrase: str) -> Record:
 def missing_phrase(labels: list[str]) -> str:
     return (f"autograd returned no gradient (None) for {', '.join(labels)}: no differentiable "
             "path from the output, or a backward that returns None for it")
+
+
+def kink_phrase(where: str, slopes: tuple[float, float], actual: float) -> str:
+    left, right = slopes
+    return (f"kink at {where}: one-sided slopes {left:.6g} (left) and {right:.6g} (right), "
+            f"autograd {actual:.6g} lies between them")
 
 
 def located_phrase(count: int, where: str, along: str) -> str:

@@ -21,19 +21,24 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="check every selected case and write reports")
-    check.add_argument("--cases", action="append", metavar="GLOB",
-                       help="case name pattern (repeatable), e.g. 'tutorial/*'")
-    check.add_argument("--tag", action="append", help="only cases with this tag (repeatable)")
-    check.add_argument("--check", action="append", choices=ALL_CHECK_NAMES,
-                       help="only this check (repeatable)")
-    check.add_argument("--dtype", action="append", choices=list(DTYPES))
-    check.add_argument("--device", action="append", choices=["cpu", "cuda"])
-    check.add_argument("--seed", type=int, default=0)
-    check.add_argument("--load", action="append", default=[], metavar="PATH",
-                       help="also load cases from a .py file or a folder of them")
-    check.add_argument("--report-dir", default="reports")
+    search = sub.add_parser("search", help="search inputs for a failing gradient (hypothesis) "
+                            "and write reports/search.*")
     listing = sub.add_parser("list", help="list registered cases")
     listing.add_argument("--load", action="append", default=[], metavar="PATH")
+    for command in (check, search):
+        command.add_argument("--cases", action="append", metavar="GLOB",
+                             help="case name pattern (repeatable), e.g. 'tutorial/*'")
+        command.add_argument("--tag", action="append", help="only cases with this tag")
+        command.add_argument("--check", action="append", choices=ALL_CHECK_NAMES,
+                             help="only this check (repeatable)")
+        command.add_argument("--dtype", action="append", choices=list(DTYPES))
+        command.add_argument("--device", action="append", choices=["cpu", "cuda"])
+        command.add_argument("--seed", type=int, default=0)
+        command.add_argument("--thorough", action="store_true",
+                             help="the thorough search profile (150 inputs, not 12)")
+        command.add_argument("--load", action="append", default=[], metavar="PATH",
+                             help="also load cases from a .py file or a folder of them")
+        command.add_argument("--report-dir", default="reports")
     return parser
 
 
@@ -70,15 +75,20 @@ def _check(args) -> int:
         return 2
     dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else None
     devices = args.device or [d for d in ("cpu", "cuda") if device_available(d)]
-    items = items_for(cases, args.check, dtypes, devices)
-    settings = Settings(seed=args.seed)
+    checks = args.check
+    if args.command == "search":
+        checks = ["search" if c == "fd" else c for c in (checks or ["search"])]
+    items = items_for(cases, checks, dtypes, devices)
+    settings = Settings(seed=args.seed, profile="thorough" if args.thorough else "quick",
+                        report_dir=args.report_dir)
     start = time.perf_counter()
     records = list(reg.errors)
     records += run_items(items, settings, progress=_progress(sys.stderr))
     if sys.stderr.isatty():
         sys.stderr.write("\r" + " " * 100 + "\r")
     frame = report.to_frame(records)
-    paths = report.write(frame, args.report_dir, seed=args.seed)
+    name = "search" if args.command == "search" else "correctness"
+    paths = report.write(frame, args.report_dir, seed=args.seed, name=name)
     details = report.failure_details(frame)
     if details:
         print(details + "\n")
@@ -99,7 +109,7 @@ def _list(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return _check(args) if args.command == "check" else _list(args)
+    return _list(args) if args.command == "list" else _check(args)
 
 
 if __name__ == "__main__":

@@ -133,23 +133,33 @@ def as_outputs(result, case_name: str) -> tuple[torch.Tensor, ...]:
 def draw_example(case: Case, dtype: torch.dtype, device: str, seed: int) -> Example:
     """Draw the inputs and cotangent of `case` for one dtype and device."""
     gen = torch.Generator().manual_seed(item_seed(seed, case.name, dtype))
-    specs: list[Input | None]
     if callable(case.inputs):
         raw = tuple(case.inputs(gen))
         if not raw or not all(isinstance(t, torch.Tensor) for t in raw):
             raise CaseError(f"case {case.name!r}: inputs callable must return a tuple of tensors")
-        marked = [i for i, t in enumerate(raw) if t.is_floating_point() and t.requires_grad]
-        wrt = marked or [i for i, t in enumerate(raw) if t.is_floating_point()]
-        base = [t.detach().double() if t.is_floating_point() else t.detach() for t in raw]
+        return build_example(case, raw, dtype, device, seed, gen)
+    sizes = draw_sizes(case, gen)
+    return build_example(case, [draw_tensor(s, sizes, gen) for s in case.input_specs], dtype,
+                         device, seed, gen)
+
+
+def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
+                  gen: torch.Generator) -> Example:
+    """An Example from given input tensors (drawn, searched or loaded); `gen` draws the
+    cotangent. For spec-based cases the specs say which inputs are checked and where the
+    domain edges are; otherwise tensors with requires_grad are (all floating ones if none)."""
+    specs: list[Input | None]
+    if callable(case.inputs):
+        marked = [i for i, t in enumerate(base) if t.is_floating_point() and t.requires_grad]
+        wrt = marked or [i for i, t in enumerate(base) if t.is_floating_point()]
         names = case.input_names
-        labels = [names[i] if i < len(names) else f"input {i}" for i in range(len(raw))]
-        specs = [None] * len(raw)
+        labels = [names[i] if i < len(names) else f"input {i}" for i in range(len(base))]
+        specs = [None] * len(base)
     else:
-        sizes = draw_sizes(case, gen)
         specs = list(case.input_specs)
-        base = [draw_tensor(s, sizes, gen) for s in specs]
         wrt = [i for i, s in enumerate(specs) if s.requires_grad]
         labels = [s.name or f"input {i}" for i, s in enumerate(specs)]
+    base = [t.detach().double() if t.is_floating_point() else t.detach() for t in base]
     if not wrt:
         raise CaseError(f"case {case.name!r}: no floating-point input to differentiate")
     inputs = tuple(

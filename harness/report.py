@@ -84,11 +84,12 @@ def _markdown(frame: pd.DataFrame, seed: int | None) -> str:
     return "\n".join(head + body)
 
 
-def write(frame: pd.DataFrame, report_dir: str | Path, seed: int | None = None) -> list[Path]:
-    """Write correctness.csv, correctness.md and correctness.html under `report_dir`."""
+def write(frame: pd.DataFrame, report_dir: str | Path, seed: int | None = None,
+          name: str = "correctness") -> list[Path]:
+    """Write <name>.csv, <name>.md and <name>.html under `report_dir`."""
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "correctness.csv", out / "correctness.md", out / "correctness.html"]
+    paths = [out / f"{name}.csv", out / f"{name}.md", out / f"{name}.html"]
     _atomic_write(paths[0], frame.to_csv(index=False))
     _atomic_write(paths[1], _markdown(frame, seed))
     styled = frame.drop(columns=["message"]).to_html(index=False, na_rep="", float_format="%.3g")

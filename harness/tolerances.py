@@ -70,7 +70,7 @@ def fd_rounding(dtype: torch.dtype) -> float:
     """Relative rounding error assumed for one evaluation of the scalarized function."""
     return 64 * torch.finfo(dtype).eps
 
-FD_CONFIRM_SHRINKS = (16.0, 256.0)
+FD_CONFIRM_SHRINKS = (16.0, 256.0, 4096.0, 65536.0)
 """A disagreement counts only if it persists at these smaller steps. A kink (a ReLU unit)
 crossed by the step biases d(h) and d(2h) alike, so the Richardson estimate can miss it; a
 wrong gradient stays wrong at any step, a kink artefact shrinks away with it."""

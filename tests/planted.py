@@ -199,3 +199,33 @@ class SquareWritesGrad(torch.autograd.Function):
         result = 2 * x * g
         x.grad = result.detach().clone()
         return result
+
+
+class MeanRowsWrongDim(torch.autograd.Function):
+    """x.mean(0) for an (n, m) matrix, whose backward divides by m: right only if n == m."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape = x.shape
+        return x.mean(0)
+
+    @staticmethod
+    def backward(ctx, g):
+        n, m = ctx.shape
+        return g.unsqueeze(0).expand(n, m) / m
+
+
+class MeanLastSqueezed(torch.autograd.Function):
+    """x.mean(-1) whose backward reads the width from x.squeeze(): wrong when the last
+    dimension has size 1 (it then divides by the other dimension)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.mean(-1)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        width = x.squeeze().shape[-1] if x.squeeze().dim() else 1
+        return g.unsqueeze(-1).expand_as(x) / width

@@ -25,11 +25,19 @@ def test_check_selected_cases_passes(tmp_path, capsys):
     assert code == 0
     frame = pd.read_csv(tmp_path / "correctness.csv")
     assert set(frame["case"]) == {"tutorial/poly", "block/exp"}
-    assert len(frame) == 2 * 11 * 2  # cases x checks x dtypes on cpu
+    assert len(frame) == 2 * 12 * 2  # cases x checks x dtypes on cpu
     skipped = frame[frame["status"] == "skip"]
     assert set(skipped["check"]) == {"retain-grad"}  # these two name no intermediates
     assert (frame.drop(skipped.index)["status"] == "pass").all()
-    assert "44 rows, 2 cases: 40 pass, 0 fail, 0 error, 4 skip" in capsys.readouterr().out
+    assert "48 rows, 2 cases: 44 pass, 0 fail, 0 error, 4 skip" in capsys.readouterr().out
+
+
+def test_search_command_writes_search_reports(tmp_path, capsys):
+    assert main(["search", "--cases", "block/tanh", "--dtype", "float64",
+                 "--report-dir", str(tmp_path)]) == 0
+    frame = pd.read_csv(tmp_path / "search.csv")
+    assert list(frame["check"]) == ["search-fd"]
+    assert frame["message"].iloc[0] == "12 searched inputs (quick profile)"
 
 
 def test_failures_and_errors_exit_1_and_keep_going(tmp_path, capsys):

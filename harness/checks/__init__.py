@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from harness.checks.analytic import check_analytic
 from harness.checks.finite_diff import check_finite_diff
+from harness.checks.search import check_search
 from harness.checks.second_order import check_second_order
 from harness.checks.semantics import (
     check_accumulation,
@@ -25,6 +26,7 @@ GRADIENT_CHECKS = {
     "analytic": check_analytic,
     "fd": check_finite_diff,
     "second-order": check_second_order,
+    "search": check_search,
 }
 SEMANTIC_CHECKS = {
     "accumulation": check_accumulation,

@@ -12,15 +12,24 @@ class Settings:
     Inputs with at most `full_max` elements are checked element by element; larger ones along
     `directions` independent random directions, and a failing direction is localized by
     splitting the index set (at most `localize_probes` probes, `localize_max` elements named).
+    `profile` sets how many inputs the search check tries; failing searched inputs are saved
+    under `report_dir`/failing when it is set.
     """
 
     seed: int = 0
+    profile: str = "quick"
+    report_dir: str | None = None
     full_max: int = 64
     directions: int = 3
     localize_probes: int = 400
     localize_max: int = 8
 
     def __post_init__(self) -> None:
+        from harness.search import PROFILES
+
+        if self.profile not in PROFILES:
+            raise ValueError(f"Settings.profile must be one of {list(PROFILES)}, "
+                             f"got {self.profile!r}")
         for name in ("full_max", "directions", "localize_probes", "localize_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Settings.{name} must be >= 1, got {getattr(self, name)}")

@@ -304,3 +304,19 @@ def unlocated_phrase(limit: int, along: str) -> str:
 
 def spread_phrase(along: str) -> str:
     return f"along random directions: {along}; wrong on too many elements to list them"
+
+
+def search_failure_message(case, dtype, device: str, check: str, tried: int, profile: str,
+                           smallest: str, diagnosis: str, saved, seed: int) -> str:
+    """A searched failure: the smallest input, the check's own diagnosis, how to reproduce."""
+    dtype_name = str(dtype).removeprefix("torch.")
+    lines = [header(case.name, dtype, device, f"input search ({check}, {profile} profile): "
+                    f"failed within {tried} inputs"),
+             f"  smallest failing input: {smallest}",
+             *("  " + line for line in diagnosis.splitlines() if "reproduce:" not in line),
+             f"  reproduce: harness search --cases '{case.name}' --check {check} "
+             f"--dtype {dtype_name} --device {device} --seed {seed}"
+             + (" --thorough" if profile == "thorough" else "")]
+    if saved is not None:
+        lines.append(f"  inputs saved: {saved} (torch.load(...)['inputs'])")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Input search: bugs a single draw misses are found, and shrunk to a minimal input."""
+
+import pytest
+import torch
+
+from harness import Case, Input
+from harness.checks import CHECKS, Settings
+from harness.checks.finite_diff import check_finite_diff
+from harness.inputs import draw_example
+from harness.search import search
+
+import planted
+
+
+def run_search(case, tmp_path=None, profile="quick", seed=0):
+    return search(case, torch.float64, "cpu", check_finite_diff, "fd", Settings(seed=seed),
+                  profile, tmp_path)
+
+
+def single_draw(case, seed=0):
+    (record,) = CHECKS["fd"](draw_example(case, torch.float64, "cpu", seed), Settings(seed=seed))
+    return record
+
+
+def test_wrong_only_above_4_is_found_and_shrunk(tmp_path):
+    case = Case(name="t/above4", fn=planted.square_wrong_above_4, sizes={"n": (1, 3)},
+                inputs=[Input(("n",), low=-8, high=8, name="x")])
+    record = run_search(case, tmp_path)
+    assert record.status == "fail"
+    assert "smallest failing input: sizes {'n': 1}; x: shape (1,) = [" in record.message
+    value = float(record.message.split("= [")[1].split("]")[0])
+    assert 4 < value <= 8
+    saved = torch.load(next((tmp_path / "failing").iterdir()))
+    assert saved["case"] == "t/above4" and float(saved["inputs"][0]) == value
+    assert "reproduce: harness search --cases 't/above4'" in record.message
+
+
+def test_wrong_dimension_is_found_on_non_square_shapes():
+    case = Case(name="t/mean-rows", fn=planted.MeanRowsWrongDim.apply,
+                sizes={"n": (1, 6), "m": (1, 6)}, inputs=[Input(("n", "m"), name="x")])
+    square = draw_example(case, torch.float64, "cpu", 0).inputs[0].shape
+    record = run_search(case)
+    assert record.status == "fail"
+    n, m = (int(v) for v in record.message.split("shape (")[1].split(")")[0].split(", "))
+    assert n != m and max(n, m) <= 2, record.message  # shrunk to the smallest non-square
+    assert square is not None
+
+
+def test_size_one_dimension_bug_is_found():
+    case = Case(name="t/mean-last", fn=planted.MeanLastSqueezed.apply,
+                sizes={"n": (2, 6), "m": (1, 6)}, inputs=[Input(("n", "m"), name="x")])
+    record = run_search(case)
+    assert record.status == "fail"
+    assert "sizes {'m': 1, 'n': 2}" in record.message, record.message
+
+
+def test_a_single_draw_misses_what_the_search_finds():
+    """The point of searching: these default draws pass."""
+    above4 = Case(name="t/above4", fn=planted.square_wrong_above_4, sizes={"n": (1, 3)},
+                  inputs=[Input(("n",), low=-8, high=8, name="x")])
+    misses = [seed for seed in range(20) if single_draw(above4, seed).status == "pass"]
+    assert misses  # some seeds draw no x > 4
+    assert run_search(above4, seed=misses[0]).status == "fail"
+
+
+@pytest.mark.parametrize("fn", [torch.tanh, torch.relu, torch.abs, lambda x: x.mean(0)],
+                         ids=["tanh", "relu", "abs", "mean"])
+def test_correct_functions_pass_the_thorough_search(fn):
+    case = Case(name="t/ok", fn=fn, sizes={"n": (1, 5), "m": (1, 5)},
+                inputs=[Input(("n", "m"), low=-3, high=3, name="x")])
+    record = run_search(case, profile="thorough")
+    assert record.status == "pass", record.message
+    assert "150 searched inputs" in record.message
+
+
+def test_search_is_reproducible():
+    case = Case(name="t/above4", fn=planted.square_wrong_above_4, sizes={"n": (1, 3)},
+                inputs=[Input(("n",), low=-8, high=8, name="x")])
+    assert run_search(case).message == run_search(case).message
+
+
+def test_unknown_profile_is_named():
+    with pytest.raises(ValueError, match="profile"):
+        Settings(profile="forever")

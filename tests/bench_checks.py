@@ -2,9 +2,12 @@
 
 Run with `nox -s bench` or `python -m pytest tests/bench_checks.py --benchmark-only -p no:xdist -s`.
 Loss as a function of all 101,110 parameters (float64), the correct model and one whose
-layer1.weight[37, 512] gradient is scaled by 1.5, 2 or 10. Prints verdict and time per tool.
+layer1.weight[37, 512] gradient is scaled by 1.5, 2 or 10. Prints verdict and time per tool,
+and the time of the quick input search over the whole built-in registry. gradcheck's slow
+mode takes 1-2 minutes per variant here; set HARNESS_BENCH_SLOW=1 to include it.
 """
 
+import os
 import time
 
 import pytest
@@ -43,18 +46,20 @@ def _harness(fn, inputs):
     return check_gradients(fn, *inputs, checks=("fd",), name="tiny-model")
 
 
-def _gradcheck(fn, inputs):
+def _gradcheck(fn, inputs, fast_mode=True):
     try:
-        return torch.autograd.gradcheck(fn, inputs, fast_mode=True, raise_exception=True)
+        return torch.autograd.gradcheck(fn, inputs, fast_mode=fast_mode, raise_exception=True)
     except RuntimeError:
         return False
 
 
 @pytest.mark.parametrize("factor", [1.0, 1.5, 2.0, 10.0], ids=lambda f: f"x{f:g}")
-@pytest.mark.parametrize("tool", ["harness", "gradcheck-fast"])
+@pytest.mark.parametrize("tool", ["harness", "gradcheck-fast"]
+                         + (["gradcheck-slow"] if os.environ.get("HARNESS_BENCH_SLOW") else []))
 def test_tiny_model(benchmark, tool, factor):
     fn, inputs = _model(factor), _inputs()
-    run = _harness if tool == "harness" else _gradcheck
+    run = {"harness": _harness, "gradcheck-fast": _gradcheck,
+           "gradcheck-slow": lambda f, i: _gradcheck(f, i, fast_mode=False)}[tool]
     start = time.perf_counter()
     result = benchmark.pedantic(run, args=(fn, inputs), rounds=3 if factor == 1.0 else 1,
                                 iterations=1)
@@ -69,6 +74,20 @@ def test_tiny_model(benchmark, tool, factor):
     expected = "pass" if factor == 1.0 else "fail"
     if tool == "harness":
         assert verdict == expected
+
+
+def test_quick_search_over_the_registry(benchmark):
+    from harness.checks import Settings
+    from harness.registry import load
+    from harness.runner import items_for, run_item
+
+    items = items_for(load().cases, ["search"], devices=["cpu"])
+    start = time.perf_counter()
+    records = benchmark.pedantic(
+        lambda: [r for item in items for r in run_item(item, Settings())], rounds=1)
+    VERDICTS.append(("search-quick", len(items), "pass" if all(
+        r.status == "pass" for r in records) else "fail", time.perf_counter() - start,
+        "whole built-in registry, quick profile (items)"))
 
 
 def teardown_module():

@@ -253,3 +253,11 @@ def test_a_wrong_slope_next_to_a_kink_still_fails():
                                         requires_grad=True))
     assert record.status == "fail"
     assert "constant factor 3" in record.pattern or "3 times" in record.pattern
+
+
+def test_one_wrong_element_among_100k_is_localized():
+    record = fd(planted.sin_one_wrong, leaf(400, 250))
+    assert record.status == "fail"
+    assert record.index == "12,34" and "one element wrong (located by group testing" \
+        in record.pattern
+    assert "mismatched elements: 1 / 100000" in record.message

@@ -126,14 +126,18 @@ def search(case: Case, dtype: torch.dtype, device: str, check, check_name: str,
             failures.append((drawn, bad, ex))
             raise AssertionError(bad[0].message)
 
+    raised = None
     try:
         probe()
-    except Exception:  # noqa: BLE001 - hypothesis re-raises the shrunk failure
-        pass
+    except Exception as exc:  # hypothesis re-raises the shrunk failure, or its own error
+        raised = exc
     seconds = time.perf_counter() - start
     dtype_name = str(dtype).removeprefix("torch.")
     base = dict(case=case.name, check=f"search-{check_name}", dtype=dtype_name, device=device,
                 seed=check_settings.seed, seconds=seconds, source=case.source)
+    if not failures and raised is not None:  # the search itself broke, not the gradient
+        return Record(status="error", message=f"{case.name} {dtype_name} {device}: input "
+                      f"search could not run: {type(raised).__name__}: {raised}", **base)
     if not failures:
         return Record(status="pass", message=f"{tried} searched inputs ({profile} profile)",
                       **base)

@@ -82,3 +82,13 @@ def test_search_is_reproducible():
 def test_unknown_profile_is_named():
     with pytest.raises(ValueError, match="profile"):
         Settings(profile="forever")
+
+
+def test_a_search_that_cannot_run_is_an_error_not_a_pass():
+    def broken_inputs(gen):
+        raise RuntimeError("no data")
+
+    case = Case(name="t/broken", fn=torch.sin, inputs=broken_inputs)
+    record = run_search(case)
+    assert record.status == "error"
+    assert "input search could not run: RuntimeError: no data" in record.message

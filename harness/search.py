@@ -20,11 +20,9 @@ from hypothesis import strategies as st
 
 from harness import diagnose
 from harness.case import Case, Input
+from harness.checks.settings import PROFILES
 from harness.inputs import build_example, item_seed
 from harness.record import Record
-
-PROFILES = {"quick": 12, "thorough": 150}
-"""Examples tried per (case, dtype, device) by each profile."""
 
 SMALL = 64
 """Tensors up to this many elements get hypothesis-drawn (shrinkable) values; larger ones are

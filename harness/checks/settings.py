@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+PROFILES = {"quick": 12, "thorough": 150}
+"""Inputs the search tries per (case, dtype, device) under each profile."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -25,8 +28,6 @@ class Settings:
     localize_max: int = 8
 
     def __post_init__(self) -> None:
-        from harness.search import PROFILES
-
         if self.profile not in PROFILES:
             raise ValueError(f"Settings.profile must be one of {list(PROFILES)}, "
                              f"got {self.profile!r}")

@@ -89,15 +89,18 @@ class _Target:
         """
         one_hot = int((u != 0).sum()) == 1
         w = u if one_hot else u.abs()
-        base = first if one_hot else self._probe(w, FD_CONFIRM_SHRINKS[-1])
-        right, left = one_sided(self.phi, self.xs, self.pos, w, self.radius,
-                                FD_CONFIRM_SHRINKS[-1])
-        slack = (base[2] - FD_SAFETY * base[0].error) + FD_SAFETY * (right.error + left.error)
-        low, high = sorted((left.value, right.value))
+        base = first if one_hot else self._probe(w, 1.0)
         actual = base[1]
-        if high - low > slack and low - slack <= actual <= high + slack:
-            kink = Derivative(value=actual, error=0.0, kink=(left.value, right.value))
-            return kink, actual, slack
+        # Largest step first: an exact kink shows at any step, and small steps pay in rounding;
+        # a point merely near a kink shows only once the step no longer reaches across it.
+        for shrink in FD_CONFIRM_SHRINKS:
+            right, left = one_sided(self.phi, self.xs, self.pos, w, self.radius, shrink)
+            slack = (base[2] - FD_SAFETY * base[0].error) + FD_SAFETY * (right.error
+                                                                         + left.error)
+            low, high = sorted((left.value, right.value))
+            if high - low > slack and low - slack <= actual <= high + slack:
+                kink = Derivative(value=actual, error=0.0, kink=(left.value, right.value))
+                return kink, actual, slack
         return None
 
     def kink_at(self, i: int) -> str | None:

@@ -26,7 +26,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Backward-pass timing: filled by the benchmarking issue; today it times the checks."""
+    """Backward-pass timing on CPU and CUDA into reports/bench.*, then the harness-vs-gradcheck
+    benchmark. On a GPU machine, install the CUDA torch you want in the session first."""
     _install(session)
+    session.run("python", "-m", "harness", "bench", *session.posargs)
     session.run("python", "-m", "pytest", "tests/bench_checks.py", "--benchmark-only",
-                "-p", "no:xdist", *session.posargs)
+                "-p", "no:xdist", "-s")

@@ -7,6 +7,8 @@ from harness import Case, Input
 
 TAGS = ("block",)
 SIZES = {"n": (1, 24), "m": (1, 24), "k": (1, 24)}
+ELEMENTWISE_BENCH = tuple({"n": 2**k} for k in (10, 14, 18, 20))
+MATMUL_BENCH = tuple({"n": s, "k": s, "m": s} for s in (64, 256, 512))
 
 
 def _softmax_vjp(x, v):
@@ -63,7 +65,8 @@ BLOCK_CASES = [
     Case(name="block/exp", fn=torch.exp, inputs=[Input(("n", "m"), low=-4, high=4, name="x")],
          sizes=SIZES, grad=lambda x, v: torch.exp(x) * v, tags=TAGS),
     Case(name="block/tanh", fn=torch.tanh, inputs=[Input(("n",), low=-4, high=4, name="x")],
-         sizes=SIZES, grad=lambda x, v: (1 - torch.tanh(x) ** 2) * v, tags=TAGS),
+         sizes=SIZES, grad=lambda x, v: (1 - torch.tanh(x) ** 2) * v, tags=TAGS,
+         bench_sizes=ELEMENTWISE_BENCH),
     Case(name="block/sigmoid", fn=torch.sigmoid,
          inputs=[Input(("n",), low=-8, high=8, name="x")], sizes=SIZES,
          grad=lambda x, v: torch.sigmoid(x) * (1 - torch.sigmoid(x)) * v, tags=TAGS),
@@ -82,7 +85,7 @@ BLOCK_CASES = [
          grad=lambda x, v: torch.softmax(x, -1) * v.unsqueeze(-1), tags=TAGS),
     Case(name="block/matmul", fn=torch.matmul,
          inputs=[Input(("n", "k"), name="a"), Input(("k", "m"), name="b")], sizes=SIZES,
-         grad=lambda a, b, v: (v @ b.T, a.T @ v), tags=TAGS),
+         grad=lambda a, b, v: (v @ b.T, a.T @ v), tags=TAGS, bench_sizes=MATMUL_BENCH),
     Case(name="block/l2-norm", fn=torch.linalg.vector_norm,
          inputs=[Input(("n", "m"), low=0.1, high=3, name="x")], sizes=SIZES,
          grad=_norm_grad, tags=TAGS),

@@ -95,6 +95,7 @@ class Case:
     `grad_fn_chain` names the grad_fn nodes from the output down the first next_functions
     (e.g. SumBackward0, ..., AccumulateGrad). `expected_failures` maps a check to a phrase
     its diagnosis must contain: a deliberately wrong teaching case passes when it fails so.
+    `bench_sizes` lists named-size settings to time (default: each size at its largest).
     """
 
     name: str
@@ -111,6 +112,7 @@ class Case:
     intermediates: Callable[..., tuple] | None = None
     intermediate_grad: Callable[..., Mapping[str, torch.Tensor]] | None = None
     grad_fn_chain: tuple[str, ...] = ()
+    bench_sizes: tuple[Mapping[str, int], ...] = ()
     expected_failures: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     source: str = ""

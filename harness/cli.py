@@ -10,6 +10,7 @@ import time
 import torch
 
 from harness import registry, report
+from harness.case import TrainingCase
 from harness.checks import ALL_CHECK_NAMES, Settings
 from harness.runner import device_available, items_for, run_items
 
@@ -23,6 +24,18 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check every selected case and write reports")
     search = sub.add_parser("search", help="search inputs for a failing gradient (hypothesis) "
                             "and write reports/search.*")
+    bench = sub.add_parser("bench", help="time backward passes on CPU and CUDA and write "
+                           "reports/bench.* with plots")
+    bench.add_argument("--cases", action="append", metavar="GLOB")
+    bench.add_argument("--tag", action="append")
+    bench.add_argument("--device", action="append", choices=["cpu", "cuda"],
+                       help="default: cpu and cuda (cuda rows say 'unavailable' without one)")
+    bench.add_argument("--dtype", action="append", choices=list(DTYPES))
+    bench.add_argument("--mode", action="append", choices=["backward", "forward+backward"])
+    bench.add_argument("--min-run-time", type=float, default=0.2,
+                       help="seconds per measurement (torch.utils.benchmark blocked_autorange)")
+    bench.add_argument("--load", action="append", default=[], metavar="PATH")
+    bench.add_argument("--report-dir", default="reports")
     listing = sub.add_parser("list", help="list registered cases")
     listing.add_argument("--load", action="append", default=[], metavar="PATH")
     for command in (check, search):
@@ -98,6 +111,32 @@ def _check(args) -> int:
     return 0 if frame["status"].isin(["pass", "skip"]).all() else 1
 
 
+def _bench(args) -> int:
+    from harness import bench
+
+    reg = registry.load(args.load)
+    cases = [c for c in _select(reg.cases, args.cases or ["block/*", "tutorial/tiny-model"],
+                                args.tag) if not isinstance(c, TrainingCase)]
+    if not cases:
+        print(f"harness: no case matches --cases {args.cases}; see `harness list`",
+              file=sys.stderr)
+        return 2
+    devices = args.device or ["cpu", "cuda"]
+    if "cuda" in devices and not device_available("cuda"):
+        print("CUDA is unavailable on this machine: its columns say so", file=sys.stderr)
+    dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else [torch.float32]
+    start = time.perf_counter()
+    rows = bench.run_bench(cases, devices, dtypes, args.mode or bench.MODES,
+                           args.min_run_time, progress=lambda s: print(f"  {s}",
+                                                                       file=sys.stderr))
+    frame = report.bench_frame(rows)
+    paths = report.write_bench(frame, args.report_dir, bench.machine_info())
+    noisy = int((frame["flags"] == "noisy").sum())
+    print(f"{len(rows)} measurements ({noisy} noisy) of {len(cases)} cases in "
+          f"{time.perf_counter() - start:.1f} s; reports: {', '.join(str(p) for p in paths)}")
+    return 0
+
+
 def _list(args) -> int:
     reg = registry.load(args.load)
     for case in reg.cases:
@@ -109,6 +148,8 @@ def _list(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "bench":
+        return _bench(args)
     return _list(args) if args.command == "list" else _check(args)
 
 

@@ -97,3 +97,108 @@ def write(frame: pd.DataFrame, report_dir: str | Path, seed: int | None = None,
                   "</title></head><body><h1>Gradient correctness</h1><pre>"
                   f"{summary(frame)}</pre>{styled}</body></html>\n")
     return paths
+
+
+def bench_frame(rows) -> pd.DataFrame:
+    """One long frame of BenchRows."""
+    return pd.DataFrame([r.as_dict() for r in rows])
+
+
+def speedup(frame: pd.DataFrame) -> pd.DataFrame:
+    """CUDA-over-CPU speedup per (case, mode, dtype, size), against CPU at all cores;
+    'unavailable' where either side was not measured."""
+    cpu = frame[(frame["device"] == "cpu")]
+    cpu = cpu[cpu["threads"] == cpu["threads"].max()] if len(cpu) else cpu
+    keys = ["case", "mode", "dtype", "size"]
+    merged = cpu[keys + ["median_s"]].merge(
+        frame[frame["device"] == "cuda"][keys + ["median_s"]], on=keys, how="left",
+        suffixes=("_cpu", "_cuda"))
+    ratio = merged["median_s_cpu"] / merged["median_s_cuda"]
+    merged["cuda_speedup"] = ratio.map(lambda v: "unavailable" if pd.isna(v) else f"{v:.2f}")
+    return merged
+
+
+def plot_bench(frame: pd.DataFrame, out: Path) -> list[Path]:
+    """time against size per device (log-log), one PNG per mode; and the speedup plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    measured = frame.dropna(subset=["median_s"])
+    families = measured.groupby("case")["size"].nunique()
+    measured = measured[measured["case"].isin(families[families > 1].index)]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for mode, part in measured.groupby("mode"):
+        fig, ax = plt.subplots(figsize=(9, 4.8))
+        cases = sorted(part["case"].unique())
+        top_threads = part["threads"].max()
+        for (case, device, dtype, threads), line in part.groupby(
+                ["case", "device", "dtype", "threads"]):
+            line = line.sort_values("numel")
+            style = "-" if device == "cuda" or threads == top_threads else "--"
+            ax.errorbar(line["numel"], line["median_s"] * 1e6, yerr=line["iqr_s"] * 1e6 / 2,
+                        marker="o" if device == "cpu" else "s", capsize=3, linestyle=style,
+                        color=colors[cases.index(case) % len(colors)],
+                        label=f"{case} {device} {dtype}, {threads} thread(s)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("input elements (all inputs)")
+        ax.set_ylabel("median time per call (µs); bars: IQR")
+        ax.set_title(f"{mode}: time against size (cases with a size family)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        fig.tight_layout()
+        path = out / f"bench-{mode.replace('+', '-')}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    ratios = speedup(frame)
+    numeric = pd.to_numeric(ratios["cuda_speedup"], errors="coerce")
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    if numeric.notna().any():
+        ratios = ratios.assign(speedup=numeric).dropna(subset=["speedup"])
+        sizes = frame.drop_duplicates(["case", "size"]).set_index(["case", "size"])["numel"]
+        for (case, mode), line in ratios.groupby(["case", "mode"]):
+            x = [sizes[(case, s)] for s in line["size"]]
+            ax.plot(x, line["speedup"], marker="o", label=f"{case} {mode}")
+        ax.set_xscale("log")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.text(0.5, 0.5, "CUDA unavailable on this machine: no speedup measured",
+                ha="center", va="center", transform=ax.transAxes)
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_xlabel("input elements (all inputs)")
+    ax.set_ylabel("CUDA speedup over CPU (all cores)")
+    ax.set_title("speedup against size")
+    fig.tight_layout()
+    path = out / "bench-speedup.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return paths + [path]
+
+
+def write_bench(frame: pd.DataFrame, report_dir: str | Path, info: dict) -> list[Path]:
+    """bench.csv, bench.md, bench.html and the PNG plots under `report_dir`."""
+    out = Path(report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ratios = speedup(frame)
+    shown = frame.assign(
+        median_us=frame["median_s"].map(lambda v: "" if pd.isna(v) else f"{v * 1e6:.1f}"),
+        iqr_us=frame["iqr_s"].map(lambda v: "" if pd.isna(v) else f"{v * 1e6:.1f}"),
+    ).drop(columns=["median_s", "iqr_s"])
+    machine = ", ".join(f"{k}: {v}" for k, v in info.items())
+    _atomic_write(out / "bench.csv", frame.to_csv(index=False))
+    _atomic_write(out / "bench.md", "\n".join([
+        "# Backward-pass timing", "", machine, "",
+        shown.to_markdown(index=False), "", "## CUDA over CPU", "",
+        ratios.to_markdown(index=False), ""]))
+    _atomic_write(out / "bench.html", "<html><head><meta charset='utf-8'><title>Backward "
+                  f"timing</title></head><body><h1>Backward-pass timing</h1><p>{machine}</p>"
+                  f"{shown.to_html(index=False, na_rep='')}<h2>CUDA over CPU</h2>"
+                  f"{ratios.to_html(index=False, na_rep='')}"
+                  "<h2>Plots</h2><img src='bench-backward.png'>"
+                  "<img src='bench-forward-backward.png'><img src='bench-speedup.png'>"
+                  "</body></html>\n")
+    return [out / "bench.csv", out / "bench.md", out / "bench.html", *plot_bench(frame, out)]

@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="seconds per measurement (torch.utils.benchmark blocked_autorange)")
     bench.add_argument("--load", action="append", default=[], metavar="PATH")
     bench.add_argument("--report-dir", default="reports")
+    bench.add_argument("--baseline", metavar="FILE",
+                       help="an earlier bench.csv: flag what got slower beyond the noise")
     listing = sub.add_parser("list", help="list registered cases")
     listing.add_argument("--load", action="append", default=[], metavar="PATH")
     for command in (check, search):
@@ -130,11 +132,21 @@ def _bench(args) -> int:
                            args.min_run_time, progress=lambda s: print(f"  {s}",
                                                                        file=sys.stderr))
     frame = report.bench_frame(rows)
+    slower = []
+    if args.baseline:
+        import pandas as pd
+
+        frame = report.compare_baseline(frame, pd.read_csv(args.baseline))
+        slower = frame[frame["vs_baseline"].str.startswith("slower")]
     paths = report.write_bench(frame, args.report_dir, bench.machine_info())
     noisy = int((frame["flags"] == "noisy").sum())
+    for row in slower.itertuples() if len(slower) else ():
+        print(f"SLOWER {row.case} {row.mode} {row.device} {row.dtype} {row.size} "
+              f"{row.threads} thread(s): {row.baseline_median_s * 1e6:.1f} -> "
+              f"{row.median_s * 1e6:.1f} µs ({row.vs_baseline})")
     print(f"{len(rows)} measurements ({noisy} noisy) of {len(cases)} cases in "
           f"{time.perf_counter() - start:.1f} s; reports: {', '.join(str(p) for p in paths)}")
-    return 0
+    return 1 if len(slower) else 0
 
 
 def _list(args) -> int:

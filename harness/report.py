@@ -202,3 +202,28 @@ def write_bench(frame: pd.DataFrame, report_dir: str | Path, info: dict) -> list
                   "<img src='bench-forward-backward.png'><img src='bench-speedup.png'>"
                   "</body></html>\n")
     return [out / "bench.csv", out / "bench.md", out / "bench.html", *plot_bench(frame, out)]
+
+
+BASELINE_KEYS = ["case", "mode", "device", "dtype", "size", "threads"]
+
+
+def compare_baseline(frame: pd.DataFrame, baseline: pd.DataFrame,
+                     threshold: float = 0.10) -> pd.DataFrame:
+    """Add `vs_baseline`: a row is slower (or faster) only when its median moved by more than
+    `threshold` of the old median AND by more than the two measurements' IQRs together."""
+    old = baseline[BASELINE_KEYS + ["median_s", "iqr_s"]].rename(
+        columns={"median_s": "baseline_median_s", "iqr_s": "baseline_iqr_s"})
+    merged = frame.merge(old, on=BASELINE_KEYS, how="left")
+
+    def verdict(row) -> str:
+        if pd.isna(row["median_s"]) or pd.isna(row["baseline_median_s"]):
+            return "no baseline" if pd.isna(row["baseline_median_s"]) else "not measured"
+        change = row["median_s"] - row["baseline_median_s"]
+        noise = (row["iqr_s"] or 0) + (row["baseline_iqr_s"] or 0)
+        ratio = row["median_s"] / row["baseline_median_s"]
+        if abs(change) <= max(threshold * row["baseline_median_s"], noise):
+            return "within noise"
+        return f"{'slower' if change > 0 else 'faster'} x{ratio:.2f}"
+
+    merged["vs_baseline"] = merged.apply(verdict, axis=1)
+    return merged

@@ -76,3 +76,34 @@ def test_bench_command_writes_reports_and_plots(tmp_path, capsys):
     frame = pd.read_csv(tmp_path / "bench.csv")
     assert set(frame["size"]) == {"n=1024", "n=16384", "n=262144", "n=1048576"}
     assert "measurements" in capsys.readouterr().out
+
+
+def _frame(median, iqr):
+    return pd.DataFrame([dict(case="c", mode="backward", device="cpu", dtype="float32",
+                              size="n=1", threads=1, median_s=median, iqr_s=iqr)])
+
+
+def test_baseline_flags_only_slowdowns_beyond_the_noise():
+    old = _frame(1.0e-3, 1e-5)
+    assert report.compare_baseline(_frame(1.05e-3, 1e-5), old)["vs_baseline"][0] == \
+        "within noise"  # 5% < 10% threshold
+    assert report.compare_baseline(_frame(1.5e-3, 1e-5), old)["vs_baseline"][0] == \
+        "slower x1.50"
+    assert report.compare_baseline(_frame(1.5e-3, 6e-4), old)["vs_baseline"][0] == \
+        "within noise"  # the spread covers the change
+    assert report.compare_baseline(_frame(0.5e-3, 1e-5), old)["vs_baseline"][0] == \
+        "faster x0.50"
+    assert report.compare_baseline(_frame(1e-3, 1e-5), old.assign(case="other"))[
+        "vs_baseline"][0] == "no baseline"
+
+
+def test_bench_baseline_exit_status(tmp_path, capsys):
+    args = ["bench", "--cases", "block/exp", "--mode", "backward", "--device", "cpu",
+            "--min-run-time", "0.01", "--report-dir", str(tmp_path)]
+    assert main(args) == 0
+    frame = pd.read_csv(tmp_path / "bench.csv")
+    frame["median_s"] = frame["median_s"] / 100  # a baseline 100x faster than today
+    frame["iqr_s"] = 0.0
+    frame.to_csv(tmp_path / "fast.csv", index=False)
+    assert main(args + ["--baseline", str(tmp_path / "fast.csv")]) == 1
+    assert "SLOWER block/exp backward cpu" in capsys.readouterr().out

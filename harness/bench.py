@@ -42,6 +42,9 @@ class BenchRow:
     repeats: int
     peak_memory_bytes: int | None
     memory_method: str
+    gb_per_s: float | None = None
+    gflop_per_s: float | None = None
+    fraction_of_copy: float | None = None
     flags: str = ""
 
     def as_dict(self) -> dict:
@@ -118,9 +121,19 @@ def _memory(run: Callable[[], object], device: str) -> tuple[int | None, str]:
     return counter.bytes, "bytes of new storages allocated (upper bound of the peak)"
 
 
+def copy_bandwidth(device: str = "cpu", nbytes: int = 2**26, timer: type = Timer) -> float:
+    """This machine's measured copy bandwidth in bytes/s (read + write of `nbytes`)."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
+    dst = torch.empty_like(src)
+    m = timer(stmt="dst.copy_(src)", globals={"dst": dst, "src": src},
+              num_threads=torch.get_num_threads(), label="copy",
+              description="copy").blocked_autorange(min_run_time=0.2)
+    return 2 * nbytes / m.median
+
+
 def measure(case: Case, sizes: dict, mode: str, dtype: torch.dtype, device: str,
             threads: int, min_run_time: float = 0.2, seed: int = 0,
-            timer: type = Timer) -> BenchRow:
+            timer: type = Timer, bandwidth: float | None = None) -> BenchRow:
     """Time one (case, size, mode, dtype, device, threads). `timer` is injectable for tests."""
     dtype_name = str(dtype).removeprefix("torch.")
     label = ",".join(f"{k}={v}" for k, v in sorted(sizes.items())) or "default"
@@ -142,8 +155,20 @@ def measure(case: Case, sizes: dict, mode: str, dtype: torch.dtype, device: str,
         torch.set_num_threads(previous)
     median, iqr = measurement.median, measurement.iqr
     flags = "noisy" if median > 0 and iqr / median > NOISY else ""
+    rates = {}
+    if mode == "backward" and median > 0:
+        if case.bench_bytes is not None:
+            rates["gb_per_s"] = case.bench_bytes(*ex.inputs) / median / 1e9
+            if bandwidth:
+                rates["fraction_of_copy"] = rates["gb_per_s"] * 1e9 / bandwidth
+                if rates["fraction_of_copy"] > 1:  # the 64 MB copy streams from DRAM
+                    flags = ",".join(f for f in (flags, "in-cache: faster than DRAM copy")
+                                     if f)
+        if case.bench_flops is not None:
+            rates["gflop_per_s"] = case.bench_flops(*ex.inputs) / median / 1e9
     return BenchRow(numel=numel, median_s=median, iqr_s=iqr, repeats=len(measurement.times),
-                    peak_memory_bytes=memory, memory_method=method, flags=flags, **common)
+                    peak_memory_bytes=memory, memory_method=method, flags=flags, **rates,
+                    **common)
 
 
 def thread_counts() -> list[int]:
@@ -157,6 +182,10 @@ def run_bench(cases: Iterable[Case], devices: Iterable[str], dtypes: Iterable[to
               ) -> list[BenchRow]:
     """Every (case, size, mode, dtype, device, threads); CPU twice (1 thread, all cores)."""
     rows = []
+    cases = list(cases)
+    bandwidth = {}
+    if any(c.bench_bytes for c in cases):
+        bandwidth = {d: copy_bandwidth(d, timer=timer) for d in devices if device_available(d)}
     for case in cases:
         for sizes in bench_sizes(case):
             for dtype in dtypes:
@@ -167,7 +196,8 @@ def run_bench(cases: Iterable[Case], devices: Iterable[str], dtypes: Iterable[to
                             if progress:
                                 progress(f"{case.name} {mode} {device} {n} thread(s) {sizes}")
                             rows.append(measure(case, sizes, mode, dtype, device, n,
-                                                min_run_time, seed, timer))
+                                                min_run_time, seed, timer,
+                                                bandwidth.get(device)))
     return rows
 
 

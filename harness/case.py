@@ -95,7 +95,9 @@ class Case:
     `grad_fn_chain` names the grad_fn nodes from the output down the first next_functions
     (e.g. SumBackward0, ..., AccumulateGrad). `expected_failures` maps a check to a phrase
     its diagnosis must contain: a deliberately wrong teaching case passes when it fails so.
-    `bench_sizes` lists named-size settings to time (default: each size at its largest).
+    `bench_sizes` lists named-size settings to time (default: each size at its largest);
+    `bench_bytes(*inputs)` / `bench_flops(*inputs)` give what one backward pass moves or
+    computes, for throughput columns.
     """
 
     name: str
@@ -113,6 +115,8 @@ class Case:
     intermediate_grad: Callable[..., Mapping[str, torch.Tensor]] | None = None
     grad_fn_chain: tuple[str, ...] = ()
     bench_sizes: tuple[Mapping[str, int], ...] = ()
+    bench_bytes: Callable[..., int] | None = None
+    bench_flops: Callable[..., int] | None = None
     expected_failures: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     source: str = ""

@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 import torch
 
 from harness import Case, Input, report
@@ -107,3 +108,18 @@ def test_bench_baseline_exit_status(tmp_path, capsys):
     frame.to_csv(tmp_path / "fast.csv", index=False)
     assert main(args + ["--baseline", str(tmp_path / "fast.csv")]) == 1
     assert "SLOWER block/exp backward cpu" in capsys.readouterr().out
+
+
+def test_throughput_against_measured_copy_bandwidth():
+    streaming = Case(name="t/stream", fn=torch.tanh, inputs=[Input(("n",), name="x")],
+                     sizes={"n": (1, 8)}, bench_sizes=({"n": 1000},),
+                     bench_bytes=lambda x: 3 * x.numel() * x.element_size(),
+                     bench_flops=lambda x: 4 * x.numel())
+    row = measure(streaming, {"n": 1000}, "backward", torch.float32, "cpu", 1,
+                  timer=FakeTimer, bandwidth=24e6)  # FakeTimer: 1 ms per call
+    assert row.gb_per_s == pytest.approx(12000 / 1e-3 / 1e9)  # 12 kB in 1 ms
+    assert row.fraction_of_copy == pytest.approx(0.5)
+    assert row.gflop_per_s == pytest.approx(4000 / 1e-3 / 1e9)
+    fast = measure(streaming, {"n": 1000}, "backward", torch.float32, "cpu", 1,
+                   timer=FakeTimer, bandwidth=6e6)
+    assert fast.fraction_of_copy == pytest.approx(2.0) and "in-cache" in fast.flags

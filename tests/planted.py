@@ -154,53 +154,6 @@ class SquareKeepsInput(torch.autograd.Function):
         return 2 * ctx.copy * g
 
 
-class SquareScalesGradOutput(torch.autograd.Function):
-    """Doubles grad_output in place (and halves it back in the result): mutates the caller's."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**2
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        g.mul_(2)
-        return x * g
-
-
-class SquareNudgesInput(torch.autograd.Function):
-    """Right gradient, but its backward changes the saved input in place."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**2
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        result = 2 * x * g
-        x.data.add_(1e-3)
-        return result
-
-
-class SquareWritesGrad(torch.autograd.Function):
-    """Writes its result into the input's .grad itself, even under torch.autograd.grad."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**2
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        result = 2 * x * g
-        x.grad = result.detach().clone()
-        return result
-
-
 class MeanRowsWrongDim(torch.autograd.Function):
     """x.mean(0) for an (n, m) matrix, whose backward divides by m: right only if n == m."""
 
@@ -229,3 +182,26 @@ class MeanLastSqueezed(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         width = x.squeeze().shape[-1] if x.squeeze().dim() else 1
         return g.unsqueeze(-1).expand_as(x) / width
+
+
+def _scale_grad_output(x, g):
+    g.mul_(2)  # mutates the caller's incoming gradient
+    return x * g
+
+
+def _nudge_input(x, g):
+    result = 2 * x * g
+    x.data.add_(1e-3)  # changes the saved input in place
+    return result
+
+
+def _write_grad(x, g):
+    result = 2 * x * g
+    x.grad = result.detach().clone()  # even under torch.autograd.grad
+    return result
+
+
+square_scales_grad_output = _function(lambda x: x**2, _scale_grad_output,
+                                      "SquareScalesGradOutput")
+square_nudges_input = _function(lambda x: x**2, _nudge_input, "SquareNudgesInput")
+square_writes_grad = _function(lambda x: x**2, _write_grad, "SquareWritesGrad")

@@ -57,7 +57,7 @@ def test_stateful_backward_fails_zeroing(stateful):
 
 
 def test_autograd_grad_must_not_touch_dot_grad():
-    record = run("accumulation", planted.SquareWritesGrad.apply)
+    record = run("accumulation", planted.square_writes_grad)
     assert "torch.autograd.grad changed .grad" in record.message
 
 
@@ -105,12 +105,12 @@ def test_hidden_parameter_keeps_tracking_after_requires_grad_false():
 
 
 def test_backward_that_mutates_grad_output():
-    record = run("reentrancy", planted.SquareScalesGradOutput.apply)
+    record = run("reentrancy", planted.square_scales_grad_output)
     assert "changed the incoming gradient (grad_output) in place" in record.message
 
 
 def test_backward_that_mutates_its_input():
-    record = run("reentrancy", planted.SquareNudgesInput.apply)
+    record = run("reentrancy", planted.square_nudges_input)
     assert "changed an input in place: x" in record.message
 
 

@@ -7,7 +7,7 @@ from harness import Case, Input
 
 TAGS = ("block",)
 SIZES = {"n": (1, 24), "m": (1, 24), "k": (1, 24)}
-ELEMENTWISE_BENCH = tuple({"n": 2**k} for k in (10, 14, 18, 20))
+ELEMENTWISE_BENCH = tuple({"n": 2**k} for k in (10, 12, 14, 16, 18, 20, 22, 24))
 MATMUL_BENCH = tuple({"n": s, "k": s, "m": s} for s in (64, 256, 512))
 
 

@@ -92,6 +92,13 @@ def _tiny_model_grad(x, y, w1, b1, w2, b2):
     return d_pre.T @ x, d_pre.sum(0), d_out.T @ hidden, d_out.sum(0)
 
 
+def _tiny_model_backward_flops(x, y, w1, b1, w2, b2):
+    """Multiply-adds of the backward: dW2, dHidden (batch x 10 x width each), dW1 (batch x
+    width x 1000); x needs no gradient."""
+    batch, width = x.shape[0], w1.shape[0]
+    return 2 * batch * width * (2 * 10 + x.shape[1])
+
+
 def _regression(w, b, x, y):
     return ((w * x + b - y) ** 2).mean()
 
@@ -181,12 +188,16 @@ TUTORIAL_CASES = [
          grad=_a_function_loss_grad, tags=TAGS,
          description="a_function = input * p, loss = mean((out - 2 input)^2) (000)"),
     Case(name="tutorial/tiny-model", fn=_tiny_model,
-         inputs=[Input((16, 1000), low=-2, high=2, requires_grad=False, name="x"),
-                 Input((16, 10), low=-1, high=1, requires_grad=False, name="y"),
-                 Input((100, 1000), low=-0.03, high=0.03, name="layer1.weight"),
-                 Input((100,), low=-0.03, high=0.03, name="layer1.bias"),
-                 Input((10, 100), low=-0.1, high=0.1, name="layer2.weight"),
+         inputs=[Input(("batch", 1000), low=-2, high=2, requires_grad=False, name="x"),
+                 Input(("batch", 10), low=-1, high=1, requires_grad=False, name="y"),
+                 Input(("width", 1000), low=-0.03, high=0.03, name="layer1.weight"),
+                 Input(("width",), low=-0.03, high=0.03, name="layer1.bias"),
+                 Input((10, "width"), low=-0.1, high=0.1, name="layer2.weight"),
                  Input((10,), low=-0.1, high=0.1, name="layer2.bias")],
+         sizes={"batch": (16, 16), "width": (100, 100)},
          grad=_tiny_model_grad, tags=(*TAGS, "model"),
+         bench_sizes=tuple({"batch": b, "width": w} for b in (16, 128, 1024)
+                           for w in (100, 400, 1600)),
+         bench_flops=_tiny_model_backward_flops,
          description="TinyModel: Linear 1000-100, ReLU, Linear 100-10, MSE; backprop by hand"),
 ]

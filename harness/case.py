@@ -157,6 +157,15 @@ class Case:
                         f"but not declared in Case.sizes (declared: {sorted(self.sizes)})"
                     )
 
+        object.__setattr__(self, "bench_sizes", tuple(dict(s) for s in self.bench_sizes))
+        for setting in self.bench_sizes:
+            unknown = set(setting) - set(self.sizes)
+            if unknown:
+                raise ValueError(
+                    f"Case {self.name!r}: bench_sizes names {sorted(unknown)} are not declared "
+                    f"in Case.sizes (declared: {sorted(self.sizes)})"
+                )
+
     @property
     def input_specs(self) -> tuple[Input, ...]:
         """The Input specs, or () when inputs come from a callable."""

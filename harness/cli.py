@@ -32,8 +32,18 @@ def _parser() -> argparse.ArgumentParser:
                        help="default: cpu and cuda (cuda rows say 'unavailable' without one)")
     bench.add_argument("--dtype", action="append", choices=list(DTYPES))
     bench.add_argument("--mode", action="append", choices=["backward", "forward+backward"])
+    bench.add_argument("--size", action="append", type=_size_setting, default=[],
+                       metavar="NAME=N[,NAME=N]",
+                       help="time this size instead of the case's family (repeatable), for "
+                       "cases that declare these size names, e.g. --size n=4096")
     bench.add_argument("--min-run-time", type=float, default=0.2,
                        help="seconds per measurement (torch.utils.benchmark blocked_autorange)")
+    bench.add_argument("--repeats", type=int, default=10,
+                       help="fewest timed blocks per measurement (default 10)")
+    bench.add_argument("--tf32", action="store_true",
+                       help="allow TF32 in CUDA matmul and cudnn (pinned off by default)")
+    bench.add_argument("--cudnn-benchmark", action="store_true",
+                       help="let cudnn autotune (pinned off by default)")
     bench.add_argument("--load", action="append", default=[], metavar="PATH")
     bench.add_argument("--report-dir", default="reports")
     bench.add_argument("--baseline", metavar="FILE",
@@ -55,6 +65,15 @@ def _parser() -> argparse.ArgumentParser:
                              help="also load cases from a .py file or a folder of them")
         command.add_argument("--report-dir", default="reports")
     return parser
+
+
+def _size_setting(text: str) -> dict[str, int]:
+    try:
+        pairs = [part.split("=") for part in text.split(",")]
+        return {name.strip(): int(value) for name, value in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NAME=N[,NAME=N], e.g. n=4096,m=8") from None
 
 
 def _select(cases, patterns, tags):
@@ -117,7 +136,7 @@ def _bench(args) -> int:
     from harness import bench
 
     reg = registry.load(args.load)
-    cases = [c for c in _select(reg.cases, args.cases or ["block/*", "tutorial/tiny-model"],
+    cases = [c for c in _select(reg.cases, args.cases or list(bench.DEFAULT_CASES),
                                 args.tag) if not isinstance(c, TrainingCase)]
     if not cases:
         print(f"harness: no case matches --cases {args.cases}; see `harness list`",
@@ -127,10 +146,15 @@ def _bench(args) -> int:
     if "cuda" in devices and not device_available("cuda"):
         print("CUDA is unavailable on this machine: its columns say so", file=sys.stderr)
     dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else [torch.float32]
+    for setting in args.size:
+        if not any(set(setting) <= set(c.sizes) for c in cases):
+            print(f"--size {setting}: no selected case declares these size names "
+                  f"(see `harness list`); cases keep their own sizes", file=sys.stderr)
+    items = bench.bench_items(cases, devices, dtypes, args.mode or bench.MODES, args.size)
     start = time.perf_counter()
-    rows = bench.run_bench(cases, devices, dtypes, args.mode or bench.MODES,
-                           args.min_run_time, progress=lambda s: print(f"  {s}",
-                                                                       file=sys.stderr))
+    with bench.pinned_flags(args.tf32, args.cudnn_benchmark) as flags:
+        rows = bench.run_bench(items, args.min_run_time, args.repeats,
+                               progress=lambda s: print(f"  {s}", file=sys.stderr))
     frame = report.bench_frame(rows)
     slower = []
     if args.baseline:
@@ -138,15 +162,18 @@ def _bench(args) -> int:
 
         frame = report.compare_baseline(frame, pd.read_csv(args.baseline))
         slower = frame[frame["vs_baseline"].str.startswith("slower")]
-    paths = report.write_bench(frame, args.report_dir, bench.machine_info())
-    noisy = int((frame["flags"] == "noisy").sum())
+    paths = report.write_bench(frame, args.report_dir, {**bench.machine_info(), **flags})
+    noisy = int(frame["flags"].str.contains("noisy").sum())
+    broken = frame[frame["flags"].str.startswith("error")]
+    for row in broken.itertuples():
+        print(f"ERROR {row.case} {row.mode} {row.device} {row.size}: {row.flags}")
     for row in slower.itertuples() if len(slower) else ():
         print(f"SLOWER {row.case} {row.mode} {row.device} {row.dtype} {row.size} "
               f"{row.threads} thread(s): {row.baseline_median_s * 1e6:.1f} -> "
               f"{row.median_s * 1e6:.1f} µs ({row.vs_baseline})")
     print(f"{len(rows)} measurements ({noisy} noisy) of {len(cases)} cases in "
           f"{time.perf_counter() - start:.1f} s; reports: {', '.join(str(p) for p in paths)}")
-    return 1 if len(slower) else 0
+    return 1 if len(slower) or len(broken) else 0
 
 
 def _list(args) -> int:

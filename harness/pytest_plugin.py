@@ -131,3 +131,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     report = node.ihook.pytest_make_collect_report(collector=node)
     node.ihook.pytest_collectreport(report=report)
     items.extend(report.result)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """pytest-benchmark's saved runs carry the GPU, driver, CUDA and cudnn versions, so its
+    compare and storage features keep timings from different machines apart."""
+    from harness.bench import machine_info as harness_machine_info
+
+    machine_info["harness"] = harness_machine_info()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import tempfile
@@ -124,34 +125,53 @@ def plot_bench(frame: pd.DataFrame, out: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     paths = []
     measured = frame.dropna(subset=["median_s"])
     families = measured.groupby("case")["size"].nunique()
     measured = measured[measured["case"].isin(families[families > 1].index)]
+    styles = {}  # (device, threads) -> line style, the same in every panel
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for mode, part in measured.groupby("mode"):
-        fig, ax = plt.subplots(figsize=(9, 4.8))
         cases = sorted(part["case"].unique())
-        top_threads = part["threads"].max()
-        for (case, device, dtype, threads), line in part.groupby(
-                ["case", "device", "dtype", "threads"]):
-            line = line.sort_values("numel")
-            style = "-" if device == "cuda" or threads == top_threads else "--"
-            ax.errorbar(line["numel"], line["median_s"] * 1e6, yerr=line["iqr_s"] * 1e6 / 2,
-                        marker="o" if device == "cpu" else "s", capsize=3, linestyle=style,
-                        color=colors[cases.index(case) % len(colors)],
-                        label=f"{case} {device} {dtype}, {threads} thread(s)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("input elements (all inputs)")
-        ax.set_ylabel("median time per call (µs); bars: IQR")
-        ax.set_title(f"{mode}: time against size (cases with a size family)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        fig.tight_layout()
+        ncols = min(4, len(cases))
+        nrows = math.ceil(len(cases) / ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows + 0.8),
+                                 squeeze=False)
+        for ax, case in zip(axes.flat, cases):
+            rows = part[part["case"] == case]
+            x, xlabel = "numel", "input elements (all inputs)"
+            if rows["backward_flop"].notna().all():  # 2-D families: order by work done
+                x, xlabel = "backward_flop", "FLOP in one backward"
+            for (device, dtype, threads), line in rows.groupby(["device", "dtype", "threads"]):
+                key = (device, dtype, threads)
+                styles.setdefault(key, colors[len(styles) % len(colors)])
+                line = line.sort_values(x)
+                ax.errorbar(line[x], line["median_s"] * 1e6,
+                            yerr=line["iqr_s"] * 1e6 / 2, color=styles[key], capsize=2,
+                            marker="o" if device == "cpu" else "s", markersize=3,
+                            label=f"{device} {dtype}, {threads} thread(s)")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(case, fontsize=9)
+            ax.set_xlabel(xlabel, fontsize=8)
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_ylabel("median µs per call", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(True, which="both", alpha=0.3)
+        for ax in list(axes.flat)[len(cases):]:
+            ax.set_visible(False)
+        shown = {}
+        for ax in axes.flat:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                shown.setdefault(label, handle)
+        fig.legend(list(shown.values()), list(shown), loc="lower center", ncol=len(shown),
+                   fontsize=8)
+        fig.suptitle(f"{mode}: time against size (log-log; bars: IQR)", fontsize=11)
+        fig.tight_layout(rect=(0, 0.06 if nrows > 1 else 0.1, 1, 0.97))
         path = out / f"bench-{mode.replace('+', '-')}.png"
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=100)
         plt.close(fig)
         paths.append(path)
     ratios = speedup(frame)

@@ -1,4 +1,4 @@
-"""Backward timing: rows, flags, CUDA 'unavailable', reports and plots (timer injected)."""
+"""Backward timing: items, rows, flags, CUDA 'unavailable', reports and plots (timer injected)."""
 
 from types import SimpleNamespace
 
@@ -7,7 +7,18 @@ import pytest
 import torch
 
 from harness import Case, Input, report
-from harness.bench import MODES, bench_sizes, measure, run_bench
+from harness.bench import (
+    MODES,
+    BenchItem,
+    bench_items,
+    bench_sizes,
+    default_family,
+    measure,
+    pinned_flags,
+    run_bench,
+    time_callable,
+    workload,
+)
 from harness.cli import main
 
 CASE = Case(name="t/tanh", fn=torch.tanh, inputs=[Input(("n",), name="x")],
@@ -15,7 +26,8 @@ CASE = Case(name="t/tanh", fn=torch.tanh, inputs=[Input(("n",), name="x")],
 
 
 class FakeTimer:
-    """Runs the statement once (so the workload is real) and reports fixed statistics."""
+    """Runs the statement once (so the workload is real) and reports fixed statistics:
+    7 blocks of 100 calls of 1 ms, 20% IQR at 1 thread (noisy), 5% otherwise."""
 
     calls = []
 
@@ -25,58 +37,144 @@ class FakeTimer:
 
     def blocked_autorange(self, min_run_time):
         self.run()
-        iqr = 2e-4 if self.threads == 1 else 5e-5  # 20% (noisy) vs 5%
-        return SimpleNamespace(median=1e-3, iqr=iqr, times=[1e-3] * 7)
+        FakeTimer.min_run_times.append(min_run_time)
+        iqr = 2e-4 if self.threads == 1 else 5e-5
+        return SimpleNamespace(median=1e-3, iqr=iqr, times=[1e-3] * 7, number_per_run=100)
+
+    min_run_times = []
 
 
-def test_rows_for_every_size_mode_device_and_thread_count():
-    FakeTimer.calls.clear()
-    rows = run_bench([CASE], ["cpu", "cuda"], [torch.float32], timer=FakeTimer)
+def _item(case=CASE, sizes=None, mode="backward", dtype=torch.float32, device="cpu", threads=1):
+    return BenchItem(case, sizes or {"n": 16}, mode, dtype, device, threads)
+
+
+def test_items_cover_every_size_mode_device_and_thread_count():
+    items = bench_items([CASE], ["cpu", "cuda"], [torch.float32])
     threads = sorted({1, torch.get_num_threads()})
-    assert len(rows) == 2 * len(MODES) * (len(threads) + 1)
+    assert len(items) == 2 * len(MODES) * (len(threads) + 1)
+    assert {i.threads for i in items if i.device == "cpu"} == set(threads)
+    assert items[0].id == "t/tanh[n=16]-backward-float32-cpu-1t"
+
+
+def test_rows_carry_what_was_measured():
+    rows = run_bench(bench_items([CASE], ["cpu", "cuda"], [torch.float32]), timer=FakeTimer,
+                     repeats=5)
     cpu = [r for r in rows if r.device == "cpu"]
     assert {r.size for r in cpu} == {"n=16", "n=256"} and {r.numel for r in cpu} == {16, 256}
     assert all(r.median_s == 1e-3 and r.repeats == 7 for r in cpu)
     assert {r.flags for r in cpu if r.threads == 1} == {"noisy"}
-    assert all(r.peak_memory_bytes > 0 for r in cpu)
-    assert all("upper bound" in r.memory_method for r in cpu)
+    assert all(r.peak_memory_bytes > 0 and "upper bound" in r.memory_method for r in cpu)
+
+
+def test_too_few_blocks_are_measured_again_for_longer():
+    FakeTimer.min_run_times.clear()
+    time_callable(lambda: None, 1, "l", "d", min_run_time=0.2, repeats=10, timer=FakeTimer)
+    # 10 blocks of 0.1 s; FakeTimer never gives more than 7, so it gives up after 3 retries
+    assert FakeTimer.min_run_times == [0.2] + [pytest.approx(1.2 * 10 * 0.1)] * 3
+    FakeTimer.min_run_times.clear()
+    time_callable(lambda: None, 1, "l", "d", min_run_time=0.2, repeats=5, timer=FakeTimer)
+    assert FakeTimer.min_run_times == [0.2]
+
+
+def test_real_timer_gives_at_least_the_asked_repeats():
+    run, _ = workload(_item(sizes={"n": 4096}))
+    m = time_callable(run, 1, "t", "backward", min_run_time=0.001, repeats=12)
+    assert len(m.times) >= 12 and m.median > 0
 
 
 def test_cuda_rows_say_unavailable_without_a_gpu():
     if torch.cuda.is_available():
-        return
-    row = measure(CASE, {"n": 16}, "backward", torch.float32, "cuda", 1, timer=FakeTimer)
+        pytest.skip("a GPU is here: its rows are measured")
+    row = measure(_item(device="cuda"), timer=FakeTimer)
     assert row.median_s is None and row.flags == "cuda unavailable"
     assert row.memory_method == "unavailable"
 
 
+def test_a_case_that_raises_becomes_an_error_row():
+    def broken(x):
+        raise RuntimeError("kernel exploded")
+
+    bad = Case(name="t/broken", fn=broken, inputs=[Input(("n",), name="x")],
+               sizes={"n": (1, 8)})
+    rows = run_bench([_item(bad, {"n": 8}), _item()], timer=FakeTimer)
+    assert rows[0].median_s is None
+    assert rows[0].flags == "error: RuntimeError: kernel exploded"
+    assert rows[1].median_s == 1e-3  # the next item still ran
+
+
 def test_cpu_memory_counts_what_backward_allocates():
-    row = measure(CASE, {"n": 16}, "backward", torch.float64, "cpu", 1, timer=FakeTimer)
+    row = measure(_item(dtype=torch.float64), timer=FakeTimer)
     assert row.peak_memory_bytes == 2 * 16 * 8  # tanh backward: 1 - y^2, then times g
 
 
-def test_default_bench_size_is_the_largest():
-    plain = Case(name="t/x", fn=torch.tanh, inputs=[Input(("n",))], sizes={"n": (2, 9)})
-    assert bench_sizes(plain) == [{"n": 9}]
+def test_backward_mode_keeps_one_graph_and_accumulates_nothing():
+    run, ex = workload(_item(sizes={"n": 64}))
+    first, second = run()[0], run()[0]
+    torch.testing.assert_close(first, second)
+    assert all(x.grad is None for x in ex.inputs)
+
+
+def test_forward_backward_mode_gives_the_same_gradient():
+    backward, _ = workload(_item(sizes={"n": 64}))
+    both, _ = workload(_item(sizes={"n": 64}, mode="forward+backward"))
+    torch.testing.assert_close(backward()[0], both()[0])
+
+
+def test_declared_sizes_then_override_then_default_family():
+    assert bench_sizes(CASE) == [{"n": 16}, {"n": 256}]
+    assert bench_sizes(CASE, [{"n": 99}, {"m": 3}]) == [{"n": 99}]  # m: not CASE's size
+    plain = Case(name="t/x", fn=torch.mm, inputs=[Input(("n", "k")), Input(("k", "n"))],
+                 sizes={"n": (2, 9), "k": (1, 3), "unused": (1, 2)})
+    family = default_family(plain)
+    assert family == [{"n": 23, "k": 23}, {"n": 91, "k": 91}, {"n": 363, "k": 363}]
+    assert all(2 * s["n"] ** 2 >= t for s, t in zip(family, (2**10, 2**14, 2**18)))
+    fixed = Case(name="t/f", fn=torch.tanh, inputs=[Input((3, 4))])
+    assert bench_sizes(fixed) == [{}]
+
+
+def test_bench_sizes_must_name_declared_sizes():
+    with pytest.raises(ValueError, match=r"bench_sizes names \['m'\] are not declared"):
+        Case(name="t/bad", fn=torch.tanh, inputs=[Input(("n",))], sizes={"n": (1, 2)},
+             bench_sizes=({"m": 4},))
+
+
+def test_flags_are_pinned_and_restored():
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = (matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark)
+    with pinned_flags(tf32=True, cudnn_benchmark=True) as flags:
+        assert matmul.allow_tf32 and cudnn.allow_tf32 and cudnn.benchmark
+        assert flags == {"tf32 (pinned)": "True", "cudnn.benchmark (pinned)": "True"}
+    assert (matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark) == before
 
 
 def test_speedup_pivot_says_unavailable():
-    rows = run_bench([CASE], ["cpu", "cuda"], [torch.float32], timer=FakeTimer)
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the speedup is measured")
+    rows = run_bench(bench_items([CASE], ["cpu", "cuda"], [torch.float32]), timer=FakeTimer)
     ratios = report.speedup(report.bench_frame(rows))
-    if not torch.cuda.is_available():
-        assert set(ratios["cuda_speedup"]) == {"unavailable"}
+    assert set(ratios["cuda_speedup"]) == {"unavailable"}
 
 
 def test_bench_command_writes_reports_and_plots(tmp_path, capsys):
     code = main(["bench", "--cases", "block/tanh", "--mode", "backward", "--min-run-time",
-                 "0.01", "--report-dir", str(tmp_path)])
+                 "0.01", "--repeats", "3", "--size", "n=1024", "--size", "n=4096",
+                 "--report-dir", str(tmp_path)])
     assert code == 0
     names = {p.name for p in tmp_path.iterdir()}
     assert {"bench.csv", "bench.md", "bench.html", "bench-backward.png",
             "bench-speedup.png"} <= names
     frame = pd.read_csv(tmp_path / "bench.csv")
-    assert set(frame["size"]) == {"n=1024", "n=16384", "n=262144", "n=1048576"}
+    assert set(frame["size"]) == {"n=1024", "n=4096"}
+    assert (frame[frame["device"] == "cpu"]["repeats"] >= 3).all()
+    html = (tmp_path / "bench.html").read_text()
+    assert "tf32 (pinned): False" in html and "cudnn.benchmark (pinned): False" in html
     assert "measurements" in capsys.readouterr().out
+
+
+def test_bench_command_rejects_a_malformed_size(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--size", "n=big"])
+    assert "expected NAME=N" in capsys.readouterr().err
 
 
 def _frame(median, iqr):
@@ -100,7 +198,8 @@ def test_baseline_flags_only_slowdowns_beyond_the_noise():
 
 def test_bench_baseline_exit_status(tmp_path, capsys):
     args = ["bench", "--cases", "block/exp", "--mode", "backward", "--device", "cpu",
-            "--min-run-time", "0.01", "--report-dir", str(tmp_path)]
+            "--size", "n=32,m=32", "--min-run-time", "0.01", "--repeats", "3",
+            "--report-dir", str(tmp_path)]
     assert main(args) == 0
     frame = pd.read_csv(tmp_path / "bench.csv")
     frame["median_s"] = frame["median_s"] / 100  # a baseline 100x faster than today
@@ -115,11 +214,11 @@ def test_throughput_against_measured_copy_bandwidth():
                      sizes={"n": (1, 8)}, bench_sizes=({"n": 1000},),
                      bench_bytes=lambda x: 3 * x.numel() * x.element_size(),
                      bench_flops=lambda x: 4 * x.numel())
-    row = measure(streaming, {"n": 1000}, "backward", torch.float32, "cpu", 1,
-                  timer=FakeTimer, bandwidth=24e6)  # FakeTimer: 1 ms per call
+    item = _item(streaming, {"n": 1000})
+    row = measure(item, timer=FakeTimer, repeats=5, bandwidth=24e6)  # FakeTimer: 1 ms a call
+    assert row.backward_bytes == 12000 and row.backward_flop == 4000
     assert row.gb_per_s == pytest.approx(12000 / 1e-3 / 1e9)  # 12 kB in 1 ms
     assert row.fraction_of_copy == pytest.approx(0.5)
     assert row.gflop_per_s == pytest.approx(4000 / 1e-3 / 1e9)
-    fast = measure(streaming, {"n": 1000}, "backward", torch.float32, "cpu", 1,
-                   timer=FakeTimer, bandwidth=6e6)
+    fast = measure(item, timer=FakeTimer, repeats=5, bandwidth=6e6)
     assert fast.fraction_of_copy == pytest.approx(2.0) and "in-cache" in fast.flags

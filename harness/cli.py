@@ -133,7 +133,7 @@ def _check(args) -> int:
 
 
 def _bench(args) -> int:
-    from harness import bench
+    from harness import bench, bench_report
 
     reg = registry.load(args.load)
     cases = [c for c in _select(reg.cases, args.cases or list(bench.DEFAULT_CASES),
@@ -155,14 +155,14 @@ def _bench(args) -> int:
     with bench.pinned_flags(args.tf32, args.cudnn_benchmark) as flags:
         rows = bench.run_bench(items, args.min_run_time, args.repeats,
                                progress=lambda s: print(f"  {s}", file=sys.stderr))
-    frame = report.bench_frame(rows)
+    frame = bench_report.bench_frame(rows)
     slower = []
     if args.baseline:
         import pandas as pd
 
-        frame = report.compare_baseline(frame, pd.read_csv(args.baseline))
+        frame = bench_report.compare_baseline(frame, pd.read_csv(args.baseline))
         slower = frame[frame["vs_baseline"].str.startswith("slower")]
-    paths = report.write_bench(frame, args.report_dir, {**bench.machine_info(), **flags})
+    paths = bench_report.write_bench(frame, args.report_dir, {**bench.machine_info(), **flags})
     noisy = int(frame["flags"].str.contains("noisy").sum())
     broken = frame[frame["flags"].str.startswith("error")]
     for row in broken.itertuples():

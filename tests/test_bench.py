@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from harness import Case, Input, report
+from harness import Case, Input, bench_report
 from harness.bench import (
     MODES,
     BenchItem,
@@ -147,11 +147,24 @@ def test_flags_are_pinned_and_restored():
     assert (matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark) == before
 
 
+def test_summary_has_one_line_per_case_size_and_mode():
+    rows = run_bench(bench_items([CASE], ["cpu", "cuda"], [torch.float32]), timer=FakeTimer)
+    table = bench_report.summary(bench_report.bench_frame(rows))
+    assert len(table) == 2 * len(MODES)
+    line = table.iloc[0]
+    assert line["case"] == "t/tanh" and line["size"] == "n=16" and line["mode"] == "backward"
+    if torch.get_num_threads() > 1:
+        assert line["cpu 1 thread µs"] == "1,000.0 ±20%"  # FakeTimer: 1 ms, IQR 0.2 ms
+    assert line["flags"] == "noisy"  # the 1-thread row's 20% IQR
+    if not torch.cuda.is_available():
+        assert line["cuda µs"] == "unavailable" and line["cuda speedup"] == "unavailable"
+
+
 def test_speedup_pivot_says_unavailable():
     if torch.cuda.is_available():
         pytest.skip("a GPU is here: the speedup is measured")
     rows = run_bench(bench_items([CASE], ["cpu", "cuda"], [torch.float32]), timer=FakeTimer)
-    ratios = report.speedup(report.bench_frame(rows))
+    ratios = bench_report.speedup(bench_report.bench_frame(rows))
     assert set(ratios["cuda_speedup"]) == {"unavailable"}
 
 
@@ -167,7 +180,11 @@ def test_bench_command_writes_reports_and_plots(tmp_path, capsys):
     assert set(frame["size"]) == {"n=1024", "n=4096"}
     assert (frame[frame["device"] == "cpu"]["repeats"] >= 3).all()
     html = (tmp_path / "bench.html").read_text()
-    assert "tf32 (pinned): False" in html and "cudnn.benchmark (pinned): False" in html
+    assert "<td>tf32 (pinned)</td><td>False</td>" in html
+    assert "<td>cudnn.benchmark (pinned)</td><td>False</td>" in html
+    assert "<h2>Summary</h2>" in html and "bench-backward.png" in html
+    md = (tmp_path / "bench.md").read_text()
+    assert "| block/tanh | n=1024 | backward |" in md
     assert "measurements" in capsys.readouterr().out
 
 
@@ -184,15 +201,15 @@ def _frame(median, iqr):
 
 def test_baseline_flags_only_slowdowns_beyond_the_noise():
     old = _frame(1.0e-3, 1e-5)
-    assert report.compare_baseline(_frame(1.05e-3, 1e-5), old)["vs_baseline"][0] == \
+    assert bench_report.compare_baseline(_frame(1.05e-3, 1e-5), old)["vs_baseline"][0] == \
         "within noise"  # 5% < 10% threshold
-    assert report.compare_baseline(_frame(1.5e-3, 1e-5), old)["vs_baseline"][0] == \
+    assert bench_report.compare_baseline(_frame(1.5e-3, 1e-5), old)["vs_baseline"][0] == \
         "slower x1.50"
-    assert report.compare_baseline(_frame(1.5e-3, 6e-4), old)["vs_baseline"][0] == \
+    assert bench_report.compare_baseline(_frame(1.5e-3, 6e-4), old)["vs_baseline"][0] == \
         "within noise"  # the spread covers the change
-    assert report.compare_baseline(_frame(0.5e-3, 1e-5), old)["vs_baseline"][0] == \
+    assert bench_report.compare_baseline(_frame(0.5e-3, 1e-5), old)["vs_baseline"][0] == \
         "faster x0.50"
-    assert report.compare_baseline(_frame(1e-3, 1e-5), old.assign(case="other"))[
+    assert bench_report.compare_baseline(_frame(1e-3, 1e-5), old.assign(case="other"))[
         "vs_baseline"][0] == "no baseline"
 
 

@@ -239,3 +239,14 @@ def test_throughput_against_measured_copy_bandwidth():
     assert row.gflop_per_s == pytest.approx(4000 / 1e-3 / 1e9)
     fast = measure(item, timer=FakeTimer, repeats=5, bandwidth=6e6)
     assert fast.fraction_of_copy == pytest.approx(2.0) and "in-cache" in fast.flags
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_rows_are_measured_with_device_memory():
+    row = measure(_item(sizes={"n": 4096}, device="cuda", threads=torch.get_num_threads()),
+                  min_run_time=0.01, repeats=3)
+    assert row.median_s > 0 and row.repeats >= 3
+    assert row.memory_method == "cuda max_memory_allocated" and row.peak_memory_bytes > 0
+    frame = bench_report.bench_frame([row, measure(_item(sizes={"n": 4096}),
+                                                   min_run_time=0.01, repeats=3)])
+    assert bench_report.speedup(frame)["cuda_speedup"].iloc[0] != "unavailable"

@@ -95,6 +95,10 @@ class Case:
     `grad_fn_chain` names the grad_fn nodes from the output down the first next_functions
     (e.g. SumBackward0, ..., AccumulateGrad). `expected_failures` maps a check to a phrase
     its diagnosis must contain: a deliberately wrong teaching case passes when it fails so.
+    `checks` names the checks this case gets (default: all that apply), e.g. ("fd",) for an
+    operator swept by the thousand where semantics checks would add nothing.
+    `nondeterministic_tol` declares a backward allowed to differ run to run by that much: the
+    determinism check measures the spread and reports it instead of failing.
     `bench_sizes` lists named-size settings to time (default: each size at its largest);
     `bench_bytes(*inputs)` / `bench_flops(*inputs)` give what one backward pass moves or
     computes, for throughput columns.
@@ -118,6 +122,8 @@ class Case:
     bench_bytes: Callable[..., int] | None = None
     bench_flops: Callable[..., int] | None = None
     expected_failures: Mapping[str, str] = field(default_factory=dict)
+    checks: tuple[str, ...] = ()
+    nondeterministic_tol: float = 0.0
     description: str = ""
     source: str = ""
 
@@ -140,6 +146,7 @@ class Case:
         object.__setattr__(self, "devices", tuple(self.devices))
         object.__setattr__(self, "tags", tuple(self.tags))
         object.__setattr__(self, "input_names", tuple(self.input_names))
+        object.__setattr__(self, "checks", tuple(self.checks))
         for dtype in self.dtypes:
             if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
                 raise ValueError(f"Case {self.name!r}: dtypes must be floating torch dtypes")

@@ -101,7 +101,7 @@ def _progress(stream):
 
 
 def _check(args) -> int:
-    reg = registry.load(args.load)
+    reg = registry.load(args.load, patterns=args.cases or (), tags=args.tag or ())
     cases = _select(reg.cases, args.cases, args.tag)
     if not cases and not reg.errors:
         print(f"harness: no case matches --cases {args.cases} --tag {args.tag}; "
@@ -135,7 +135,7 @@ def _check(args) -> int:
 def _bench(args) -> int:
     from harness import bench, bench_report
 
-    reg = registry.load(args.load)
+    reg = registry.load(args.load, patterns=args.cases or (), tags=args.tag or ())
     cases = [c for c in _select(reg.cases, args.cases or list(bench.DEFAULT_CASES),
                                 args.tag) if not isinstance(c, TrainingCase)]
     if not cases:
@@ -180,6 +180,9 @@ def _list(args) -> int:
     reg = registry.load(args.load)
     for case in reg.cases:
         print(f"{case.name:<40} {case.source:<40} {','.join(case.tags)}")
+    for name, source in reg.opt_in:
+        print(f"{source.prefix + '/*':<40} {'plugin ' + name:<40} opt-in: --cases "
+              f"'{source.prefix}/*' or --tag {','.join(source.tags)}; {source.description}")
     for err in reg.errors:
         print(f"ERROR {err.message}")
     return 1 if reg.errors else 0

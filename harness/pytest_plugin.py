@@ -115,9 +115,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                   items: list[pytest.Item]) -> None:
     if not _enabled(config):
         return
-    reg = registry.load(config.getoption("--harness-load"))
-    config.stash[_REGISTRY] = reg
     patterns = config.getoption("--harness-select") or config.getini("harness_select")
+    reg = registry.load(config.getoption("--harness-load"), patterns=patterns)
+    config.stash[_REGISTRY] = reg
     cases = [c for c in reg.cases
              if not patterns or any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
     seed = config.getoption("--harness-seed")

@@ -1,7 +1,9 @@
 """Where cases come from: the `harness.cases` entry point group and files given on the CLI.
 
-An entry point's target is an iterable of Case or a zero-argument callable returning one; a
-file or folder contributes its module-level Case objects and the items of a `CASES` list.
+An entry point's target is an iterable of Case or a zero-argument callable returning one, or
+an OptInCases: a source too slow or too large for every run, built only when a name pattern
+under its prefix or one of its tags selects it. A file or folder contributes its module-level
+Case objects and the items of a `CASES` list.
 Anything that goes wrong while loading (import error, wrong type, duplicate name) becomes an
 error Record naming the plugin or file; it never stops the other sources.
 """
@@ -9,9 +11,10 @@ error Record naming the plugin or file; it never stops the other sources.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import importlib.util
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -23,11 +26,32 @@ GROUP = "harness.cases"
 
 
 @dataclass(frozen=True)
+class OptInCases:
+    """Cases a plugin builds only when asked: `--cases 'PREFIX/...'` or `--tag TAG`.
+
+    `load()` returns the cases (named PREFIX/...); it is not called otherwise, so an expensive
+    import costs nothing in a default run. A match-all pattern like '*' does not select it.
+    """
+
+    prefix: str
+    load: Callable[[], Iterable[Case]]
+    tags: tuple[str, ...] = ()
+    description: str = ""
+
+    def wanted(self, patterns: Iterable[str] = (), tags: Iterable[str] = ()) -> bool:
+        heads = [p.split("/")[0] for p in patterns or ()]
+        by_name = any(h.strip("*") and fnmatch.fnmatchcase(self.prefix, h) for h in heads)
+        return by_name or bool(set(tags or ()) & set(self.tags))
+
+
+@dataclass(frozen=True)
 class Registry:
-    """Loaded cases, by unique name, and the load errors as records."""
+    """Loaded cases, by unique name, the load errors as records, and the opt-in sources that
+    were not asked for (name -> OptInCases)."""
 
     cases: tuple[Case | TrainingCase, ...]
     errors: tuple[Record, ...]
+    opt_in: tuple[tuple[str, OptInCases], ...] = ()
 
 
 def _error(source: str, message: str) -> Record:
@@ -59,9 +83,11 @@ def _take(source: str, produced) -> tuple[list[Case], list[Record]]:
                            f"{type(exc).__name__}: {exc}")]
 
 
-def from_entry_points(group: str = GROUP) -> tuple[list[Case], list[Record]]:
-    """Cases from every installed distribution's entry point in `group`."""
-    cases, errors = [], []
+def from_entry_points(group: str = GROUP, patterns: Iterable[str] = (),
+                      tags: Iterable[str] = ()) -> tuple[list[Case], list[Record], list]:
+    """Cases from every installed distribution's entry point in `group`; OptInCases only
+    when `patterns` or `tags` select them (the others are returned as (name, source))."""
+    cases, errors, skipped = [], [], []
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):
         source = f"plugin {ep.name} ({ep.value})"
         try:
@@ -71,10 +97,15 @@ def from_entry_points(group: str = GROUP) -> tuple[list[Case], list[Record]]:
                                  f"{type(exc).__name__}: {exc}; is the package installed "
                                  "and the entry point's object spelled right?"))
             continue
+        if isinstance(target, OptInCases):
+            if not target.wanted(patterns, tags):
+                skipped.append((ep.name, target))
+                continue
+            target = target.load
         more, errs = _take(source, target)
         cases += more
         errors += errs
-    return cases, errors
+    return cases, errors, skipped
 
 
 def from_path(path: str | Path) -> tuple[list[Case], list[Record]]:
@@ -107,9 +138,12 @@ def from_path(path: str | Path) -> tuple[list[Case], list[Record]]:
     return cases, errors
 
 
-def load(paths: Iterable[str | Path] = (), use_entry_points: bool = True) -> Registry:
-    """All cases from entry points and `paths`; a duplicate name is an error, first one wins."""
-    cases, errors = from_entry_points() if use_entry_points else ([], [])
+def load(paths: Iterable[str | Path] = (), use_entry_points: bool = True,
+         patterns: Iterable[str] = (), tags: Iterable[str] = ()) -> Registry:
+    """All cases from entry points and `paths`; a duplicate name is an error, first one wins.
+    `patterns` and `tags` (the run's selection) decide which OptInCases are built."""
+    cases, errors, skipped = (from_entry_points(GROUP, patterns, tags) if use_entry_points
+                              else ([], [], []))
     for path in paths:
         more, errs = from_path(path)
         cases += more
@@ -122,4 +156,4 @@ def load(paths: Iterable[str | Path] = (), use_entry_points: bool = True) -> Reg
                                  f"{unique[case.name].source}; rename one of them"))
             continue
         unique[case.name] = case
-    return Registry(tuple(unique.values()), tuple(errors))
+    return Registry(tuple(unique.values()), tuple(errors), tuple(skipped))

@@ -46,7 +46,8 @@ def items_for(
 ) -> list[Item]:
     """Every (case, check, dtype, device) the case declares, filtered by the arguments.
 
-    A Case gets the gradient and semantics checks, a TrainingCase the training checks.
+    A Case gets the gradient and semantics checks (or only its `checks`), a TrainingCase the
+    training checks.
     """
     wanted = list(checks) if checks is not None else None
     for name in wanted or ():
@@ -58,7 +59,8 @@ def items_for(
         Item(case, check, dtype, device)
         for case in cases
         for check in (TRAINING_CHECKS if isinstance(case, TrainingCase) else CHECKS)
-        if wanted is None or check in wanted
+        if (wanted is None or check in wanted) and check in (getattr(case, "checks", ())
+                                                             or (check,))
         for dtype in case.dtypes
         if dtypes is None or dtype in dtypes
         for device in case.devices

@@ -46,8 +46,37 @@ def test_stateful_backward_fails_accumulation(stateful):
 
 def test_stateful_backward_fails_reentrancy(stateful):
     record = run("reentrancy", stateful)
-    assert "two backward passes with the same cotangent differ for x" in record.message
+    assert "2 backward passes with the same cotangent differ for x" in record.message
     assert "keeps state between calls" in record.message
+    assert "declare Case(nondeterministic_tol=...)" in record.message
+
+
+class NoisyBackward(torch.autograd.Function):
+    """x^2 whose backward adds noise of about 1e-12, like atomic adds in another order."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * g + 1e-12 * torch.randn_like(x)
+
+
+def test_declared_nondeterminism_is_measured_not_failed():
+    record = run("reentrancy", NoisyBackward.apply, nondeterministic_tol=1e-9)
+    assert record.status == "pass"
+    assert "nondeterministic backward measured: largest spread" in record.message
+    assert "over 5 runs, within the declared nondeterministic_tol 1e-09" in record.message
+
+
+def test_nondeterminism_beyond_the_declared_tolerance_fails():
+    record = run("reentrancy", NoisyBackward.apply, nondeterministic_tol=1e-15)
+    assert record.status == "fail"
+    assert "5 backward passes with the same cotangent differ for x" in record.message
+    assert "more than the declared nondeterministic_tol 1e-15" in record.message
 
 
 def test_stateful_backward_fails_zeroing(stateful):

@@ -36,6 +36,7 @@ __all__ = [
     "graph_under_phrase",
     "intermediate_phrase",
     "metadata_phrase",
+    "nondeterminism_measured",
     "nondeterministic_phrase",
     "per_sample_phrase",
     "retain_graph_failed_phrase",
@@ -133,10 +134,19 @@ def backward_under_phrase(mode: str) -> str:
     return f"backward through an output made under torch.{mode}() did not raise"
 
 
-def nondeterministic_phrase(label: str, spread: float, scale: float) -> str:
-    return (f"two backward passes with the same cotangent differ for {label}: spread "
-            f"{spread:.3g} (largest gradient {scale:.3g}); non-deterministic kernel (atomics) "
-            "or a backward that keeps state between calls")
+def nondeterministic_phrase(label: str, spread: float, scale: float, runs: int = 2,
+                            declared: float = 0.0) -> str:
+    allowed = (f", more than the declared nondeterministic_tol {declared:.3g}" if declared
+               else "; if the kernel is meant to be nondeterministic (atomics), declare "
+               "Case(nondeterministic_tol=...)")
+    return (f"{runs} backward passes with the same cotangent differ for {label}: spread "
+            f"{spread:.3g} (largest gradient {scale:.3g}){allowed}; a nondeterministic "
+            "kernel or a backward that keeps state between calls")
+
+
+def nondeterminism_measured(spread: float, runs: int, declared: float) -> str:
+    return (f"nondeterministic backward measured: largest spread {spread:.3g} over {runs} "
+            f"runs, within the declared nondeterministic_tol {declared:.3g}")
 
 
 def metadata_phrase(label: str, g: torch.Tensor, x: torch.Tensor) -> str:

@@ -1,0 +1,152 @@
+"""Every differentiable PyTorch operator as cases, from torch's own OpInfo database.
+
+Registered through the `harness.cases` entry point like any third-party plugin, as an opt-in
+source: `harness check --cases 'opinfo/*'` (or a narrower pattern, or `--tag opinfo`) builds
+it; a default run never imports the database. One case per operator and sample input (the
+first SAMPLES_PER_OP samples), float64, finite differences as the reference (OpInfo gives no
+analytic gradient), second order where the OpInfo supports gradgrad.
+
+The database (`torch.testing._internal.common_methods_invocations.op_db`) is private to torch
+and needs the `expecttest` package; when it is missing or its shape changed, the plugin becomes
+one error row saying so, and the other cases still run.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from itertools import islice
+
+import torch
+
+from harness import Case, OptInCases
+
+SAMPLES_PER_OP = 3
+TAGS = ("opinfo",)
+
+
+def _is_grad_tensor(x) -> bool:
+    return isinstance(x, torch.Tensor) and x.requires_grad and x.is_floating_point()
+
+
+def _is_tensor_list(x) -> bool:
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(
+        isinstance(t, torch.Tensor) for t in x)
+
+
+def _slots(sample) -> list[tuple[str, object]]:
+    """(label, value) for the sample's input, positional args and kwargs, in call order."""
+    return ([("input", sample.input)] + [(f"args[{k}]", a) for k, a in enumerate(sample.args)]
+            + [(f"kwargs[{k!r}]", v) for k, v in sample.kwargs.items()])
+
+
+def _differentiable(sample) -> tuple[list[torch.Tensor], list[str]]:
+    """The tensors that require grad, flattened out of tensor lists, with their labels."""
+    tensors, labels = [], []
+    for label, value in _slots(sample):
+        if _is_tensor_list(value):
+            for k, t in enumerate(value):
+                if _is_grad_tensor(t):
+                    tensors.append(t)
+                    labels.append(f"{label}[{k}]")
+        elif _is_grad_tensor(value):
+            tensors.append(value)
+            labels.append(label)
+    return tensors, labels
+
+
+def _real_outputs(output) -> tuple[torch.Tensor, ...]:
+    """Floating outputs only (indices carry no gradient); complex ones as (real, imag) pairs,
+    the same information gradcheck compares."""
+    items = output if isinstance(output, (tuple, list)) else (output,)
+    flat = []
+    for item in items:
+        flat.extend(item if isinstance(item, (tuple, list)) else (item,))
+    return tuple(torch.view_as_real(t) if t.is_complex() else t for t in flat
+                 if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()))
+
+
+def _recomposed(op, sample) -> Callable[..., tuple[torch.Tensor, ...]]:
+    """fn(*differentiable tensors): puts them back where the sample had them (lists, args,
+    kwargs), calls the operator through its OpInfo gradcheck_wrapper (which, e.g., makes
+    eigh's input Hermitian) and applies the sample's output_process_fn_grad."""
+    slots = _slots(sample)
+
+    def fn(*tensors):
+        device = tensors[0].device
+        feed = iter(tensors)
+
+        def put(value):
+            if _is_tensor_list(value):
+                return type(value)(next(feed) if _is_grad_tensor(t) else t.to(device)
+                                   for t in value)
+            if _is_grad_tensor(value):
+                return next(feed)
+            return value.to(device) if isinstance(value, torch.Tensor) else value
+
+        values = [(label, put(value)) for label, value in slots]
+        args = [v for label, v in values if not label.startswith("kwargs")]
+        kwargs = dict(zip(sample.kwargs, (v for label, v in values
+                                          if label.startswith("kwargs"))))
+        output = op.gradcheck_wrapper(op.get_op(), *args, **kwargs)
+        if sample.output_process_fn_grad is not None:
+            output = sample.output_process_fn_grad(output)
+        return _real_outputs(output)
+
+    return fn
+
+
+def _case_name(op, k: int) -> str:
+    variant = f".{op.variant_test_name}" if op.variant_test_name else ""
+    return f"opinfo/{op.name}{variant}/{k}"
+
+
+def _sample_case(op, k: int, sample) -> Case:
+    tensors, labels = _differentiable(sample)
+    frozen = tuple(t.detach().clone() for t in tensors)
+    shapes = ", ".join(f"{label} {tuple(t.shape)}" for label, t in zip(labels, frozen))
+    nondet = float(op.gradcheck_nondet_tol or 0.0)
+    return Case(
+        name=_case_name(op, k), fn=_recomposed(op, sample),
+        inputs=lambda gen, frozen=frozen: tuple(t.clone().requires_grad_() for t in frozen),
+        input_names=tuple(labels), dtypes=(torch.float64,), devices=("cpu", "cuda"),
+        checks=(("fd", "second-order") if op.supports_gradgrad else ("fd",))
+        + (("reentrancy",) if nondet else ()),
+        twice_differentiable=bool(op.supports_gradgrad), nondeterministic_tol=nondet,
+        tags=TAGS + (("nondeterministic",) if nondet else ()),
+        description=f"OpInfo {op.name} sample {k}: {shapes or 'no differentiable tensor'}",
+        source=f"OpInfo {op.name}",
+    )
+
+
+def _op_db() -> list:
+    try:
+        with warnings.catch_warnings():  # its import warns about beta and deprecated ops
+            warnings.simplefilter("ignore")
+            from torch.testing._internal.common_methods_invocations import op_db
+    except ImportError as exc:
+        raise ImportError(
+            f"torch's OpInfo database could not be imported ({exc}). It needs the expecttest "
+            "package (pip install expecttest) and is private to torch "
+            "(torch.testing._internal.common_methods_invocations.op_db), so a torch release "
+            "may move or change it") from exc
+    return list(op_db)
+
+
+def opinfo_cases(samples_per_op: int = SAMPLES_PER_OP, ops: list | None = None) -> list[Case]:
+    """One case per autograd-supporting operator (float64 backward) and sample input."""
+    cases = []
+    for op in _op_db() if ops is None else ops:
+        if not op.supports_autograd or torch.float64 not in op.supported_backward_dtypes("cpu"):
+            continue
+        samples = op.sample_inputs("cpu", torch.float64, requires_grad=True)
+        for k, sample in enumerate(islice(samples, samples_per_op)):
+            if _differentiable(sample)[0]:
+                cases.append(_sample_case(op, k, sample))
+    return cases
+
+
+OPINFO = OptInCases(
+    prefix="opinfo", load=opinfo_cases, tags=TAGS,
+    description=f"every OpInfo operator with autograd x {SAMPLES_PER_OP} samples, float64 "
+                "(needs expecttest; about 5 s to import)")

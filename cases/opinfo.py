@@ -62,7 +62,7 @@ def _real_outputs(output) -> tuple[torch.Tensor, ...]:
     flat = []
     for item in items:
         flat.extend(item if isinstance(item, (tuple, list)) else (item,))
-    return tuple(torch.view_as_real(t) if t.is_complex() else t for t in flat
+    return tuple(torch.view_as_real(t.resolve_conj()) if t.is_complex() else t for t in flat
                  if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()))
 
 
@@ -91,9 +91,39 @@ def _recomposed(op, sample) -> Callable[..., tuple[torch.Tensor, ...]]:
         output = op.gradcheck_wrapper(op.get_op(), *args, **kwargs)
         if sample.output_process_fn_grad is not None:
             output = sample.output_process_fn_grad(output)
-        return _real_outputs(output)
+        outs = _real_outputs(output)
+        return outs if keep is None else tuple(outs[k] for k in keep)
 
+    keep = None
+    tensors, _ = _differentiable(sample)
+    # Outputs autograd treats as constants (native_layer_norm's mean and rstd) are left out,
+    # as gradcheck leaves them out: their values move with the input but carry no gradient.
+    try:
+        outs = fn(*(t.detach().clone().requires_grad_() for t in tensors))
+        keep = [k for k, o in enumerate(outs) if o.requires_grad]
+    except Exception:  # the checks will run it again and report the error as a row
+        keep = None
     return fn
+
+
+def torch_marks(op) -> dict[str, str]:
+    """What torch's own suite does with this operator's gradient tests on CPU float64:
+    {"fd" or "second-order": "skip" or "expected failure"} from the OpInfo's DecorateInfo
+    entries for TestBwdGradients.test_fn_grad and test_fn_gradgrad."""
+    import unittest
+
+    marks = {}
+    for check, test in (("fd", "test_fn_grad"), ("second-order", "test_fn_gradgrad")):
+        for info in op.decorators:
+            if not hasattr(info, "is_active") or not info.is_active(
+                    "TestBwdGradients", test, "cpu", torch.float64, {}):
+                continue
+            for decorator in info.decorators:
+                if decorator is unittest.expectedFailure:
+                    marks[check] = "expected failure"
+                elif getattr(decorator, "__qualname__", "").startswith("skip."):
+                    marks.setdefault(check, "skip")
+    return marks
 
 
 def _case_name(op, k: int) -> str:
@@ -101,7 +131,13 @@ def _case_name(op, k: int) -> str:
     return f"opinfo/{op.name}{variant}/{k}"
 
 
-def _sample_case(op, k: int, sample) -> Case:
+def _sample_case(op, k: int, sample, marks: dict[str, str]) -> Case | None:
+    """The case of one sample, without the checks torch's own suite skips or expects to
+    fail for this operator (None when none is left)."""
+    checks = [c for c in (("fd", "second-order") if op.supports_gradgrad else ("fd",))
+              if c not in marks]
+    if not checks:
+        return None
     tensors, labels = _differentiable(sample)
     frozen = tuple(t.detach().clone() for t in tensors)
     shapes = ", ".join(f"{label} {tuple(t.shape)}" for label, t in zip(labels, frozen))
@@ -110,11 +146,12 @@ def _sample_case(op, k: int, sample) -> Case:
         name=_case_name(op, k), fn=_recomposed(op, sample),
         inputs=lambda gen, frozen=frozen: tuple(t.clone().requires_grad_() for t in frozen),
         input_names=tuple(labels), dtypes=(torch.float64,), devices=("cpu", "cuda"),
-        checks=(("fd", "second-order") if op.supports_gradgrad else ("fd",))
-        + (("reentrancy",) if nondet else ()),
+        checks=(*checks, *(("reentrancy",) if nondet else ())),
         twice_differentiable=bool(op.supports_gradgrad), nondeterministic_tol=nondet,
         tags=TAGS + (("nondeterministic",) if nondet else ()),
-        description=f"OpInfo {op.name} sample {k}: {shapes or 'no differentiable tensor'}",
+        description=f"OpInfo {op.name} sample {k}: {shapes or 'no differentiable tensor'}"
+                    + "".join(f"; torch's own suite marks {c} {m}, not run"
+                              for c, m in marks.items()),
         source=f"OpInfo {op.name}",
     )
 
@@ -133,16 +170,29 @@ def _op_db() -> list:
     return list(op_db)
 
 
-def opinfo_cases(samples_per_op: int = SAMPLES_PER_OP, ops: list | None = None) -> list[Case]:
-    """One case per autograd-supporting operator (float64 backward) and sample input."""
+def gradient_ops(ops: list | None = None) -> list:
+    """The OpInfos with autograd support for float64 on CPU."""
+    return [op for op in (_op_db() if ops is None else ops)
+            if op.supports_autograd and torch.float64 in op.supported_backward_dtypes("cpu")]
+
+
+def op_samples(op, samples_per_op: int = SAMPLES_PER_OP) -> list:
+    """The operator's first float64 CPU samples that have a tensor to differentiate."""
+    samples = op.sample_inputs("cpu", torch.float64, requires_grad=True)
+    return [s for s in islice(samples, samples_per_op) if _differentiable(s)[0]]
+
+
+def opinfo_cases(samples_per_op: int = SAMPLES_PER_OP, ops: list | None = None,
+                 follow_torch_marks: bool = True) -> list[Case]:
+    """One case per autograd-supporting operator and sample input. With
+    `follow_torch_marks`, checks torch's own suite skips or expects to fail are left out."""
     cases = []
-    for op in _op_db() if ops is None else ops:
-        if not op.supports_autograd or torch.float64 not in op.supported_backward_dtypes("cpu"):
-            continue
-        samples = op.sample_inputs("cpu", torch.float64, requires_grad=True)
-        for k, sample in enumerate(islice(samples, samples_per_op)):
-            if _differentiable(sample)[0]:
-                cases.append(_sample_case(op, k, sample))
+    for op in gradient_ops(ops):
+        marks = torch_marks(op) if follow_torch_marks else {}
+        for k, sample in enumerate(op_samples(op, samples_per_op)):
+            case = _sample_case(op, k, sample, marks)
+            if case is not None:
+                cases.append(case)
     return cases
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from harness import diagnose
 from harness.autodiff import vjp
 from harness.inputs import CaseError, Example, as_outputs
-from harness.tolerances import NOISE_DRAWS
+from harness.tolerances import NOISE_DRAWS, fd_rounding
 
 
 def check_generator(ex: Example, check: str) -> torch.Generator:
@@ -62,6 +64,41 @@ def phi_of(ex: Example, cotangents=None):
             return scalarized(terms)
 
     return phi
+
+
+MEASURED_NOISE_DRAWS = 3
+MEASURED_NOISE_ULPS = 4
+
+
+def with_measured_rounding(phi, ex: Example, gen: torch.Generator):
+    """phi whose reported magnitude is at least its measured rounding noise (over the assumed
+    relative rounding), so finite differences of a function computed with cancellation
+    (corrcoef, normalize near zero, gradients of those) do not read noise as a derivative.
+
+    The noise is |phi(x') - phi(x)| for inputs moved by a few ulps: the true change over such
+    a step is ~1e-11 of the derivative, below every tolerance, and the reference is float64
+    code the candidate gradient cannot influence, so a wrong gradient cannot excuse itself.
+    """
+    xs = ex.reference_inputs()
+    value, _ = phi(xs)
+    worst = 0.0
+    for _ in range(MEASURED_NOISE_DRAWS):
+        moved = list(xs)
+        for i in ex.wrt:
+            x = xs[i]
+            r = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x.device)
+            scale = MEASURED_NOISE_ULPS * torch.finfo(x.dtype).eps
+            moved[i] = (x.double() * (1 + scale * r)).to(x.dtype)
+        again, _ = phi(tuple(moved))
+        if math.isfinite(again) and math.isfinite(value):
+            worst = max(worst, abs(again - value))
+    floor = worst / fd_rounding(xs[ex.wrt[0]].dtype) if ex.wrt else 0.0
+
+    def measured(inputs):
+        v, magnitude = phi(inputs)
+        return v, max(magnitude, floor)
+
+    return measured
 
 
 def analytic_gradient(ex: Example) -> list[torch.Tensor]:

@@ -12,6 +12,7 @@ from harness.checks.common import (
     check_generator,
     phi_of,
     rounding_noise,
+    with_measured_rounding,
 )
 from harness.checks.reference import compare_with_fd
 from harness.inputs import Example
@@ -25,8 +26,9 @@ def check_finite_diff(ex: Example, settings) -> list[Record]:
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     grads, missing = vjp(ex, ex.leaves())
     noise = rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], grads)
-    verdicts = compare_with_fd(ex, phi_of(ex), grads, tol, settings, check_generator(ex, "fd"),
-                               noise=noise)
+    gen = check_generator(ex, "fd")
+    phi = with_measured_rounding(phi_of(ex), ex, gen)
+    verdicts = compare_with_fd(ex, phi, grads, tol, settings, gen, noise=noise)
     hints = []
     if any(v.mismatch for v in verdicts):
         allowed = [diagnose.allowance(g, tol, noise=None if noise is None else noise[k])

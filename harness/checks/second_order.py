@@ -13,7 +13,12 @@ import torch
 
 from harness import diagnose
 from harness.autodiff import second_order, vjp
-from harness.checks.common import check_generator, rounding_noise, scalarized
+from harness.checks.common import (
+    check_generator,
+    rounding_noise,
+    scalarized,
+    with_measured_rounding,
+)
 from harness.checks.reference import compare_with_fd
 from harness.inputs import Example
 from harness.record import Record
@@ -43,7 +48,8 @@ def check_second_order(ex: Example, settings) -> list[Record]:
         terms = [g.detach().double() * w for g, w in zip(grads, weights)]
         return scalarized(terms)
 
-    verdicts = compare_with_fd(ex, psi, second, tol, settings, gen, noise=noise)
+    verdicts = compare_with_fd(ex, with_measured_rounding(psi, ex, gen), second, tol, settings,
+                               gen, noise=noise)
     failed = any(v.mismatch for v in verdicts)
     if failed and not connected and ex.case.twice_differentiable is None:
         return [Record(message=f"not checked: {diagnose.DISCONNECTED_BACKWARD}", **skip)]

@@ -187,12 +187,14 @@ def opinfo_cases(samples_per_op: int = SAMPLES_PER_OP, ops: list | None = None,
     """One case per autograd-supporting operator and sample input. With
     `follow_torch_marks`, checks torch's own suite skips or expects to fail are left out."""
     cases = []
-    for op in gradient_ops(ops):
-        marks = torch_marks(op) if follow_torch_marks else {}
-        for k, sample in enumerate(op_samples(op, samples_per_op)):
-            case = _sample_case(op, k, sample, marks)
-            if case is not None:
-                cases.append(case)
+    with warnings.catch_warnings():  # deprecation notes of the operators' first calls
+        warnings.simplefilter("ignore")
+        for op in gradient_ops(ops):
+            marks = torch_marks(op) if follow_torch_marks else {}
+            for k, sample in enumerate(op_samples(op, samples_per_op)):
+                case = _sample_case(op, k, sample, marks)
+                if case is not None:
+                    cases.append(case)
     return cases
 
 

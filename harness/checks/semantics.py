@@ -370,14 +370,15 @@ def check_reentrancy(ex: Example, settings) -> list[Record]:
 
 
 def _aliasing(ex: Example) -> tuple[list[str], list[str]]:
-    """(problems, notes): a .grad sharing storage with another input's .grad is a problem
-    (zeroing one changes the other); sharing with the gradient passed to backward() is a
-    note, since torch itself does it for views."""
+    """(problems, notes): a .grad that changes when another input's .grad is zeroed is a
+    problem (disjoint views of one buffer, as linalg.multi_dot returns, are fine); sharing
+    storage with the gradient passed to backward() is a note, since torch itself does it for
+    views."""
     leaves = ex.leaves()
     targets, cotangents = _targets(ex, as_outputs(ex.fn(*leaves), ex.case.name))
     torch.autograd.backward(targets, grad_tensors=cotangents)
     passed = {v.untyped_storage().data_ptr() for v in cotangents}
-    seen: dict[int, str] = {}
+    seen: dict[int, int] = {}
     problems, notes = [], []
     for pos in ex.wrt:
         grad = leaves[pos].grad
@@ -386,10 +387,19 @@ def _aliasing(ex: Example) -> tuple[list[str], list[str]]:
         ptr = grad.untyped_storage().data_ptr()
         if ptr in passed:
             notes.append(diagnose.shares_cotangent_phrase(ex.labels[pos]))
-        if ptr in seen:
-            problems.append(diagnose.aliases_phrase(ex.labels[pos], seen[ptr]))
-        seen[ptr] = ex.labels[pos]
+        if ptr in seen and _overlaps(grad, leaves[seen[ptr]].grad):
+            problems.append(diagnose.aliases_phrase(ex.labels[pos], ex.labels[seen[ptr]]))
+        seen[ptr] = pos
     return problems, notes
+
+
+def _overlaps(grad: torch.Tensor, other: torch.Tensor) -> bool:
+    """Whether zeroing `grad` changes `other` (both restored afterwards)."""
+    saved, before = grad.clone(), other.clone()
+    grad.zero_()
+    changed = not torch.equal(other, before)
+    grad.copy_(saved)
+    return changed
 
 
 def check_optimizer(ex: Example, settings) -> list[Record]:

@@ -1,0 +1,111 @@
+"""The OpInfo plugin: opt-in loading, samples the way OpInfo means them, torch's own marks,
+a clear error when the private database is missing, and a wrong operator caught."""
+
+import copy
+import sys
+
+import pytest
+import torch
+
+from harness import OptInCases, registry
+from harness.checks import Settings
+from harness.runner import items_for, run_item
+
+pytest.importorskip("expecttest")
+opinfo = pytest.importorskip("cases.opinfo")
+
+QUICK = ("sin", "cat", "linalg.cholesky", "max", "fft.ifft", "native_layer_norm", "addmm",
+         "nn.functional.conv2d", "linalg.multi_dot", "corrcoef")
+
+
+@pytest.fixture(scope="module")
+def ops():
+    return {(op.name, op.variant_test_name): op for op in opinfo.gradient_ops()}
+
+
+def _run(cases):
+    return [r for item in items_for(cases, devices=["cpu"]) for r in run_item(item, Settings())]
+
+
+def test_a_default_run_does_not_build_the_opinfo_cases():
+    reg = registry.load()
+    assert not any(c.name.startswith("opinfo/") for c in reg.cases)
+    assert [name for name, _ in reg.opt_in] == ["opinfo"]
+
+
+def test_selection_by_name_or_tag_builds_them():
+    source = opinfo.OPINFO
+    assert source.wanted(["opinfo/*"]) and source.wanted(["opinfo/sin/0"])
+    assert source.wanted([], ["opinfo"])
+    assert not source.wanted(["*"]) and not source.wanted(["block/*"])
+
+
+def test_quick_subset_passes(ops):
+    chosen = [op for (name, _), op in ops.items() if name in QUICK]
+    cases = opinfo.opinfo_cases(ops=chosen)
+    assert {c.name.split("/")[1] for c in cases} >= {"sin", "cat", "max.reduction_with_dim"}
+    records = _run(cases)
+    bad = [f"{r.case} {r.check}: {r.message[:200]}" for r in records if r.status != "pass"]
+    assert not bad, "\n".join(bad)
+    assert {r.check for r in records} == {"fd", "second-order", "reentrancy"}
+
+
+def test_tensor_lists_and_wrappers_are_recomposed(ops):
+    (cat,) = [c for c in opinfo.opinfo_cases(ops=[ops[("cat", "")]], samples_per_op=1)]
+    assert cat.input_names[0] == "input[0]"  # a list input, flattened
+    (chol,) = opinfo.opinfo_cases(ops=[ops[("linalg.cholesky", "")]], samples_per_op=1)
+    x = chol.inputs(torch.Generator())[0]
+    (out,) = chol.fn(x)  # the OpInfo's gradcheck_wrapper makes the input Hermitian first
+    torch.testing.assert_close(out, torch.linalg.cholesky(x + x.mH, upper=True))
+
+
+def test_outputs_without_gradient_are_left_out(ops):
+    (case,) = opinfo.opinfo_cases(ops=[ops[("native_layer_norm", "")]], samples_per_op=1)
+    outs = case.fn(*case.inputs(torch.Generator()))
+    assert len(outs) == 1  # mean and rstd carry no gradient, as in gradcheck
+
+
+def test_declared_nondeterminism_is_measured(ops):
+    cases = opinfo.opinfo_cases(ops=[ops[("addmm", "")]], samples_per_op=1)
+    assert cases[0].nondeterministic_tol > 0 and "reentrancy" in cases[0].checks
+    assert "nondeterministic" in cases[0].tags
+
+
+def test_torch_marks_are_followed(ops):
+    assert opinfo.torch_marks(ops[("bfloat16", "")]) == {"fd": "expected failure",
+                                                         "second-order": "expected failure"}
+    assert opinfo.opinfo_cases(ops=[ops[("bfloat16", "")]]) == []
+    (layer_norm, *_) = opinfo.opinfo_cases(ops=[ops[("native_layer_norm", "")]])
+    assert layer_norm.checks == ("fd",)  # torch expects its gradgrad to fail
+    assert "marks second-order expected failure" in layer_norm.description
+
+
+class WrongSinBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.sin(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return torch.cos(x) * g * 1.001  # 0.1% too large
+
+
+def test_a_wrong_operator_is_caught(ops):
+    wrong = copy.copy(ops[("sin", "")])
+    wrong.op = lambda x, *args, **kwargs: WrongSinBackward.apply(x)
+    records = [r for r in _run(opinfo.opinfo_cases(ops=[wrong], samples_per_op=2))
+               if r.check == "fd"]
+    assert records and all(r.status == "fail" for r in records)
+    assert "constant factor 1.001" in records[0].message
+
+
+def test_missing_database_is_one_error_row(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.testing._internal.common_methods_invocations",
+                        None)
+    cases, errors = registry._take("plugin opinfo", OptInCases("opinfo",
+                                                               opinfo.opinfo_cases).load)
+    assert cases == [] and len(errors) == 1
+    assert "OpInfo database could not be imported" in errors[0].message
+    assert "pip install expecttest" in errors[0].message

@@ -238,14 +238,17 @@ def threads_set(n: int) -> Iterator[None]:
 @contextlib.contextmanager
 def pinned_flags(tf32: bool = False, cudnn_benchmark: bool = False) -> Iterator[dict]:
     """TF32 (matmul and cudnn) and cudnn.benchmark set for the block, restored after; yields
-    what was set, for the report."""
+    what was set, for the report. cudnn's own flags() context is used, which works even where
+    torch's test utilities have frozen the global flags."""
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
-    previous = (matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark)
-    matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark = tf32, tf32, cudnn_benchmark
+    previous = matmul.allow_tf32
+    matmul.allow_tf32 = tf32
     try:
-        yield {"tf32 (pinned)": str(tf32), "cudnn.benchmark (pinned)": str(cudnn_benchmark)}
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn_benchmark,
+                         deterministic=cudnn.deterministic, allow_tf32=tf32):
+            yield {"tf32 (pinned)": str(tf32), "cudnn.benchmark (pinned)": str(cudnn_benchmark)}
     finally:
-        matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark = previous
+        matmul.allow_tf32 = previous
 
 
 def copy_bandwidth(device: str = "cpu", nbytes: int = 2**26, timer: type = Timer) -> float:

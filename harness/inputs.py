@@ -181,6 +181,14 @@ def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
                     f"references are evaluated in {str(dtype).removeprefix('torch.')}, with "
                     "coarser finite differences")
         outs = as_outputs(result, case.name)
+    for k, out in enumerate(outs):
+        bad = ~torch.isfinite(out)
+        if bad.any():
+            where = [int(i) for i in bad.flatten().nonzero().flatten()[:3]]
+            raise CaseError(
+                f"case {case.name!r}: output {k} is not finite at these inputs ({int(bad.sum())}"
+                f" of {out.numel()} elements, first at flat index {where}): a gradient there "
+                "cannot be checked; draw inputs inside the function's domain")
     cotangents = tuple(_draw_cotangent(o, gen).to(device) for o in outs)
     return Example(
         case=case, fn=case.fn, dtype=dtype, device=device, seed=seed, inputs=inputs,

@@ -254,6 +254,7 @@ def compare_with_fd(
     gen: torch.Generator,
     localize: bool = True,
     noise: list[torch.Tensor] | None = None,
+    full_max: int | None = None,
 ) -> list[InputVerdict]:
     """Candidate gradient (one per checked input) vs finite differences of `phi`.
 
@@ -266,7 +267,7 @@ def compare_with_fd(
                     ex.safe_radius[pos], None if noise is None else noise[k])
         if t.cand.numel() == 0:
             verdicts.append(InputVerdict(t.label, None, 0.0, 0.0))
-        elif t.cand.numel() <= settings.full_max:
+        elif t.cand.numel() <= (settings.full_max if full_max is None else full_max):
             ref, err = elementwise(phi, xs, pos, t.radius)
             unreliable = int((err > FD_UNRELIABLE * ref.abs()).sum())
             allowed = diagnose.allowance(ref, tol, err, t.noise)

@@ -12,8 +12,9 @@ PROFILES = {"quick": 12, "thorough": 150}
 class Settings:
     """How hard the checks look.
 
-    Inputs with at most `full_max` elements are checked element by element; larger ones along
-    `directions` independent random directions, and a failing direction is localized by
+    Inputs with at most `full_max` elements (`second_order_full_max` for the second-order
+    check, where every probe is a whole backward) are checked element by element; larger ones
+    along `directions` independent random directions, and a failing direction is localized by
     splitting the index set (at most `localize_probes` probes, `localize_max` elements named).
     `profile` sets how many inputs the search check tries; failing searched inputs are saved
     under `report_dir`/failing when it is set.
@@ -23,6 +24,7 @@ class Settings:
     profile: str = "quick"
     report_dir: str | None = None
     full_max: int = 64
+    second_order_full_max: int = 8
     directions: int = 3
     localize_probes: int = 400
     localize_max: int = 8
@@ -31,6 +33,7 @@ class Settings:
         if self.profile not in PROFILES:
             raise ValueError(f"Settings.profile must be one of {list(PROFILES)}, "
                              f"got {self.profile!r}")
-        for name in ("full_max", "directions", "localize_probes", "localize_max"):
+        for name in ("full_max", "second_order_full_max", "directions", "localize_probes",
+                     "localize_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Settings.{name} must be >= 1, got {getattr(self, name)}")

@@ -1,0 +1,165 @@
+"""Benchmark: the harness against torch.autograd.gradcheck on every OpInfo operator sample.
+
+Run with `python -m pytest tests/bench_opinfo.py -p no:xdist -s` (or `nox -s bench`). Each tool
+sweeps the same samples (every float64 CPU OpInfo with autograd, its first 3 samples, torch's
+own skip/xfail marks NOT applied, so they can be compared) in a child process of its own, so
+its peak memory (ru_maxrss) is its own:
+
+* harness: the `fd` check, plus `second-order` where the OpInfo supports gradgrad;
+* gradcheck: `gradcheck`, plus `gradgradcheck` where supported, with the settings PyTorch's
+  test_ops_gradients uses (fast mode, check_batched_grad from the OpInfo, check_grad_dtypes,
+  nondet_tol from the OpInfo, check_undefined_grad).
+
+Prints and writes reports/opinfo-vs-gradcheck-cpu.md: samples, passes, every disagreement with
+its explanation, time and peak memory per tool. Run one side alone:
+`python tests/bench_opinfo.py harness|gradcheck OUT.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Disagreements looked at by hand: (case, check) -> which side is right and why.
+EXPLAINED = {
+}
+
+
+def _samples():
+    sys.path.insert(0, str(ROOT))
+    from cases import opinfo
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for op in opinfo.gradient_ops():
+            marks = opinfo.torch_marks(op)
+            for k, sample in enumerate(opinfo.op_samples(op)):
+                case = opinfo._sample_case(op, k, sample, {})
+                yield op, case, marks
+
+
+def _harness(op, case):
+    from harness.checks import Settings
+    from harness.runner import items_for, run_item
+
+    out = {}
+    for item in items_for([case], devices=["cpu"]):
+        if item.check == "reentrancy":
+            continue
+        (record,) = run_item(item, Settings())
+        first = (record.message or "").splitlines()[0] if record.status != "pass" else ""
+        detail = record.pattern or first
+        out[item.check] = (record.status, detail[:300])
+    return out
+
+
+def _gradcheck(op, case):
+    import torch
+    from torch.autograd.gradcheck import GradcheckError
+
+    inputs = tuple(case.inputs(torch.Generator()))
+    runs = {"fd": lambda: torch.autograd.gradcheck(
+        case.fn, inputs, fast_mode=True, check_batched_grad=op.check_batched_grad,
+        check_grad_dtypes=True, nondet_tol=op.gradcheck_nondet_tol, check_undefined_grad=True)}
+    if op.supports_gradgrad:
+        runs["second-order"] = lambda: torch.autograd.gradgradcheck(
+            case.fn, inputs, fast_mode=True, check_batched_grad=op.check_batched_gradgrad,
+            check_grad_dtypes=True, nondet_tol=op.gradcheck_nondet_tol)
+    out = {}
+    for check, run in runs.items():
+        try:
+            run()
+            out[check] = ("pass", "")
+        except GradcheckError as exc:
+            out[check] = ("fail", str(exc).splitlines()[0][:300])
+        except Exception as exc:
+            out[check] = ("error", f"{type(exc).__name__}: {str(exc).splitlines()[0][:280]}")
+    return out
+
+
+def sweep(tool: str, path: str) -> None:
+    """One tool over every sample; writes verdicts, seconds and peak RSS as JSON."""
+    import torch
+
+    torch.set_num_threads(1)
+    samples = list(_samples())
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    check = {"harness": _harness, "gradcheck": _gradcheck}[tool]
+    verdicts, start = {}, time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for op, case, marks in samples:
+            for name, verdict in check(op, case).items():
+                verdicts[f"{case.name}|{name}"] = [*verdict, marks.get(name, "")]
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    Path(path).write_text(json.dumps({"tool": tool, "seconds": seconds, "samples": len(samples),
+                                      "peak_rss_kib": peak, "rss_before_kib": baseline,
+                                      "verdicts": verdicts}))
+
+
+def _explain(key, ours, theirs) -> str:
+    if key in EXPLAINED:
+        return EXPLAINED[key]
+    mark = ours[2] or theirs[2]
+    if mark:
+        return f"torch's own suite marks this test {mark}; the harness does not run it"
+    return "UNEXPLAINED"
+
+
+def test_harness_and_gradcheck_agree_on_opinfo():
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for tool in ("harness", "gradcheck"):
+            path = os.path.join(tmp, f"{tool}.json")
+            subprocess.run([sys.executable, __file__, tool, path], check=True, cwd=ROOT)
+            results[tool] = json.loads(Path(path).read_text())
+    ours, theirs = results["harness"]["verdicts"], results["gradcheck"]["verdicts"]
+    keys = sorted(set(ours) | set(theirs))
+    rows = []
+    for key in keys:
+        a, b = ours.get(key, ["-", "", ""]), theirs.get(key, ["-", "", ""])
+        if (a[0] == "pass") != (b[0] == "pass"):
+            case, check = key.split("|")
+            rows.append(f"| {case} | {check} | {a[0]}: {a[1][:120]} | {b[0]}: {b[1][:120]} | "
+                        f"{_explain(key, a, b)} |")
+    marked = {k for k in keys if ours.get(k, ["", "", ""])[2]}
+    unexplained = sum("UNEXPLAINED" in r for r in rows)
+
+    def line(tool, verdicts):
+        r = results[tool]
+        passed = sum(v[0] == "pass" for v in verdicts.values())
+        passed_unmarked = sum(v[0] == "pass" for k, v in verdicts.items() if k not in marked)
+        return (f"| {tool} | {len(verdicts)} | {passed} | {passed_unmarked} of "
+                f"{len(verdicts) - len(marked & set(verdicts))} | {r['seconds']:.1f} | "
+                f"{r['peak_rss_kib'] / 1024:.0f} | {r['rss_before_kib'] / 1024:.0f} |")
+
+    text = "\n".join([
+        "# The harness against torch.autograd.gradcheck on OpInfo samples (CPU, float64)", "",
+        f"{results['harness']['samples']} samples (the first 3 of every OpInfo with float64 "
+        "autograd), one thread per tool, each tool in its own process. Checks: first order "
+        "(harness `fd` / `gradcheck`) and second order where the OpInfo supports gradgrad "
+        "(harness `second-order` / `gradgradcheck`). Marked: tests torch's own suite skips or "
+        "expects to fail on CPU float64. Written by `python -m pytest tests/bench_opinfo.py "
+        "-p no:xdist -s`.", "",
+        "| tool | checks | pass | pass (unmarked) | seconds | peak RSS MiB | RSS before sweep "
+        "MiB |", "|---|---|---|---|---|---|---|",
+        line("harness", ours), line("gradcheck", theirs), "",
+        f"## Disagreements ({len(rows)}; {unexplained} unexplained)", "",
+        "| case | check | harness | gradcheck | explanation |", "|---|---|---|---|---|",
+        *rows, ""])
+    print("\n\n" + text)
+    (ROOT / "reports" / "opinfo-vs-gradcheck-cpu.md").write_text(text)
+
+
+if __name__ == "__main__":
+    sweep(sys.argv[1], sys.argv[2])

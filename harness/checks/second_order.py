@@ -49,7 +49,8 @@ def check_second_order(ex: Example, settings) -> list[Record]:
         return scalarized(terms)
 
     verdicts = compare_with_fd(ex, with_measured_rounding(psi, ex, gen), second, tol, settings,
-                               gen, noise=noise, full_max=settings.second_order_full_max)
+                               gen, noise=noise, full_max=settings.second_order_full_max,
+                               directions=settings.second_order_directions)
     failed = any(v.mismatch for v in verdicts)
     if failed and not connected and ex.case.twice_differentiable is None:
         return [Record(message=f"not checked: {diagnose.DISCONNECTED_BACKWARD}", **skip)]

@@ -14,7 +14,8 @@ class Settings:
 
     Inputs with at most `full_max` elements (`second_order_full_max` for the second-order
     check, where every probe is a whole backward) are checked element by element; larger ones
-    along `directions` independent random directions, and a failing direction is localized by
+    along `directions` independent random directions (`second_order_directions` for second
+    order, as gradgradcheck's fast mode uses one), and a failing direction is localized by
     splitting the index set (at most `localize_probes` probes, `localize_max` elements named).
     `profile` sets how many inputs the search check tries; failing searched inputs are saved
     under `report_dir`/failing when it is set.
@@ -24,8 +25,9 @@ class Settings:
     profile: str = "quick"
     report_dir: str | None = None
     full_max: int = 64
-    second_order_full_max: int = 8
+    second_order_full_max: int = 4
     directions: int = 3
+    second_order_directions: int = 1
     localize_probes: int = 400
     localize_max: int = 8
 
@@ -33,7 +35,7 @@ class Settings:
         if self.profile not in PROFILES:
             raise ValueError(f"Settings.profile must be one of {list(PROFILES)}, "
                              f"got {self.profile!r}")
-        for name in ("full_max", "second_order_full_max", "directions", "localize_probes",
-                     "localize_max"):
+        for name in ("full_max", "second_order_full_max", "directions",
+                     "second_order_directions", "localize_probes", "localize_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Settings.{name} must be >= 1, got {getattr(self, name)}")

@@ -41,7 +41,11 @@ class Derivative:
 def _step(x: torch.Tensor, u: torch.Tensor, radius: torch.Tensor | None,
           shrink: float = 1.0) -> float:
     umax = float(u.abs().max())
-    h = fd_step(x.dtype) * max(1.0, float(x.abs().max())) / umax / shrink
+    if umax == 0:  # nothing moves (every entry along u is inf or masked): any step will do
+        return fd_step(x.dtype)
+    finite = x.abs()[torch.isfinite(x)]
+    scale = float(finite.max()) if finite.numel() else 1.0
+    h = fd_step(x.dtype) * max(1.0, scale) / umax / shrink
     if radius is not None:
         moved = u != 0
         if moved.any():

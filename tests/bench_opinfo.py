@@ -29,9 +29,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Disagreements looked at by hand: (case, check) -> which side is right and why.
+# Disagreements looked at by hand: (operator, check) -> which side is right and why.
 EXPLAINED = {
+    ("__rpow__", "fd"): "neither: the sample raises a negative base to a non-integer power, so "
+    "the function is NaN; gradcheck fails on NaN, the harness reports an error row (torch skips "
+    "the test)",
+    ("native_group_norm", "fd"): "gradcheck is right: backward ignores the gradient of the "
+    "mean output when the first output's gradient is undefined (gradcheck takes one output at "
+    "a time); with a gradient for every output, as the harness sends, autograd is right. "
+    "Undefined-gradient checks are issue 9. torch expects this failure",
+    ("bfloat16", "second-order"): "the harness: a dtype cast's derivative is the identity (cast "
+    "back) and agrees; gradgradcheck multiplies tensors of the two dtypes and raises before "
+    "comparing (torch expects this failure)",
+    ("sparse.sampled_addmm", "second-order"): "gradgradcheck raises on the sparse CSR input "
+    "before comparing (torch skips the test); the harness's double backward agreed with finite "
+    "differences, not verified further",
 }
+for cast in ("half", "float", "cfloat", "chalf", "cov"):
+    for check in ("fd", "second-order"):
+        EXPLAINED[(cast, check)] = EXPLAINED[("bfloat16", "second-order")]
+EXPLAINED[("cov", "fd")] = EXPLAINED[("cov", "second-order")] = (
+    "the harness: this sample passes float32 weights with float64 data; the gradient values "
+    "agree, gradcheck raises on the mixed dtypes before comparing (torch expects this failure)")
 
 
 def _samples():
@@ -98,8 +117,11 @@ def sweep(tool: str, path: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for op, case, marks in samples:
-            for name, verdict in check(op, case).items():
-                verdicts[f"{case.name}|{name}"] = [*verdict, marks.get(name, "")]
+            began = time.perf_counter()
+            results = check(op, case)
+            spent = (time.perf_counter() - began) / max(len(results), 1)
+            for name, verdict in results.items():
+                verdicts[f"{case.name}|{name}"] = [*verdict, marks.get(name, ""), spent]
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     Path(path).write_text(json.dumps({"tool": tool, "seconds": seconds, "samples": len(samples),
@@ -108,12 +130,12 @@ def sweep(tool: str, path: str) -> None:
 
 
 def _explain(key, ours, theirs) -> str:
-    if key in EXPLAINED:
-        return EXPLAINED[key]
+    case, check = key.split("|")
+    op = case.split("/")[1]
     mark = ours[2] or theirs[2]
-    if mark:
-        return f"torch's own suite marks this test {mark}; the harness does not run it"
-    return "UNEXPLAINED"
+    known = EXPLAINED.get((op, check)) or EXPLAINED.get((op.split(".")[0], check))
+    marked = f" [torch's suite marks it {mark}; the default sweep leaves it out]" if mark else ""
+    return (known or "UNEXPLAINED") + marked
 
 
 def test_harness_and_gradcheck_agree_on_opinfo():
@@ -127,21 +149,23 @@ def test_harness_and_gradcheck_agree_on_opinfo():
     keys = sorted(set(ours) | set(theirs))
     rows = []
     for key in keys:
-        a, b = ours.get(key, ["-", "", ""]), theirs.get(key, ["-", "", ""])
+        a, b = ours.get(key, ["-", "", "", 0.0]), theirs.get(key, ["-", "", "", 0.0])
         if (a[0] == "pass") != (b[0] == "pass"):
             case, check = key.split("|")
             rows.append(f"| {case} | {check} | {a[0]}: {a[1][:120]} | {b[0]}: {b[1][:120]} | "
                         f"{_explain(key, a, b)} |")
-    marked = {k for k in keys if ours.get(k, ["", "", ""])[2]}
+    marked = {k for k in keys if ours.get(k, ["", "", "", 0.0])[2]}
     unexplained = sum("UNEXPLAINED" in r for r in rows)
 
     def line(tool, verdicts):
         r = results[tool]
         passed = sum(v[0] == "pass" for v in verdicts.values())
         passed_unmarked = sum(v[0] == "pass" for k, v in verdicts.items() if k not in marked)
+        unmarked_s = sum(v[3] for k, v in verdicts.items() if k not in marked)
         return (f"| {tool} | {len(verdicts)} | {passed} | {passed_unmarked} of "
                 f"{len(verdicts) - len(marked & set(verdicts))} | {r['seconds']:.1f} | "
-                f"{r['peak_rss_kib'] / 1024:.0f} | {r['rss_before_kib'] / 1024:.0f} |")
+                f"{unmarked_s:.1f} | {r['peak_rss_kib'] / 1024:.0f} | "
+                f"{r['rss_before_kib'] / 1024:.0f} |")
 
     text = "\n".join([
         "# The harness against torch.autograd.gradcheck on OpInfo samples (CPU, float64)", "",
@@ -151,8 +175,8 @@ def test_harness_and_gradcheck_agree_on_opinfo():
         "(harness `second-order` / `gradgradcheck`). Marked: tests torch's own suite skips or "
         "expects to fail on CPU float64. Written by `python -m pytest tests/bench_opinfo.py "
         "-p no:xdist -s`.", "",
-        "| tool | checks | pass | pass (unmarked) | seconds | peak RSS MiB | RSS before sweep "
-        "MiB |", "|---|---|---|---|---|---|---|",
+        "| tool | checks | pass | pass (unmarked) | seconds | seconds (unmarked) | peak RSS MiB "
+        "| RSS before sweep MiB |", "|---|---|---|---|---|---|---|---|",
         line("harness", ours), line("gradcheck", theirs), "",
         f"## Disagreements ({len(rows)}; {unexplained} unexplained)", "",
         "| case | check | harness | gradcheck | explanation |", "|---|---|---|---|---|",

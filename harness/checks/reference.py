@@ -8,6 +8,7 @@ halves that disagree. One wrong element among N is named in about 2*log2(N) prob
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,9 @@ from harness.tolerances import (
 )
 
 REDRAWS = 3
+SCREEN_MIN = 8
+"""Inputs with more elements than this, checked element by element, first get a screen along
+random directions; only a screen that does not pass clearly goes element by element."""
 CLEAN_AFTER = 3
 """When a failing index set splits into two halves that both agree, the halves are probed
 again, up to this many times: a wrong element whose random weight happened to be small must
@@ -141,11 +145,17 @@ class _Target:
         for _ in range(REDRAWS):
             u = torch.zeros(self.cand.numel(), dtype=torch.float64)
             u[support] = torch.randn(len(support), generator=gen, dtype=torch.float64)
+            u = u * self.movable()
             u = u.view(self.cand.shape).to(self.cand.device)
             result = self.probe(u) if confirm else self._probe(u, 1.0)
             if result[0].reliable or FD_SAFETY * result[0].error <= result[2] / 2:
                 break  # a zero derivative is never 'reliable', but its error is in bounds
         return result
+
+    def movable(self) -> torch.Tensor:
+        """1 where the input is finite, 0 at -inf/inf/NaN entries (a masked softmax's -inf):
+        a step there means nothing, so directions leave them alone."""
+        return torch.isfinite(self.xs[self.pos]).flatten().double().cpu()
 
     def element_probe(self, i: int):
         u = torch.zeros(self.cand.numel(), dtype=torch.float64)
@@ -167,7 +177,7 @@ def _localize(t: _Target, gen, settings) -> tuple[list, bool]:
         if len(support) == 1:
             d, actual, allowed = t.element_probe(int(support[0]))
             probes += 1
-            if abs(actual - d.value) > allowed:
+            if not abs(actual - d.value) <= allowed:  # NaN disagrees
                 found.append((int(support[0]), d.value, actual, allowed))
             continue
         half = len(support) // 2
@@ -177,7 +187,7 @@ def _localize(t: _Target, gen, settings) -> tuple[list, bool]:
             for part in parts:
                 d, actual, allowed = t.random_probe(part, gen, confirm=False)
                 probes += 1
-                if abs(actual - d.value) > allowed:
+                if not abs(actual - d.value) <= allowed:  # NaN disagrees
                     failing.append(part)
             if failing:
                 queue.extend(failing)
@@ -193,6 +203,42 @@ def _unlocated(t: _Target, e, a, allow, bad, story: str) -> Mismatch:
                     directions_of=t.cand.numel())
 
 
+def _nonfinite_verdict(t: _Target, settings) -> InputVerdict:
+    """A NaN or infinite candidate element is wrong wherever finite differences are finite;
+    named directly, no probing needed to find it."""
+    flat = (~torch.isfinite(t.cand)).flatten().nonzero().flatten().tolist()
+    d, actual, allowed = t.element_probe(flat[0])
+    if not math.isfinite(d.value):  # the function itself is singular there: no verdict
+        return InputVerdict(t.label, None, 0.0, 0.0)
+    shown = flat[:settings.localize_max]
+    where = ", ".join(diagnose.format_index(t.label, t.index(i)) for i in shown)
+    m = Mismatch(t.label, len(flat), t.cand.numel(), t.index(flat[0]), d.value, actual,
+                 math.inf, math.inf, allowed, float("nan"),
+                 diagnose.nonfinite_phrase(len(flat), where + (", ..." if len(flat) > len(shown)
+                                                               else "")))
+    return InputVerdict(t.label, m, math.inf, math.inf)
+
+
+def _screen(t: _Target, settings, gen) -> InputVerdict | None:
+    """A pass along `settings.directions` random directions, each at one step, when every
+    one agrees with half the allowance to spare and an accurate finite difference; None
+    (look element by element) otherwise. Saves the elementwise sweep on correct gradients."""
+    everywhere = torch.arange(t.cand.numel())
+    worst_abs = worst_rel = 0.0
+    for _ in range(settings.directions):
+        u = torch.zeros(t.cand.numel(), dtype=torch.float64)
+        u[everywhere] = torch.randn(len(everywhere), generator=gen, dtype=torch.float64)
+        u = u * t.movable()
+        d, actual, allowed = t._probe(u.view(t.cand.shape).to(t.cand.device), 1.0)
+        fd_part = FD_SAFETY * d.error
+        gap = abs(actual - d.value)
+        if not (math.isfinite(gap) and fd_part <= allowed / 2 and gap <= (allowed - fd_part) / 2):
+            return None
+        worst_abs = max(worst_abs, gap)
+        worst_rel = max(worst_rel, gap / max(abs(d.value), 1e-300))
+    return InputVerdict(t.label, None, worst_abs, worst_rel)
+
+
 def _directional_verdict(t: _Target, settings, gen, localize: bool,
                          directions: int | None = None) -> InputVerdict:
     everywhere = torch.arange(t.cand.numel())
@@ -206,7 +252,7 @@ def _directional_verdict(t: _Target, settings, gen, localize: bool,
     allow = torch.tensor([al for _, _, al in probes], dtype=torch.float64)
     diff = (a - e).abs()
     max_abs, max_rel = float(diff.max()), float((diff / e.abs().clamp_min(1e-300)).max())
-    bad = diff > allow
+    bad = ~(diff <= allow)  # a NaN gradient is wrong, never within tolerance
     if not bool(bad.any()):
         return InputVerdict(t.label, None, max_abs, max_rel, unreliable, kinks=kinks)
     along = diagnose.pattern(e, a, bad, allow)
@@ -234,7 +280,7 @@ def _directional_verdict(t: _Target, settings, gen, localize: bool,
 def _confirm_elements(t: _Target, ref, err, allowed):
     """Re-measure disagreeing elements at smaller steps, then one-sided at kinks; keep the
     reading that agrees, if any. Returns (ref, err, allowed, kink descriptions)."""
-    bad = ((t.cand.cpu() - ref).abs() > allowed).flatten().nonzero().flatten()
+    bad = (~((t.cand.cpu() - ref).abs() <= allowed)).flatten().nonzero().flatten()
     if len(bad) == 0:
         return ref, err, allowed, ()
     ref, err, allowed = ref.clone(), err.clone(), allowed.clone()
@@ -273,6 +319,10 @@ def compare_with_fd(
                     ex.safe_radius[pos], None if noise is None else noise[k])
         if t.cand.numel() == 0:
             verdicts.append(InputVerdict(t.label, None, 0.0, 0.0))
+        elif not bool(torch.isfinite(t.cand).all()):
+            verdicts.append(_nonfinite_verdict(t, settings))
+        elif t.cand.numel() > SCREEN_MIN and (screened := _screen(t, settings, gen)):
+            verdicts.append(screened)
         elif t.cand.numel() <= (settings.full_max if full_max is None else full_max):
             strict = diagnose.allowance(t.cand, tol, noise=t.noise).flatten() / 2
             cand = t.cand.flatten()

@@ -290,6 +290,11 @@ def kink_phrase(where: str, slopes: tuple[float, float], actual: float) -> str:
             f"autograd {actual:.6g} lies between them")
 
 
+def nonfinite_phrase(count: int, where: str) -> str:
+    return (f"the gradient is NaN or infinite at {count} element(s): {where}; finite "
+            "differences there are finite (a 0/0 or overflow in the backward formula?)")
+
+
 def located_phrase(count: int, where: str, along: str) -> str:
     story = ("one element wrong" if count == 1 else f"{count} elements wrong") + \
         f" (located by group testing: {where})"

@@ -55,6 +55,25 @@ def _differentiable(sample) -> tuple[list[torch.Tensor], list[str]]:
     return tensors, labels
 
 
+def _partial_view(t: torch.Tensor) -> tuple | None:
+    """(size, stride, offset, storage elements) when `t` sees only part of its storage (the
+    as_strided samples), else None: an operator like as_strided reads past the view, so fn
+    rebuilds the view inside its storage."""
+    storage = t.untyped_storage().nbytes() // t.element_size()
+    if t.numel() >= storage:
+        return None
+    return tuple(t.shape), t.stride(), t.storage_offset(), storage
+
+
+def _in_storage(x: torch.Tensor, view: tuple, storage: torch.Tensor) -> torch.Tensor:
+    """`x` written into a copy of its sample's storage and viewed as the sample was: the
+    elements outside the view are constants, as for gradcheck, which perturbs the view."""
+    size, stride, offset, _ = view
+    full = storage.to(device=x.device, dtype=x.dtype).clone()
+    full.as_strided(size, stride, offset).copy_(x)
+    return full.as_strided(size, stride, offset)
+
+
 def _real_outputs(output) -> tuple[torch.Tensor, ...]:
     """Floating outputs only (indices carry no gradient); complex ones as (real, imag) pairs,
     the same information gradcheck compares."""
@@ -71,10 +90,14 @@ def _recomposed(op, sample) -> Callable[..., tuple[torch.Tensor, ...]]:
     kwargs), calls the operator through its OpInfo gradcheck_wrapper (which, e.g., makes
     eigh's input Hermitian) and applies the sample's output_process_fn_grad."""
     slots = _slots(sample)
+    views = [_partial_view(t) for t in _differentiable(sample)[0]]
+    storages = [None if v is None else t.detach().as_strided((v[3],), (1,), 0).clone()
+                for t, v in zip(_differentiable(sample)[0], views)]
 
     def fn(*tensors):
         device = tensors[0].device
-        feed = iter(tensors)
+        feed = iter(x if v is None else _in_storage(x, v, s)
+                    for x, v, s in zip(tensors, views, storages))
 
         def put(value):
             if _is_tensor_list(value):

@@ -109,3 +109,10 @@ def test_missing_database_is_one_error_row(monkeypatch):
     assert cases == [] and len(errors) == 1
     assert "OpInfo database could not be imported" in errors[0].message
     assert "pip install expecttest" in errors[0].message
+
+
+def test_partial_views_keep_their_storage(ops):
+    cases = opinfo.opinfo_cases(ops=[ops[("as_strided", "partial_views")]])
+    assert len(cases) == 3
+    records = _run(cases)
+    assert all(r.status == "pass" for r in records), [r.message for r in records]

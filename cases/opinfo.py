@@ -59,6 +59,8 @@ def _partial_view(t: torch.Tensor) -> tuple | None:
     """(size, stride, offset, storage elements) when `t` sees only part of its storage (the
     as_strided samples), else None: an operator like as_strided reads past the view, so fn
     rebuilds the view inside its storage."""
+    if t.layout != torch.strided:  # sparse samples have no single storage to rebuild
+        return None
     storage = t.untyped_storage().nbytes() // t.element_size()
     if t.numel() >= storage:
         return None

@@ -69,7 +69,7 @@ def phi_of(ex: Example, cotangents=None):
     return phi
 
 
-MEASURED_NOISE_DRAWS = 2
+MEASURED_NOISE_DRAWS = 1
 MEASURED_NOISE_ULPS = 4
 
 

@@ -27,6 +27,7 @@ from harness.tolerances import (
 )
 
 REDRAWS = 3
+SCREEN_DIRECTIONS = 2
 SCREEN_MIN = 8
 """Inputs with more elements than this, checked element by element, first get a screen along
 random directions; only a screen that does not pass clearly goes element by element."""
@@ -220,12 +221,12 @@ def _nonfinite_verdict(t: _Target, settings) -> InputVerdict:
 
 
 def _screen(t: _Target, settings, gen) -> InputVerdict | None:
-    """A pass along `settings.directions` random directions, each at one step, when every
+    """A pass along SCREEN_DIRECTIONS random directions, each at one step, when every
     one agrees with half the allowance to spare and an accurate finite difference; None
     (look element by element) otherwise. Saves the elementwise sweep on correct gradients."""
     everywhere = torch.arange(t.cand.numel())
     worst_abs = worst_rel = 0.0
-    for _ in range(settings.directions):
+    for _ in range(SCREEN_DIRECTIONS):
         u = torch.zeros(t.cand.numel(), dtype=torch.float64)
         u[everywhere] = torch.randn(len(everywhere), generator=gen, dtype=torch.float64)
         u = u * t.movable()

@@ -43,8 +43,10 @@ def _step(x: torch.Tensor, u: torch.Tensor, radius: torch.Tensor | None,
     umax = float(u.abs().max())
     if umax == 0:  # nothing moves (every entry along u is inf or masked): any step will do
         return fd_step(x.dtype)
-    finite = x.abs()[torch.isfinite(x)]
-    scale = float(finite.max()) if finite.numel() else 1.0
+    scale = float(x.abs().max()) if x.numel() else 1.0
+    if not math.isfinite(scale):  # -inf entries (masked softmax): scale by the finite ones
+        finite = x.abs()[torch.isfinite(x)]
+        scale = float(finite.max()) if finite.numel() else 1.0
     h = fd_step(x.dtype) * max(1.0, scale) / umax / shrink
     if radius is not None:
         moved = u != 0

@@ -8,6 +8,7 @@ halves that disagree. One wrong element among N is named in about 2*log2(N) prob
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -146,17 +147,22 @@ class _Target:
         for _ in range(REDRAWS):
             u = torch.zeros(self.cand.numel(), dtype=torch.float64)
             u[support] = torch.randn(len(support), generator=gen, dtype=torch.float64)
-            u = u * self.movable()
+            u = self.movable(u)
             u = u.view(self.cand.shape).to(self.cand.device)
             result = self.probe(u) if confirm else self._probe(u, 1.0)
             if result[0].reliable or FD_SAFETY * result[0].error <= result[2] / 2:
                 break  # a zero derivative is never 'reliable', but its error is in bounds
         return result
 
-    def movable(self) -> torch.Tensor:
-        """1 where the input is finite, 0 at -inf/inf/NaN entries (a masked softmax's -inf):
-        a step there means nothing, so directions leave them alone."""
-        return torch.isfinite(self.xs[self.pos]).flatten().double().cpu()
+    @functools.cached_property
+    def _movable(self) -> torch.Tensor | None:
+        finite = torch.isfinite(self.xs[self.pos])
+        return None if bool(finite.all()) else finite.flatten().double().cpu()
+
+    def movable(self, u: torch.Tensor) -> torch.Tensor:
+        """`u` with 0 at -inf/inf/NaN entries of the input (a masked softmax's -inf): a step
+        there means nothing, so directions leave them alone."""
+        return u if self._movable is None else u * self._movable
 
     def element_probe(self, i: int):
         u = torch.zeros(self.cand.numel(), dtype=torch.float64)
@@ -229,7 +235,7 @@ def _screen(t: _Target, settings, gen) -> InputVerdict | None:
     for _ in range(SCREEN_DIRECTIONS):
         u = torch.zeros(t.cand.numel(), dtype=torch.float64)
         u[everywhere] = torch.randn(len(everywhere), generator=gen, dtype=torch.float64)
-        u = u * t.movable()
+        u = t.movable(u)
         d, actual, allowed = t._probe(u.view(t.cand.shape).to(t.cand.device), 1.0)
         fd_part = FD_SAFETY * d.error
         gap = abs(actual - d.value)

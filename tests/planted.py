@@ -205,3 +205,14 @@ square_scales_grad_output = _function(lambda x: x**2, _scale_grad_output,
                                       "SquareScalesGradOutput")
 square_nudges_input = _function(lambda x: x**2, _nudge_input, "SquareNudgesInput")
 square_writes_grad = _function(lambda x: x**2, _write_grad, "SquareWritesGrad")
+
+
+def _nan_at_3(x, g):
+    grad = torch.cos(x) * g
+    grad.view(-1)[3] = float("nan")  # a 0/0 in a hand-written formula
+    return grad
+
+
+sin_nan_at_3 = _function(torch.sin, _nan_at_3, "SinNaNAt3")
+sin_slightly_large = _function(torch.sin, lambda x, g: torch.cos(x) * g * 1.001,
+                               "SinSlightlyLarge")

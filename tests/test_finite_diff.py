@@ -263,25 +263,9 @@ def test_one_wrong_element_among_100k_is_localized():
     assert "mismatched elements: 1 / 100000" in record.message
 
 
-class SinNaNAt(torch.autograd.Function):
-    """sin whose backward gives NaN at one element (a 0/0 in a hand-written formula)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.sin(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        grad = torch.cos(x) * g
-        grad.view(-1)[3] = float("nan")
-        return grad
-
-
 @pytest.mark.parametrize("shape", [(5,), (30,), (40, 40)], ids=str)
 def test_a_nan_gradient_never_passes(shape):
-    record = fd(SinNaNAt.apply, leaf(*shape))
+    record = fd(planted.sin_nan_at_3, leaf(*shape))
     assert record.status == "fail"
     assert "the gradient is NaN or infinite at 1 element(s)" in record.pattern
     where = "[3]" if len(shape) == 1 else "[0, 3]"

@@ -11,6 +11,8 @@ from harness import OptInCases, registry
 from harness.checks import Settings
 from harness.runner import items_for, run_item
 
+import planted
+
 pytest.importorskip("expecttest")
 opinfo = pytest.importorskip("cases.opinfo")
 
@@ -80,21 +82,9 @@ def test_torch_marks_are_followed(ops):
     assert "marks second-order expected failure" in layer_norm.description
 
 
-class WrongSinBackward(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.sin(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return torch.cos(x) * g * 1.001  # 0.1% too large
-
-
 def test_a_wrong_operator_is_caught(ops):
     wrong = copy.copy(ops[("sin", "")])
-    wrong.op = lambda x, *args, **kwargs: WrongSinBackward.apply(x)
+    wrong.op = lambda x, *args, **kwargs: planted.sin_slightly_large(x)
     records = [r for r in _run(opinfo.opinfo_cases(ops=[wrong], samples_per_op=2))
                if r.check == "fd"]
     assert records and all(r.status == "fail" for r in records)

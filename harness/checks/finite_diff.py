@@ -14,7 +14,7 @@ from harness.checks.common import (
     rounding_noise,
     with_measured_rounding,
 )
-from harness.checks.reference import compare_with_fd
+from harness.checks.reference import compare_measuring_rounding_on_doubt, compare_with_fd
 from harness.inputs import Example
 from harness.record import Record
 from harness.tolerances import tolerance_for
@@ -26,9 +26,9 @@ def check_finite_diff(ex: Example, settings) -> list[Record]:
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     grads, missing = vjp(ex, ex.leaves())
     noise = rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], grads)
-    gen = check_generator(ex, "fd")
-    phi = with_measured_rounding(phi_of(ex), ex, gen)
-    verdicts = compare_with_fd(ex, phi, grads, tol, settings, gen, noise=noise)
+    verdicts = compare_measuring_rounding_on_doubt(
+        ex, phi_of(ex), grads, tol, settings, lambda: check_generator(ex, "fd"),
+        with_measured_rounding, noise=noise)
     hints = []
     if any(v.mismatch for v in verdicts):
         allowed = [diagnose.allowance(g, tol, noise=None if noise is None else noise[k])

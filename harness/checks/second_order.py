@@ -19,7 +19,7 @@ from harness.checks.common import (
     scalarized,
     with_measured_rounding,
 )
-from harness.checks.reference import compare_with_fd
+from harness.checks.reference import compare_measuring_rounding_on_doubt
 from harness.inputs import Example
 from harness.record import Record
 from harness.tolerances import tolerance_for
@@ -48,9 +48,10 @@ def check_second_order(ex: Example, settings) -> list[Record]:
         terms = [g.detach().double() * w for g, w in zip(grads, weights)]
         return scalarized(terms)
 
-    verdicts = compare_with_fd(ex, with_measured_rounding(psi, ex, gen), second, tol, settings,
-                               gen, noise=noise, full_max=settings.second_order_full_max,
-                               directions=settings.second_order_directions)
+    verdicts = compare_measuring_rounding_on_doubt(
+        ex, psi, second, tol, settings, lambda: check_generator(ex, "second-order|fd"),
+        with_measured_rounding, noise=noise, full_max=settings.second_order_full_max,
+        directions=settings.second_order_directions)
     failed = any(v.mismatch for v in verdicts)
     if failed and not connected and ex.case.twice_differentiable is None:
         return [Record(message=f"not checked: {diagnose.DISCONNECTED_BACKWARD}", **skip)]

@@ -223,12 +223,13 @@ def test_float32_only_kernel_with_a_bug_fails(shape):
 
 @pytest.mark.parametrize("fn, x, named", [
     (torch.relu, [0.0, 0.0, 1.5, -2.0], True),
-    (torch.abs, [0.0, 0.7, -0.3], True),
     (lambda x: torch.clamp(x, -1.0, 1.0), [-1.0, 1.0, 0.5, 2.0], True),
-    # symmetric kinks: central differences give the average, which torch's convention is
+    # symmetric kinks: central differences give the average, which torch's convention is,
+    # so there is no disagreement to explain
+    (torch.abs, [0.0, 0.7, -0.3], False),
     (lambda x: x.max(), [1.0, 1.0, 0.2], False),
     (lambda x: torch.maximum(x, torch.zeros_like(x)), [0.0, 2.0], False),
-], ids=["relu", "abs", "clamp", "max-tie", "maximum"])
+], ids=["relu", "clamp", "abs", "max-tie", "maximum"])
 def test_kinks_are_classified_not_failed(fn, x, named):
     x = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     record = fd(fn, x)

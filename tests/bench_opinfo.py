@@ -151,7 +151,7 @@ def test_harness_and_gradcheck_agree_on_opinfo():
     for tool, rounds in runs.items():
         results[tool] = {**rounds[0], "seconds": statistics.median(r["seconds"] for r in rounds),
                          "peak_rss_kib": max(r["peak_rss_kib"] for r in rounds),
-                         "all_seconds": [r["seconds"] for r in rounds]}
+                         "all_seconds": [round(r["seconds"], 1) for r in rounds]}
         for key, verdict in results[tool]["verdicts"].items():  # per-check: median too
             verdict[3] = statistics.median(r["verdicts"][key][3] for r in rounds)
     ours, theirs = results["harness"]["verdicts"], results["gradcheck"]["verdicts"]

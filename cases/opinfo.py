@@ -159,8 +159,11 @@ def _case_name(op, k: int) -> str:
 def _sample_case(op, k: int, sample, marks: dict[str, str]) -> Case | None:
     """The case of one sample, without the checks torch's own suite skips or expects to
     fail for this operator (None when none is left)."""
-    checks = [c for c in (("fd", "second-order") if op.supports_gradgrad else ("fd",))
-              if c not in marks]
+    wanted = ("fd", "undefined-grad", "second-order") if op.supports_gradgrad else (
+        "fd", "undefined-grad")
+    # gradcheck's undefined-gradient check runs inside test_fn_grad: its marks cover both
+    checks = [c for c in wanted
+              if c not in marks and not (c == "undefined-grad" and "fd" in marks)]
     if not checks:
         return None
     tensors, labels = _differentiable(sample)

@@ -216,3 +216,50 @@ def _nan_at_3(x, g):
 sin_nan_at_3 = _function(torch.sin, _nan_at_3, "SinNaNAt3")
 sin_slightly_large = _function(torch.sin, lambda x, g: torch.cos(x) * g * 1.001,
                                "SinSlightlyLarge")
+
+
+class TwoOutputsIgnoresSecond(torch.autograd.Function):
+    """(2x, sum x^2) whose backward drops the second output's gradient when the first one's is
+    undefined, like torch's native_group_norm for its mean."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x)
+        return 2 * x, (x * x).sum()
+
+    @staticmethod
+    def backward(ctx, g0, g1):
+        (x,) = ctx.saved_tensors
+        if g0 is None:
+            return None
+        return 2 * g0 + (2 * x * g1 if g1 is not None else 0)
+
+
+class TwoOutputsCrashOnNone(torch.autograd.Function):
+    """(2x, sum x^2) whose backward assumes both gradients are tensors."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x)
+        return 2 * x, (x * x).sum()
+
+    @staticmethod
+    def backward(ctx, g0, g1):
+        (x,) = ctx.saved_tensors
+        return 2 * g0 + 2 * x * g1
+
+
+class TwoOutputs(torch.autograd.Function):
+    """(2x, sum x^2), correct: None gradients are materialized as zeros (the default)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return 2 * x, (x * x).sum()
+
+    @staticmethod
+    def backward(ctx, g0, g1):
+        (x,) = ctx.saved_tensors
+        return 2 * g0 + 2 * x * g1

@@ -21,6 +21,7 @@ from harness.checks.semantics import (
 )
 from harness.checks.settings import Settings
 from harness.checks.training import TRAINING_CHECKS
+from harness.checks.undefined import check_undefined_grad
 
 GRADIENT_CHECKS = {
     "analytic": check_analytic,
@@ -37,6 +38,7 @@ SEMANTIC_CHECKS = {
     "graph-switches": check_graph_switches,
     "reentrancy": check_reentrancy,
     "optimizer": check_optimizer,
+    "undefined-grad": check_undefined_grad,
 }
 CHECKS = {**GRADIENT_CHECKS, **SEMANTIC_CHECKS}
 """Checks of a Case; a TrainingCase has TRAINING_CHECKS."""

@@ -36,6 +36,7 @@ __all__ = [
     "graph_under_phrase",
     "intermediate_phrase",
     "metadata_phrase",
+    "no_gradient_phrase",
     "nondeterminism_measured",
     "nondeterministic_phrase",
     "per_sample_phrase",
@@ -44,6 +45,9 @@ __all__ = [
     "semantic_record",
     "semantic_skip",
     "sgd_phrase",
+    "undefined_crash_phrase",
+    "undefined_mismatch_phrase",
+    "undefined_nonzero_phrase",
     "shares_cotangent_phrase",
     "step_accumulates_phrase",
     "stuck_parameters_phrase",
@@ -142,6 +146,28 @@ def nondeterministic_phrase(label: str, spread: float, scale: float, runs: int =
     return (f"{runs} backward passes with the same cotangent differ for {label}: spread "
             f"{spread:.3g} (largest gradient {scale:.3g}){allowed}; a nondeterministic "
             "kernel or a backward that keeps state between calls")
+
+
+def no_gradient_phrase(label: str) -> str:
+    return f"{label} gets no gradient from any output (None): unused, or the graph is cut"
+
+
+def undefined_crash_phrase(k: int | None, exc: Exception) -> str:
+    which = (f"only output {k} has a gradient (the others undefined)" if k is not None
+             else "every output's gradient is undefined")
+    return (f"backward raises when {which}: {type(exc).__name__}: {str(exc)[:160]}; treat "
+            "None gradients as zeros (or keep ctx.set_materialize_grads(True))")
+
+
+def undefined_mismatch_phrase(k: int, label: str, diff: float, scale: float) -> str:
+    return (f"gradient of {label} from output {k} alone differs from the same with the other "
+            f"outputs' gradients given as zeros, by {diff:.3g} (largest {scale:.3g}): backward "
+            "mishandles undefined gradients of the other outputs")
+
+
+def undefined_nonzero_phrase(label: str, value: float) -> str:
+    return (f"with every output's gradient undefined, {label} still gets a gradient (largest "
+            f"{value:.3g}); undefined must count as zero")
 
 
 def nondeterminism_measured(spread: float, runs: int, declared: float) -> str:

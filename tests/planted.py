@@ -263,3 +263,16 @@ class TwoOutputs(torch.autograd.Function):
     def backward(ctx, g0, g1):
         (x,) = ctx.saved_tensors
         return 2 * g0 + 2 * x * g1
+
+
+def _view_flat(x, g):
+    return (2 * x.reshape(-1) * g.view(-1)).view(x.shape)  # .view on the cotangent
+
+
+def _raw_strides(x, g):
+    contiguous = torch.empty(g.shape).stride()  # reads g's memory as if it were contiguous
+    return 2 * x * g.as_strided(g.shape, contiguous)
+
+
+square_views_cotangent = _function(lambda x: x**2, _view_flat, "SquareViewsCotangent")
+square_ignores_strides = _function(lambda x: x**2, _raw_strides, "SquareIgnoresStrides")

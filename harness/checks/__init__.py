@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from harness.checks.analytic import check_analytic
 from harness.checks.finite_diff import check_finite_diff
+from harness.checks.layouts import check_layouts
 from harness.checks.search import check_search
 from harness.checks.second_order import check_second_order
 from harness.checks.semantics import (
@@ -39,6 +40,7 @@ SEMANTIC_CHECKS = {
     "reentrancy": check_reentrancy,
     "optimizer": check_optimizer,
     "undefined-grad": check_undefined_grad,
+    "layouts": check_layouts,
 }
 CHECKS = {**GRADIENT_CHECKS, **SEMANTIC_CHECKS}
 """Checks of a Case; a TrainingCase has TRAINING_CHECKS."""

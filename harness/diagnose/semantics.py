@@ -36,6 +36,10 @@ __all__ = [
     "graph_under_phrase",
     "intermediate_phrase",
     "metadata_phrase",
+    "layout_changes_output_phrase",
+    "layout_forward_refuses_phrase",
+    "layout_mismatch_phrase",
+    "layout_raises_phrase",
     "no_gradient_phrase",
     "nondeterminism_measured",
     "nondeterministic_phrase",
@@ -146,6 +150,30 @@ def nondeterministic_phrase(label: str, spread: float, scale: float, runs: int =
     return (f"{runs} backward passes with the same cotangent differ for {label}: spread "
             f"{spread:.3g} (largest gradient {scale:.3g}){allowed}; a nondeterministic "
             "kernel or a backward that keeps state between calls")
+
+
+def layout_raises_phrase(layout: str, exc: Exception) -> str:
+    text = f"{type(exc).__name__}: {str(exc)[:160]}"
+    if "view size is not compatible" in str(exc):
+        return (f"with {layout} inputs and cotangents, backward calls .view on a "
+                f"non-contiguous tensor ({text}); use .reshape or .contiguous() first")
+    return f"with {layout} inputs and cotangents, fn or backward raises: {text}"
+
+
+def layout_forward_refuses_phrase(layout: str, exc: Exception) -> str:
+    return (f"fn itself does not take {layout} inputs ({type(exc).__name__}: "
+            f"{str(exc)[:100]}): not compared")
+
+
+def layout_changes_output_phrase(layout: str) -> str:
+    return (f"fn's output changes with {layout} inputs (a random op filling memory in order?): "
+            "gradients not compared")
+
+
+def layout_mismatch_phrase(layout: str, label: str, diff: float, scale: float) -> str:
+    return (f"with {layout} inputs and cotangents, the gradient of {label} differs from the "
+            f"contiguous run by {diff:.3g} (largest {scale:.3g}): the code assumes contiguous "
+            "memory (strides ignored)")
 
 
 def no_gradient_phrase(label: str) -> str:

@@ -1,0 +1,102 @@
+"""Layouts: non-contiguous inputs and cotangents give the gradients contiguous ones give.
+
+Kernels and hand-written backwards often assume contiguous memory (`.view` on a gradient, a
+raw data pointer in an extension). Each checked input is rebuilt as a transposed copy (2-D and
+up), a strided slice, and channels_last where 4-D, with the cotangents likewise laid out; the
+gradients must match the contiguous run and have their input's shape, dtype and device. A
+forward that refuses a layout (view needs contiguous memory) or whose output changes with it
+(random ops fill memory in order) is noted, not failed: there is no gradient to compare.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from harness import diagnose
+from harness.autodiff import vjp
+from harness.checks.semantics import _record, _requires_backward
+from harness.inputs import Example, as_outputs
+from harness.record import Record
+from harness.tolerances import tolerance_for
+
+
+def _strided(x: torch.Tensor) -> torch.Tensor:
+    """x's values in every other slot of a buffer twice as wide (non-contiguous)."""
+    buffer = torch.zeros(*x.shape[:-1], 2 * x.shape[-1], dtype=x.dtype, device=x.device)
+    view = buffer[..., ::2]
+    view.copy_(x)
+    return view
+
+
+def _transposed(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(-1, -2).contiguous().transpose(-1, -2)
+
+
+def layouts_for(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Non-contiguous copies of x with its values, by name (none for scalars or size-1 dims
+    where every layout is contiguous)."""
+    out = {}
+    if x.dim() >= 1 and x.shape[-1] > 1:
+        out["strided slice"] = _strided(x)
+    if x.dim() >= 2 and x.shape[-1] > 1 and x.shape[-2] > 1:
+        out["transposed"] = _transposed(x)
+    if x.dim() == 4 and x.shape[1] > 1 and x.shape[2] * x.shape[3] > 1:
+        out["channels_last"] = x.contiguous(memory_format=torch.channels_last)
+    return {name: y for name, y in out.items() if not y.is_contiguous()}
+
+
+def check_layouts(ex: Example, settings) -> list[Record]:
+    """vᵀJ with non-contiguous inputs and cotangents, one layout at a time, against the
+    contiguous run; shape, dtype and device of each gradient."""
+    start = time.perf_counter()
+    if skip := _requires_backward(ex, "layouts", start):
+        return skip
+    tol = tolerance_for(ex.dtype, ex.case.tolerances)
+    leaves = ex.leaves()
+    cotangents = [v.to(ex.dtype) if v.is_floating_point() else v for v in ex.cotangents]
+    reference, _ = vjp(ex, leaves, cotangents=cotangents)
+    names = sorted({n for x in leaves for n in layouts_for(x.detach())}
+                   | {n for v in cotangents for n in layouts_for(v)})
+    if not names:
+        return [diagnose.semantic_skip(ex, "layouts", "every input and output is a scalar or "
+                                       "has size-1 dimensions: no non-contiguous layout exists",
+                                       time.perf_counter() - start)]
+    problems, notes = [], []
+    with torch.no_grad():
+        outs = as_outputs(ex.fn(*leaves), ex.case.name)
+    for name in names:
+        moved = tuple(
+            layouts_for(x.detach()).get(name, x.detach()).requires_grad_(x.requires_grad)
+            if x.is_floating_point() else x for x in leaves)
+        moved_cot = [layouts_for(v).get(name, v) for v in cotangents]
+        try:  # the forward's own contract first: some ops take contiguous inputs only
+            with torch.no_grad():
+                moved_outs = as_outputs(ex.fn(*moved), ex.case.name)
+        except Exception as exc:
+            notes.append(diagnose.layout_forward_refuses_phrase(name, exc))
+            continue
+        if not all(torch.equal(a, b) or torch.allclose(a, b, rtol=tol.rtol, atol=tol.floor)
+                   for a, b in zip(outs, moved_outs)):
+            notes.append(diagnose.layout_changes_output_phrase(name))
+            continue
+        try:
+            grads, _ = vjp(ex, moved, cotangents=moved_cot)
+        except Exception as exc:
+            problems.append(diagnose.layout_raises_phrase(name, exc))
+            continue
+        for k, (g, want) in enumerate(zip(grads, reference)):
+            pos = ex.wrt[k]
+            label = ex.labels[pos]
+            if (g.dtype, g.device, g.shape) != (leaves[pos].dtype, leaves[pos].device,
+                                                leaves[pos].shape):
+                problems.append(diagnose.metadata_phrase(label, g, leaves[pos]))
+                continue
+            diff = (g.double() - want.double()).abs()
+            allowed = diagnose.allowance(want, tol).to(diff.device)
+            if not bool((diff <= allowed).all()):
+                problems.append(diagnose.layout_mismatch_phrase(
+                    name, label, float(diff.max()), float(want.abs().max())))
+    return _record(ex, "layouts", problems, start,
+                   [f"layouts tried: {', '.join(names)}", *notes])

@@ -133,15 +133,17 @@ def _recomposed(op, sample) -> Callable[..., tuple[torch.Tensor, ...]]:
 
 def torch_marks(op) -> dict[str, str]:
     """What torch's own suite does with this operator's gradient tests on CPU float64:
-    {"fd" or "second-order": "skip" or "expected failure"} from the OpInfo's DecorateInfo
-    entries for TestBwdGradients.test_fn_grad and test_fn_gradgrad."""
+    {"fd", "second-order" or "forward-ad": "skip" or "expected failure"} from the OpInfo's
+    DecorateInfo entries for test_fn_grad, test_fn_gradgrad and test_forward_mode_AD."""
     import unittest
 
     marks = {}
-    for check, test in (("fd", "test_fn_grad"), ("second-order", "test_fn_gradgrad")):
+    for check, cls, test in (("fd", "TestBwdGradients", "test_fn_grad"),
+                             ("second-order", "TestBwdGradients", "test_fn_gradgrad"),
+                             ("forward-ad", "TestFwdGradients", "test_forward_mode_AD")):
         for info in op.decorators:
             if not hasattr(info, "is_active") or not info.is_active(
-                    "TestBwdGradients", test, "cpu", torch.float64, {}):
+                    cls, test, "cpu", torch.float64, {}):
                 continue
             for decorator in info.decorators:
                 if decorator is unittest.expectedFailure:
@@ -161,6 +163,8 @@ def _sample_case(op, k: int, sample, marks: dict[str, str]) -> Case | None:
     fail for this operator (None when none is left)."""
     wanted = ("fd", "undefined-grad", "second-order") if op.supports_gradgrad else (
         "fd", "undefined-grad")
+    if op.supports_forward_ad and "forward-ad" not in marks:
+        wanted += ("forward-ad",)
     # gradcheck's undefined-gradient check runs inside test_fn_grad: its marks cover both
     checks = [c for c in wanted
               if c not in marks and not (c == "undefined-grad" and "fd" in marks)]

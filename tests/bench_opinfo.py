@@ -74,7 +74,7 @@ def _harness(op, case):
 
     out = {}
     for item in items_for([case], devices=["cpu"]):
-        if item.check == "reentrancy":
+        if item.check in ("reentrancy", "forward-ad"):  # gradcheck runs neither here
             continue
         (record,) = run_item(item, Settings())
         first = (record.message or "").splitlines()[0] if record.status != "pass" else ""

@@ -276,3 +276,41 @@ def _raw_strides(x, g):
 
 square_views_cotangent = _function(lambda x: x**2, _view_flat, "SquareViewsCotangent")
 square_ignores_strides = _function(lambda x: x**2, _raw_strides, "SquareIgnoresStrides")
+
+
+class SquareWrongJvp(torch.autograd.Function):
+    """x^2 with a right backward and a jvp that says 3x instead of 2x."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 2 * x * g
+
+    @staticmethod
+    def jvp(ctx, t):
+        (x,) = ctx.saved_tensors
+        return 3 * x * t
+
+
+class SquareWithJvp(SquareWrongJvp):
+    """x^2 with a right backward and a right jvp."""
+
+    @staticmethod
+    def jvp(ctx, t):
+        (x,) = ctx.saved_tensors
+        return 2 * x * t
+
+
+class SquareWrongBackwardRightJvp(SquareWithJvp):
+    """x^2 with a right jvp and a sign-flipped backward."""
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return -2 * x * g

@@ -40,7 +40,9 @@ __all__ = [
     "layout_forward_refuses_phrase",
     "layout_mismatch_phrase",
     "layout_raises_phrase",
+    "jvp_mismatch_phrase",
     "no_gradient_phrase",
+    "no_jvp_phrase",
     "nondeterminism_measured",
     "nondeterministic_phrase",
     "per_sample_phrase",
@@ -174,6 +176,20 @@ def layout_mismatch_phrase(layout: str, label: str, diff: float, scale: float) -
     return (f"with {layout} inputs and cotangents, the gradient of {label} differs from the "
             f"contiguous run by {diff:.3g} (largest {scale:.3g}): the code assumes contiguous "
             "memory (strides ignored)")
+
+
+def no_jvp_phrase(exc: Exception) -> str:
+    return (f"forward-mode AD does not run ({type(exc).__name__}: {str(exc)[:120]}); for a "
+            "custom autograd.Function, add a jvp staticmethod (and ctx.save_for_forward)")
+
+
+def jvp_mismatch_phrase(label: str, forward: float, reverse: float, fd: float,
+                        odd_one: str | None) -> str:
+    verdict = {"forward": "the jvp is wrong (reverse mode agrees with finite differences)",
+               "reverse": "the backward is wrong (forward mode agrees with finite differences)"
+               }.get(odd_one, "forward and reverse mode disagree")
+    return (f"along a random direction of {label}: forward mode <w, J u> = {forward:.6g}, "
+            f"reverse mode <Jᵀw, u> = {reverse:.6g}, finite differences {fd:.6g}: {verdict}")
 
 
 def no_gradient_phrase(label: str) -> str:

@@ -1,0 +1,47 @@
+"""The forward-ad check: forward mode against reverse mode, finite differences as referee."""
+
+import pytest
+import torch
+
+from harness import check_gradients
+
+import planted
+
+
+def run(fn, *inputs, dtype=torch.float64):
+    inputs = [x.to(dtype).requires_grad_() for x in inputs]
+    (record,) = check_gradients(fn, *inputs, checks=("forward-ad",)).records
+    return record
+
+
+X = torch.linspace(-1.5, 2.0, 12).reshape(3, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("fn, inputs", [
+    (planted.SquareWithJvp.apply, (X,)), (torch.matmul, (X, X.T)),
+    (lambda x: torch.softmax(x, -1), (X,)), (lambda x: (torch.sin(x), x.sum()), (X,)),
+], ids=["custom-jvp", "matmul", "softmax", "two-outputs"])
+def test_correct_forward_mode_passes(fn, inputs, dtype):
+    record = run(fn, *[x.clone() for x in inputs], dtype=dtype)
+    assert record.status == "pass", record.message
+
+
+def test_a_wrong_jvp_fails_and_is_named():
+    record = run(planted.SquareWrongJvp.apply, X.clone())
+    assert record.status == "fail"
+    assert "forward mode <w, J u>" in record.message
+    assert "the jvp is wrong (reverse mode agrees with finite differences)" in record.message
+
+
+def test_a_function_without_jvp_is_a_skip_saying_how_to_add_one():
+    record = run(planted.square, X.clone())
+    assert record.status == "skip"
+    assert "add a jvp staticmethod" in record.message
+
+
+def test_a_wrong_backward_is_blamed_when_the_jvp_agrees_with_finite_differences():
+    record = run(planted.SquareWrongBackwardRightJvp.apply, X.clone())
+    assert record.status == "fail"
+    assert "the backward is wrong (forward mode agrees with finite differences)" \
+        in record.message

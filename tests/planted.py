@@ -218,51 +218,32 @@ sin_slightly_large = _function(torch.sin, lambda x, g: torch.cos(x) * g * 1.001,
                                "SinSlightlyLarge")
 
 
-class TwoOutputsIgnoresSecond(torch.autograd.Function):
-    """(2x, sum x^2) whose backward drops the second output's gradient when the first one's is
-    undefined, like torch's native_group_norm for its mean."""
+def _two_outputs(backward, materialize: bool, name: str):
+    """(2x, sum x^2) as a Function with the given backward(x, g0, g1); with materialize False,
+    undefined output gradients reach it as None."""
 
-    @staticmethod
     def forward(ctx, x):
-        ctx.set_materialize_grads(False)
+        ctx.set_materialize_grads(materialize)
         ctx.save_for_backward(x)
         return 2 * x, (x * x).sum()
 
-    @staticmethod
-    def backward(ctx, g0, g1):
-        (x,) = ctx.saved_tensors
-        if g0 is None:
-            return None
-        return 2 * g0 + (2 * x * g1 if g1 is not None else 0)
+    def run_backward(ctx, g0, g1):
+        return backward(ctx.saved_tensors[0], g0, g1)
+
+    return type(name, (torch.autograd.Function,), {
+        "forward": staticmethod(forward), "backward": staticmethod(run_backward)}).apply
 
 
-class TwoOutputsCrashOnNone(torch.autograd.Function):
-    """(2x, sum x^2) whose backward assumes both gradients are tensors."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(x)
-        return 2 * x, (x * x).sum()
-
-    @staticmethod
-    def backward(ctx, g0, g1):
-        (x,) = ctx.saved_tensors
-        return 2 * g0 + 2 * x * g1
+def _drops_second(x, g0, g1):
+    if g0 is None:  # like torch's native_group_norm for its mean output
+        return None
+    return 2 * g0 + (2 * x * g1 if g1 is not None else 0)
 
 
-class TwoOutputs(torch.autograd.Function):
-    """(2x, sum x^2), correct: None gradients are materialized as zeros (the default)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return 2 * x, (x * x).sum()
-
-    @staticmethod
-    def backward(ctx, g0, g1):
-        (x,) = ctx.saved_tensors
-        return 2 * g0 + 2 * x * g1
+two_outputs = _two_outputs(lambda x, g0, g1: 2 * g0 + 2 * x * g1, True, "TwoOutputs")
+two_outputs_ignores_second = _two_outputs(_drops_second, False, "TwoOutputsIgnoresSecond")
+two_outputs_crash_on_none = _two_outputs(lambda x, g0, g1: 2 * g0 + 2 * x * g1, False,
+                                         "TwoOutputsCrashOnNone")
 
 
 def _view_flat(x, g):

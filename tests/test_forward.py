@@ -2,16 +2,13 @@
 
 import pytest
 import torch
-
-from harness import check_gradients
+from checking import run_check
 
 import planted
 
 
 def run(fn, *inputs, dtype=torch.float64):
-    inputs = [x.to(dtype).requires_grad_() for x in inputs]
-    (record,) = check_gradients(fn, *inputs, checks=("forward-ad",)).records
-    return record
+    return run_check("forward-ad", fn, *inputs, dtype=dtype)
 
 
 X = torch.linspace(-1.5, 2.0, 12).reshape(3, 4)

@@ -2,17 +2,15 @@
 
 import pytest
 import torch
+from checking import run_check
 
-from harness import check_gradients
 from harness.checks.layouts import layouts_for
 
 import planted
 
 
 def run(fn, *inputs, dtype=torch.float64):
-    inputs = [x.to(dtype).requires_grad_() for x in inputs]
-    (record,) = check_gradients(fn, *inputs, checks=("layouts",)).records
-    return record
+    return run_check("layouts", fn, *inputs, dtype=dtype)
 
 
 M = torch.linspace(-1.5, 2.0, 12).reshape(3, 4)

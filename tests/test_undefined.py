@@ -3,16 +3,13 @@ inputs that get no gradient are named."""
 
 import pytest
 import torch
-
-from harness import check_gradients
+from checking import run_check
 
 import planted
 
 
 def run(fn, *inputs, dtype=torch.float64):
-    inputs = [x.to(dtype).requires_grad_() for x in inputs]
-    (record,) = check_gradients(fn, *inputs, checks=("undefined-grad",)).records
-    return record
+    return run_check("undefined-grad", fn, *inputs, dtype=dtype)
 
 
 X = torch.linspace(-1.5, 2.0, 7)
@@ -23,7 +20,7 @@ A = torch.tensor([[1.0, 0.2, -0.4], [0.3, 2.0, 0.1], [-0.5, 0.6, 3.0]])
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("fn, x", [
-    (planted.TwoOutputs.apply, X), (lambda x: (torch.sin(x), torch.cos(x)), X),
+    (planted.two_outputs, X), (lambda x: (torch.sin(x), torch.cos(x)), X),
     (torch.tanh, X), (lambda a: torch.linalg.eigh(a @ a.mT), A),  # eigenvalues and vectors
 ], ids=["two-outputs", "sincos", "tanh", "eigh"])
 def test_correct_functions_pass(fn, x, dtype):
@@ -32,14 +29,14 @@ def test_correct_functions_pass(fn, x, dtype):
 
 
 def test_backward_dropping_a_gradient_when_another_is_undefined_fails():
-    record = run(planted.TwoOutputsIgnoresSecond.apply, X.clone())
+    record = run(planted.two_outputs_ignores_second, X.clone())
     assert record.status == "fail"
     assert "from output 1 alone differs from the same with the other outputs' gradients " \
         "given as zeros" in record.message
 
 
 def test_backward_crashing_on_an_undefined_gradient_fails():
-    record = run(planted.TwoOutputsCrashOnNone.apply, X.clone())
+    record = run(planted.two_outputs_crash_on_none, X.clone())
     assert record.status == "fail"
     assert "backward raises when only output 0 has a gradient (the others undefined)" \
         in record.message

@@ -295,3 +295,52 @@ class SquareWrongBackwardRightJvp(SquareWithJvp):
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
         return -2 * x * g
+
+
+class _TwoX(torch.autograd.Function):
+    """2x with a right backward and a jvp that says 3."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * g
+
+    @staticmethod
+    def jvp(ctx, t):
+        return 3 * t
+
+
+class _TwoXNoJvp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * g
+
+
+def _square_backward_through(inner, name):
+    """x^2 with a right jvp, whose backward computes 2x with the Function `inner`."""
+
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
+        return x * x
+
+    def backward(ctx, g):
+        return inner.apply(ctx.saved_tensors[0]) * g
+
+    def jvp(ctx, t):
+        return 2 * ctx.saved_tensors[0] * t
+
+    return type(name, (torch.autograd.Function,), {
+        "forward": staticmethod(forward), "backward": staticmethod(backward),
+        "jvp": staticmethod(jvp)}).apply
+
+
+square_backward_wrong_jvp = _square_backward_through(_TwoX, "SquareBackwardWrongJvp")
+square_backward_no_jvp = _square_backward_through(_TwoXNoJvp, "SquareBackwardNoJvp")

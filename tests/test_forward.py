@@ -42,3 +42,25 @@ def test_a_wrong_backward_is_blamed_when_the_jvp_agrees_with_finite_differences(
     assert record.status == "fail"
     assert "the backward is wrong (forward mode agrees with finite differences)" \
         in record.message
+
+
+@pytest.mark.parametrize("fn, inputs", [
+    (torch.tanh, (X,)), (torch.matmul, (X, X.T)), (lambda x: torch.softmax(x, -1), (X,)),
+], ids=["tanh", "matmul", "softmax"])
+def test_forward_over_reverse_passes_for_correct_code(fn, inputs):
+    record = run_check("fwd-over-rev", fn, *[x.clone() for x in inputs])
+    assert record.status == "pass", record.message
+
+
+def test_a_wrong_jvp_inside_the_backward_fails_forward_over_reverse():
+    record = run_check("fwd-over-rev", planted.square_backward_wrong_jvp, X.clone())
+    assert record.status == "fail"
+    assert "forward-over-reverse <r, H u>" in record.message
+    assert "a jvp inside the backward is wrong" in record.message
+    assert run_check("second-order", planted.square_backward_wrong_jvp,
+                     X.clone()).status == "pass"  # reverse-over-reverse is right
+
+
+def test_a_backward_without_forward_ad_is_a_skip():
+    record = run_check("fwd-over-rev", planted.square_backward_no_jvp, X.clone())
+    assert record.status == "skip" and "add a jvp staticmethod" in record.message

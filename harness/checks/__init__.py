@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from harness.checks.analytic import check_analytic
 from harness.checks.finite_diff import check_finite_diff
-from harness.checks.forward import check_forward_ad
+from harness.checks.forward import check_forward_ad, check_fwd_over_rev
 from harness.checks.layouts import check_layouts
 from harness.checks.search import check_search
 from harness.checks.second_order import check_second_order
@@ -30,6 +30,7 @@ GRADIENT_CHECKS = {
     "fd": check_finite_diff,
     "second-order": check_second_order,
     "forward-ad": check_forward_ad,
+    "fwd-over-rev": check_fwd_over_rev,
     "search": check_search,
 }
 SEMANTIC_CHECKS = {

@@ -75,3 +75,57 @@ def check_forward_ad(ex: Example, settings) -> list[Record]:
                                                          fd.value, odd))
             break
     return _record(ex, "forward-ad", problems, start)
+
+
+def check_fwd_over_rev(ex: Example, settings) -> list[Record]:
+    """Forward-over-reverse (gradcheck's check_fwd_over_rev): the tangent of the gradient,
+    <r, H u> with forward AD pushed through the backward, against reverse-over-reverse
+    (double backward), along a random direction per input."""
+    start = time.perf_counter()
+    if skip := _requires_backward(ex, "fwd-over-rev", start):
+        return skip
+    if ex.case.twice_differentiable is False:
+        return [diagnose.semantic_skip(ex, "fwd-over-rev", "case is not twice differentiable "
+                                       "(twice_differentiable=False)",
+                                       time.perf_counter() - start)]
+    tol = tolerance_for(ex.dtype, ex.case.tolerances)
+    gen = check_generator(ex, "fwd-over-rev")
+    base = tuple(x.detach() for x in ex.leaves())
+    weights = [torch.randn(base[i].shape, generator=gen, dtype=torch.float64).to(base[i])
+               for i in ex.wrt]
+    problems = []
+    for pos in ex.wrt:
+        u = torch.randn(base[pos].shape, generator=gen, dtype=torch.float64).to(base[pos])
+        try:
+            with fwAD.dual_level():
+                leaves = [x.clone().requires_grad_(i in ex.wrt) if x.is_floating_point() else x
+                          for i, x in enumerate(base)]
+                leaves[pos] = fwAD.make_dual(leaves[pos], u)
+                grads, _ = vjp(ex, tuple(leaves), create_graph=True)
+                forward = sum(float((fwAD.unpack_dual(g).tangent.double() * r.double()).sum())
+                              for g, r in zip(grads, weights)
+                              if fwAD.unpack_dual(g).tangent is not None)
+        except Exception as exc:
+            return [diagnose.semantic_skip(ex, "fwd-over-rev", diagnose.no_jvp_phrase(exc),
+                                           time.perf_counter() - start)]
+        leaves = tuple(x.clone().requires_grad_(i in ex.wrt) if x.is_floating_point() else x
+                       for i, x in enumerate(base))
+        grads, _ = vjp(ex, leaves, create_graph=True)
+        psi = sum((g * r).sum() for g, r in zip(grads, weights))
+        if not psi.requires_grad:
+            continue  # a backward with no graph: the second-order check says so
+        (second,) = torch.autograd.grad(psi, leaves[pos], allow_unused=True)
+        if second is None:
+            continue
+        back = float((second.double() * u).sum())
+        scale = float((second.double() * u).abs().norm()) + abs(back) + abs(forward)
+        # where the Hessian is tiny beside the gradient (normalize near 0), the rounding of
+        # the gradient sets the bar: its size per unit of input
+        first = sum(float((g.detach().double() * r).abs().sum()) for g, r in zip(grads, weights))
+        if u.numel():
+            scale += first * float(u.abs().max()) / max(1.0, float(base[pos].abs().max()))
+        if not abs(forward - back) <= DIRECTION_SIGMAS * (tol.rtol + tol.atol) * scale + \
+                tol.floor:
+            problems.append(diagnose.fwd_over_rev_phrase(ex.labels[pos], forward, back))
+            break
+    return _record(ex, "fwd-over-rev", problems, start)

@@ -40,6 +40,7 @@ __all__ = [
     "layout_forward_refuses_phrase",
     "layout_mismatch_phrase",
     "layout_raises_phrase",
+    "fwd_over_rev_phrase",
     "jvp_mismatch_phrase",
     "no_gradient_phrase",
     "no_jvp_phrase",
@@ -190,6 +191,12 @@ def jvp_mismatch_phrase(label: str, forward: float, reverse: float, fd: float,
                }.get(odd_one, "forward and reverse mode disagree")
     return (f"along a random direction of {label}: forward mode <w, J u> = {forward:.6g}, "
             f"reverse mode <Jᵀw, u> = {reverse:.6g}, finite differences {fd:.6g}: {verdict}")
+
+
+def fwd_over_rev_phrase(label: str, forward: float, reverse: float) -> str:
+    return (f"along a random direction of {label}: forward-over-reverse <r, H u> = "
+            f"{forward:.6g}, double backward {reverse:.6g}: a jvp inside the backward is wrong "
+            "(the second-order check holds double backward to finite differences)")
 
 
 def no_gradient_phrase(label: str) -> str:

@@ -297,8 +297,8 @@ class SquareWrongBackwardRightJvp(SquareWithJvp):
         return -2 * x * g
 
 
-class _TwoX(torch.autograd.Function):
-    """2x with a right backward and a jvp that says 3."""
+class _TwoXNoJvp(torch.autograd.Function):
+    """2x with a right backward and no jvp."""
 
     @staticmethod
     def forward(ctx, x):
@@ -307,20 +307,14 @@ class _TwoX(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         return 2 * g
+
+
+class _TwoX(_TwoXNoJvp):
+    """2x with a right backward and a jvp that says 3."""
 
     @staticmethod
     def jvp(ctx, t):
         return 3 * t
-
-
-class _TwoXNoJvp(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return 2 * x
-
-    @staticmethod
-    def backward(ctx, g):
-        return 2 * g
 
 
 def _square_backward_through(inner, name):

@@ -92,9 +92,10 @@ def _recomposed(op, sample) -> Callable[..., tuple[torch.Tensor, ...]]:
     kwargs), calls the operator through its OpInfo gradcheck_wrapper (which, e.g., makes
     eigh's input Hermitian) and applies the sample's output_process_fn_grad."""
     slots = _slots(sample)
-    views = [_partial_view(t) for t in _differentiable(sample)[0]]
+    tensors, _ = _differentiable(sample)
+    views = [_partial_view(t) for t in tensors]
     storages = [None if v is None else t.detach().as_strided((v[3],), (1,), 0).clone()
-                for t, v in zip(_differentiable(sample)[0], views)]
+                for t, v in zip(tensors, views)]
 
     def fn(*tensors):
         device = tensors[0].device
@@ -120,14 +121,13 @@ def _recomposed(op, sample) -> Callable[..., tuple[torch.Tensor, ...]]:
         return outs if keep is None else tuple(outs[k] for k in keep)
 
     keep = None
-    tensors, _ = _differentiable(sample)
     # Outputs autograd treats as constants (native_layer_norm's mean and rstd) are left out,
     # as gradcheck leaves them out: their values move with the input but carry no gradient.
     try:
         outs = fn(*(t.detach().clone().requires_grad_() for t in tensors))
         keep = [k for k, o in enumerate(outs) if o.requires_grad]
     except Exception:  # the checks will run it again and report the error as a row
-        keep = None
+        pass
     return fn
 
 

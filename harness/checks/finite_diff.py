@@ -12,7 +12,6 @@ from harness.checks.common import (
     check_generator,
     phi_of,
     rounding_noise,
-    with_measured_rounding,
 )
 from harness.checks.reference import compare_measuring_rounding_on_doubt, compare_with_fd
 from harness.inputs import Example
@@ -28,7 +27,7 @@ def check_finite_diff(ex: Example, settings) -> list[Record]:
     noise = rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], grads)
     verdicts = compare_measuring_rounding_on_doubt(
         ex, phi_of(ex), grads, tol, settings, lambda: check_generator(ex, "fd"),
-        with_measured_rounding, noise=noise)
+        noise=noise)
     hints = []
     if any(v.mismatch for v in verdicts):
         allowed = [diagnose.allowance(g, tol, noise=None if noise is None else noise[k])

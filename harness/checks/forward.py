@@ -50,8 +50,6 @@ def check_forward_ad(ex: Example, settings) -> list[Record]:
     gen = check_generator(ex, "forward-ad")
     leaves = tuple(x.detach() for x in ex.leaves())
     reverse, _ = vjp(ex, ex.leaves())
-    phi = phi_of(ex)
-    xs = ex.reference_inputs()
     problems = []
     for k, pos in enumerate(ex.wrt):
         for _ in range(DIRECTIONS):
@@ -67,7 +65,7 @@ def check_forward_ad(ex: Example, settings) -> list[Record]:
             allowed = DIRECTION_SIGMAS * (tol.rtol + tol.atol) * scale + tol.floor
             if abs(forward - back) <= allowed:
                 continue  # two exact derivatives agree (reverse is checked against FD by fd)
-            fd = directional(phi, xs, pos, u)  # the referee: which one is off?
+            fd = directional(phi_of(ex), ex.reference_inputs(), pos, u)  # the referee
             near = allowed + FD_SAFETY * fd.error
             odd = ("forward" if abs(back - fd.value) <= near < abs(forward - fd.value) else
                    "reverse" if abs(forward - fd.value) <= near < abs(back - fd.value) else None)
@@ -102,9 +100,9 @@ def check_fwd_over_rev(ex: Example, settings) -> list[Record]:
                           for i, x in enumerate(base)]
                 leaves[pos] = fwAD.make_dual(leaves[pos], u)
                 grads, _ = vjp(ex, tuple(leaves), create_graph=True)
-                forward = sum(float((fwAD.unpack_dual(g).tangent.double() * r.double()).sum())
-                              for g, r in zip(grads, weights)
-                              if fwAD.unpack_dual(g).tangent is not None)
+                tangents = [fwAD.unpack_dual(g).tangent for g in grads]
+                forward = sum(float((t.double() * r.double()).sum())
+                              for t, r in zip(tangents, weights) if t is not None)
         except Exception as exc:
             return [diagnose.semantic_skip(ex, "fwd-over-rev", diagnose.no_jvp_phrase(exc),
                                            time.perf_counter() - start)]

@@ -57,8 +57,9 @@ def check_layouts(ex: Example, settings) -> list[Record]:
     leaves = ex.leaves()
     cotangents = [v.to(ex.dtype) if v.is_floating_point() else v for v in ex.cotangents]
     reference, _ = vjp(ex, leaves, cotangents=cotangents)
-    names = sorted({n for x in leaves for n in layouts_for(x.detach())}
-                   | {n for v in cotangents for n in layouts_for(v)})
+    leaf_layouts = [layouts_for(x.detach()) if x.is_floating_point() else {} for x in leaves]
+    cot_layouts = [layouts_for(v) for v in cotangents]
+    names = sorted({n for made in leaf_layouts + cot_layouts for n in made})
     if not names:
         return [diagnose.semantic_skip(ex, "layouts", "every input and output is a scalar or "
                                        "has size-1 dimensions: no non-contiguous layout exists",
@@ -67,10 +68,9 @@ def check_layouts(ex: Example, settings) -> list[Record]:
     with torch.no_grad():
         outs = as_outputs(ex.fn(*leaves), ex.case.name)
     for name in names:
-        moved = tuple(
-            layouts_for(x.detach()).get(name, x.detach()).requires_grad_(x.requires_grad)
-            if x.is_floating_point() else x for x in leaves)
-        moved_cot = [layouts_for(v).get(name, v) for v in cotangents]
+        moved = tuple(made.get(name, x.detach()).requires_grad_(x.requires_grad)
+                      if x.is_floating_point() else x for x, made in zip(leaves, leaf_layouts))
+        moved_cot = [made.get(name, v) for v, made in zip(cotangents, cot_layouts)]
         try:  # the forward's own contract first: some ops take contiguous inputs only
             with torch.no_grad():
                 moved_outs = as_outputs(ex.fn(*moved), ex.case.name)

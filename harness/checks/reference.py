@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from harness import diagnose
+from harness.checks.common import with_measured_rounding
 from harness.diagnose import Mismatch
 from harness.inputs import Example
 from harness.numerical import Derivative, ScalarFn, directional, elementwise, one_sided
@@ -231,12 +232,9 @@ def _screen(t: _Target, settings, gen) -> InputVerdict | None:
     """A pass along SCREEN_DIRECTIONS random directions, each at one step, when every
     one agrees with half the allowance to spare and an accurate finite difference; None
     (look element by element) otherwise. Saves the elementwise sweep on correct gradients."""
-    everywhere = torch.arange(t.cand.numel())
     worst_abs = worst_rel = 0.0
     for _ in range(SCREEN_DIRECTIONS):
-        u = torch.zeros(t.cand.numel(), dtype=torch.float64)
-        u[everywhere] = torch.randn(len(everywhere), generator=gen, dtype=torch.float64)
-        u = t.movable(u)
+        u = t.movable(torch.randn(t.cand.numel(), generator=gen, dtype=torch.float64))
         d, actual, allowed = t._probe(u.view(t.cand.shape).to(t.cand.device), 1.0)
         fd_part = FD_SAFETY * d.error
         gap = abs(actual - d.value)
@@ -311,17 +309,18 @@ def _confirm_elements(t: _Target, ref, err, allowed):
 
 
 def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, tol, settings,
-                                        make_gen, measured, **kwargs) -> list[InputVerdict]:
+                                        make_gen, **kwargs) -> list[InputVerdict]:
     """A quick compare_with_fd with phi's rounding assumed (eps x its terms); only when that
     fails, the whole comparison (confirmations, kinks, localization) with phi's rounding
-    measured (`measured(phi, ex, gen)`). Everything the full pass adds can only rescue a
+    measured (checks.common.with_measured_rounding). Everything the full pass adds can only rescue a
     failure, so a quick pass stands. Saves most of the work where the gradient is right."""
     verdicts = compare_with_fd(ex, phi, candidates, tol, settings, make_gen(), quick=True,
                                **kwargs)
     if not any(v.mismatch for v in verdicts):
         return verdicts
     gen = make_gen()
-    return compare_with_fd(ex, measured(phi, ex, gen), candidates, tol, settings, gen, **kwargs)
+    return compare_with_fd(ex, with_measured_rounding(phi, ex, gen), candidates, tol, settings,
+                           gen, **kwargs)
 
 
 def compare_with_fd(

@@ -17,7 +17,6 @@ from harness.checks.common import (
     check_generator,
     rounding_noise,
     scalarized,
-    with_measured_rounding,
 )
 from harness.checks.reference import compare_measuring_rounding_on_doubt
 from harness.inputs import Example
@@ -50,7 +49,7 @@ def check_second_order(ex: Example, settings) -> list[Record]:
 
     verdicts = compare_measuring_rounding_on_doubt(
         ex, psi, second, tol, settings, lambda: check_generator(ex, "second-order|fd"),
-        with_measured_rounding, noise=noise, full_max=settings.second_order_full_max,
+        noise=noise, full_max=settings.second_order_full_max,
         directions=settings.second_order_directions)
     failed = any(v.mismatch for v in verdicts)
     if failed and not connected and ex.case.twice_differentiable is None:

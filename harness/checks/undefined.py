@@ -21,7 +21,7 @@ from harness.record import Record
 from harness.tolerances import tolerance_for
 
 
-def _grads(ex: Example, outs, targets, cotangents):
+def _grads(outs, targets, cotangents):
     pairs = [(o, v) for o, v in zip(outs, cotangents) if v is not None and o.requires_grad]
     if not pairs:
         return [None] * len(targets)
@@ -42,7 +42,7 @@ def check_undefined_grad(ex: Example, settings) -> list[Record]:
     cotangents = [v.to(o.dtype) for o, v in zip(outs, ex.cotangents)]
     live = [k for k, o in enumerate(outs) if o.requires_grad]
     problems, notes = [], []
-    everything = _grads(ex, outs, targets, cotangents)
+    everything = _grads(outs, targets, cotangents)
     for label, g in zip((ex.labels[i] for i in ex.wrt), everything):
         if g is None:
             notes.append(diagnose.no_gradient_phrase(label))
@@ -51,11 +51,11 @@ def check_undefined_grad(ex: Example, settings) -> list[Record]:
             alone = [v if j == k else None for j, v in enumerate(cotangents)]
             zeros = [v if j == k else torch.zeros_like(v) for j, v in enumerate(cotangents)]
             try:
-                got = _grads(ex, outs, targets, alone)
+                got = _grads(outs, targets, alone)
             except Exception as exc:
                 problems.append(diagnose.undefined_crash_phrase(k, exc))
                 continue
-            want = _grads(ex, outs, targets, zeros)
+            want = _grads(outs, targets, zeros)
             for label, g, w in zip((ex.labels[i] for i in ex.wrt), got, want):
                 g = torch.zeros_like(w) if g is None and w is not None else g
                 if w is None or g is None:

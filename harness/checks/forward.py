@@ -100,8 +100,8 @@ def check_fwd_over_rev(ex: Example, settings) -> list[Record]:
                           for i, x in enumerate(base)]
                 leaves[pos] = fwAD.make_dual(leaves[pos], u)
                 grads, _ = vjp(ex, tuple(leaves), create_graph=True)
-                tangents = [fwAD.unpack_dual(g).tangent for g in grads]
-                forward = sum(float((t.double() * r.double()).sum())
+                tangents = [fwAD.unpack_dual(g).tangent for g in grads]  # carry a graph
+                forward = sum(float((t.detach().double() * r.double()).sum())
                               for t, r in zip(tangents, weights) if t is not None)
         except Exception as exc:
             return [diagnose.semantic_skip(ex, "fwd-over-rev", diagnose.no_jvp_phrase(exc),

@@ -163,11 +163,16 @@ def _sample_case(op, k: int, sample, marks: dict[str, str]) -> Case | None:
     fail for this operator (None when none is left)."""
     wanted = ("fd", "undefined-grad", "second-order") if op.supports_gradgrad else (
         "fd", "undefined-grad")
+    if op.check_batched_grad:
+        wanted += ("batched-grad",)
     if op.supports_forward_ad and "forward-ad" not in marks:
         wanted += ("forward-ad",)
-    # gradcheck's undefined-gradient check runs inside test_fn_grad: its marks cover both
-    checks = [c for c in wanted
-              if c not in marks and not (c == "undefined-grad" and "fd" in marks)]
+        if op.check_batched_forward_grad:
+            wanted += ("batched-forward-ad",)
+    # gradcheck's undefined-gradient and batched-gradient checks run inside test_fn_grad: its
+    # marks cover them too
+    checks = [c for c in wanted if c not in marks and not (
+        c in ("undefined-grad", "batched-grad") and "fd" in marks)]
     if not checks:
         return None
     tensors, labels = _differentiable(sample)

@@ -338,3 +338,81 @@ def _square_backward_through(inner, name):
 
 square_backward_wrong_jvp = _square_backward_through(_TwoX, "SquareBackwardWrongJvp")
 square_backward_no_jvp = _square_backward_through(_TwoXNoJvp, "SquareBackwardNoJvp")
+
+
+class _TimesWrongVmap(torch.autograd.Function):
+    """a * b, whose vmap staticmethod reverses b's batch: right alone, wrong under vmap."""
+
+    @staticmethod
+    def forward(a, b):
+        return a * b
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return g * b, g * a
+
+    @staticmethod
+    def vmap(info, in_dims, a, b):
+        a = a if in_dims[0] is None else a.movedim(in_dims[0], 0)
+        b = b if in_dims[1] is None else b.movedim(in_dims[1], 0).flip(0)
+        return a * b, 0
+
+
+class SquareFunc(torch.autograd.Function):
+    """x^2 in the torch.func style: setup_context, a jvp, and a generated vmap rule."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x):
+        return x * x
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0])
+        ctx.save_for_forward(inputs[0])
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2 * ctx.saved_tensors[0] * g
+
+    @staticmethod
+    def jvp(ctx, t):
+        return 2 * ctx.saved_tensors[0] * t
+
+
+class SquareFuncNoVmapRule(SquareFunc):
+    """SquareFunc without a vmap rule."""
+
+    generate_vmap_rule = False
+
+
+class SquareFuncWrongVmap(SquareFuncNoVmapRule):
+    """SquareFunc whose vmap staticmethod multiplies each sample by its batch neighbour."""
+
+    @staticmethod
+    def vmap(info, in_dims, x):
+        x = x.movedim(in_dims[0], 0)
+        return x * x.flip(0), 0
+
+
+class SquareFuncBatchedWrong(SquareFunc):
+    """SquareFunc whose backward and jvp multiply through _TimesWrongVmap."""
+
+    @staticmethod
+    def backward(ctx, g):
+        return _TimesWrongVmap.apply(2 * ctx.saved_tensors[0], g)
+
+    @staticmethod
+    def jvp(ctx, t):
+        return _TimesWrongVmap.apply(2 * ctx.saved_tensors[0], t)
+
+
+square_reads_item = _function(lambda x: x**2,
+                              lambda x, g: 2 * x * g * (1.0 if g.abs().max().item() >= 0 else 0.0),
+                              "SquareReadsItem")

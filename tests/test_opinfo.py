@@ -50,7 +50,7 @@ def test_quick_subset_passes(ops):
     bad = [f"{r.case} {r.check}: {r.message[:200]}" for r in records if r.status != "pass"]
     assert not bad, "\n".join(bad)
     assert {r.check for r in records} == {"fd", "undefined-grad", "second-order", "reentrancy",
-                                          "forward-ad"}
+                                          "forward-ad", "batched-grad", "batched-forward-ad"}
 
 
 def test_tensor_lists_and_wrappers_are_recomposed(ops):

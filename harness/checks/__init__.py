@@ -6,6 +6,7 @@ CHECKS maps the name used in reports, the CLI and pytest ids to the function.
 from __future__ import annotations
 
 from harness.checks.analytic import check_analytic
+from harness.checks.batched import check_batched_forward_ad, check_batched_grad, check_vmap
 from harness.checks.finite_diff import check_finite_diff
 from harness.checks.forward import check_forward_ad, check_fwd_over_rev
 from harness.checks.layouts import check_layouts
@@ -31,6 +32,9 @@ GRADIENT_CHECKS = {
     "second-order": check_second_order,
     "forward-ad": check_forward_ad,
     "fwd-over-rev": check_fwd_over_rev,
+    "batched-grad": check_batched_grad,
+    "batched-forward-ad": check_batched_forward_ad,
+    "vmap": check_vmap,
     "search": check_search,
 }
 SEMANTIC_CHECKS = {

@@ -32,6 +32,9 @@ __all__ = [
     "aliases_phrase",
     "backward_under_phrase",
     "backward_vs_grad_phrase",
+    "batched_mismatch_phrase",
+    "batched_raises_phrase",
+    "batched_shape_phrase",
     "chain_phrase",
     "graph_under_phrase",
     "intermediate_phrase",
@@ -40,8 +43,10 @@ __all__ = [
     "layout_forward_refuses_phrase",
     "layout_mismatch_phrase",
     "layout_raises_phrase",
+    "fallback_op",
     "fwd_over_rev_phrase",
     "jvp_mismatch_phrase",
+    "no_batching_phrase",
     "no_gradient_phrase",
     "no_jvp_phrase",
     "nondeterminism_measured",
@@ -55,6 +60,7 @@ __all__ = [
     "undefined_crash_phrase",
     "undefined_mismatch_phrase",
     "undefined_nonzero_phrase",
+    "vmap_fallback_phrase",
     "shares_cotangent_phrase",
     "step_accumulates_phrase",
     "stuck_parameters_phrase",
@@ -197,6 +203,52 @@ def fwd_over_rev_phrase(label: str, forward: float, reverse: float) -> str:
     return (f"along a random direction of {label}: forward-over-reverse <r, H u> = "
             f"{forward:.6g}, double backward {reverse:.6g}: a jvp inside the backward is wrong "
             "(the second-order check holds double backward to finite differences)")
+
+
+def batched_raises_phrase(path: str, exc: Exception) -> str:
+    return f"{path} raises ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+
+
+def no_batching_phrase(what: str, failures: list[str]) -> str:
+    """Why nothing ran batched, and what to add."""
+    text = " ".join(failures)
+    if "setup_context" in text:
+        how = ("a custom autograd.Function in the old style (forward(ctx, ...)) cannot run "
+               "under torch.func: write forward without ctx plus a setup_context staticmethod, "
+               "then set generate_vmap_rule = True or write a vmap staticmethod")
+    elif "vmap support" in text or "generate_vmap_rule" in text:
+        how = ("a custom autograd.Function has no vmap rule: set generate_vmap_rule = True "
+               "or write a vmap staticmethod")
+    elif "item" in text or "data-dependent" in text.lower():
+        how = ("the code reads values out of a tensor (.item(), .tolist(), Python control "
+               "flow on data), which vmap cannot batch: use tensor ops (torch.where) instead")
+    else:
+        how = "an op it calls has no batching rule"
+    return f"{what} does not run under vmap: {how}; " + "; ".join(failures)
+
+
+def fallback_op(warning: str) -> str | None:
+    """The op named in vmap's 'performance drop ... batching rule for aten::x' warning."""
+    if "batching rule" not in warning:
+        return None
+    words = [w.strip(".,") for w in warning.split() if w.startswith("aten::")]
+    return words[0] if words else None
+
+
+def vmap_fallback_phrase(ops: list[str]) -> str:
+    return (f"no batching rule for {', '.join(ops)}: vmap falls back to a slow loop there")
+
+
+def batched_shape_phrase(path: str, label: str, got, want) -> str:
+    return (f"{path} gives {label} shape {tuple(got)}, the loop of single calls "
+            f"{tuple(want)}: a vmap rule returns the wrong out_dims")
+
+
+def batched_mismatch_phrase(path: str, what: str, m: Mismatch) -> str:
+    return (f"{path} differs from the loop of single {what} for {m.label}: {_at(m)} (the first "
+            f"index is the batch element); {m.pattern}. A vmap rule (a custom Function's vmap "
+            "staticmethod, or a batching rule of an op it calls) is wrong, or the code mixes "
+            "batch elements")
 
 
 def no_gradient_phrase(label: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from harness.case import Case, Input
-from harness.tolerances import NOISE_JITTER_ULPS
+from harness.tolerances import NOISE_JITTER_MAX, NOISE_JITTER_ULPS
 
 
 class CaseError(Exception):
@@ -51,7 +51,7 @@ class Example:
             y = x.detach().to(dtype) if x.is_floating_point() else x.detach()
             if jitter is not None and y.is_floating_point():
                 r = torch.randn(y.shape, generator=jitter, dtype=torch.float64).to(y.device)
-                ulp = NOISE_JITTER_ULPS * torch.finfo(dtype).eps
+                ulp = min(NOISE_JITTER_ULPS * torch.finfo(dtype).eps, NOISE_JITTER_MAX)
                 y = (y.double() * (1 + ulp * r)).to(dtype)
             if i in self.wrt:
                 y = y.clone().requires_grad_(True)

@@ -18,6 +18,7 @@ from harness.case import Case, TrainingCase
 from harness.checks import ALL_CHECK_NAMES, CHECKS, TRAINING_CHECKS, Settings
 from harness.inputs import CaseError, draw_example
 from harness.record import Record
+from harness.tolerances import LOW_PRECISION
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,18 @@ def items_for(
         for check in (TRAINING_CHECKS if isinstance(case, TrainingCase) else CHECKS)
         if (wanted is None or check in wanted) and check in (getattr(case, "checks", ())
                                                              or (check,))
-        for dtype in case.dtypes
-        if dtypes is None or dtype in dtypes
-        for device in case.devices
-        if devices is None or device in devices
+        for dtype, device in _dtypes_and_devices(case, check)
+        if (dtypes is None or dtype in dtypes) and (devices is None or device in devices)
     ]
+
+
+def _dtypes_and_devices(case, check: str) -> list[tuple[torch.dtype, str]]:
+    """The case's dtypes on each device; the low-precision check runs in the half-precision
+    dtypes of the device instead."""
+    if check == "low-precision":
+        return [(dtype, device) for device in case.devices
+                for dtype in LOW_PRECISION[device.split(":")[0]]]
+    return [(dtype, device) for dtype in case.dtypes for device in case.devices]
 
 
 def device_available(device: str) -> bool:

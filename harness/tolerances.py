@@ -32,11 +32,13 @@ class Tolerance:
 # rounding and a Richardson-corrected difference leave (~1e-9 relative).
 # float32: eps32 = 1.2e-7; a 1000-term reduction keeps ~sqrt(1000)*eps relative error, and
 # cancellation inside one element is covered by the tensor-scale atol.
+# bfloat16: one rounding is eps/2 = 3.9e-3; rtol allows ~5 of them per element, atol one of
+# the largest element; the measured rounding noise covers conditioning beyond that.
 TOLERANCES: dict[torch.dtype, Tolerance] = {
     torch.float64: Tolerance(rtol=1e-6, atol=1e-8, floor=1e-12),
     torch.float32: Tolerance(rtol=3e-5, atol=1e-5, floor=1e-6),
     torch.float16: Tolerance(rtol=1e-2, atol=2e-3, floor=1e-3),
-    torch.bfloat16: Tolerance(rtol=5e-2, atol=1e-2, floor=1e-2),
+    torch.bfloat16: Tolerance(rtol=2e-2, atol=5e-3, floor=1e-5),
 }
 
 FD_SAFETY = 4.0
@@ -53,6 +55,23 @@ NOISE_JITTER_ULPS = 64
 and a saturated softmax (s = 1 - 6e-5 in float32) does not move at all under one ulp, hiding
 the cancellation in 1 - s. The true change is subtracted (see checks.common.rounding_noise),
 so a larger jitter costs nothing in sharpness."""
+
+NOISE_JITTER_MAX = 1 / 64
+"""...but never more than this relative step (2 ulps of bfloat16, 16 of float16): 64 ulps of
+bfloat16 would move inputs by half their size, across kinks and domain edges."""
+
+LOW_PRECISION = {"cpu": (torch.bfloat16,), "cuda": (torch.float16, torch.bfloat16)}
+"""The dtypes the low-precision check runs in, per device (CPU float16 kernels are few)."""
+
+BIAS_SIGMAS = 6.0
+"""A low-precision gradient's mean relative error along the reference gradient may be this
+many of its rounding spreads (the rounding of n independent elements averages down as
+1/sqrt(n), a systematic error does not)..."""
+
+BIAS_FLOOR_ULPS = 1.0
+"""...plus this many units of the dtype's rounding (eps/2): one rounding shared by every
+element that no jitter of the inputs moves (a mean's 1/N, a scalar upstream gradient) biases
+the whole gradient by up to one unit."""
 
 DIRECTION_SIGMAS = 4.0
 """Along a random direction u (independent N(0,1) entries), element errors e_i within their

@@ -416,3 +416,26 @@ class SquareFuncBatchedWrong(SquareFunc):
 square_reads_item = _function(lambda x: x**2,
                               lambda x, g: 2 * x * g * (1.0 if g.abs().max().item() >= 0 else 0.0),
                               "SquareReadsItem")
+
+
+def _low_precision_scaled(scale: float, name: str):
+    """tanh whose backward is right in float64/float32 and `scale` times it in half precision."""
+
+    def backward(x, g):
+        factor = scale if x.dtype in (torch.float16, torch.bfloat16) else 1.0
+        return (1 - torch.tanh(x) ** 2) * g * factor
+
+    return _function(torch.tanh, backward, name)
+
+
+tanh_low_precision_1pct = _low_precision_scaled(1.01, "TanhHalfPrecision1Percent")
+
+
+def _one_wrong_in_half(x, g):
+    grad = torch.cos(x) * g
+    if x.dtype == torch.bfloat16:
+        grad[7] = grad[7] * 1.5
+    return grad
+
+
+sin_one_wrong_in_bfloat16 = _function(torch.sin, _one_wrong_in_half, "SinOneWrongInBfloat16")

@@ -10,6 +10,7 @@ from harness.checks.batched import check_batched_forward_ad, check_batched_grad,
 from harness.checks.finite_diff import check_finite_diff
 from harness.checks.forward import check_forward_ad, check_fwd_over_rev
 from harness.checks.layouts import check_layouts
+from harness.checks.precision import check_low_precision
 from harness.checks.search import check_search
 from harness.checks.second_order import check_second_order
 from harness.checks.semantics import (
@@ -35,6 +36,7 @@ GRADIENT_CHECKS = {
     "batched-grad": check_batched_grad,
     "batched-forward-ad": check_batched_forward_ad,
     "vmap": check_vmap,
+    "low-precision": check_low_precision,
     "search": check_search,
 }
 SEMANTIC_CHECKS = {

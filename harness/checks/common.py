@@ -31,19 +31,26 @@ def rounding_noise(ex: Example, compute, base: list[torch.Tensor]) -> list[torch
     """
     if ex.dtype == ex.reference_dtype:
         return None
+    noise = [torch.zeros_like(b, dtype=torch.float64) for b in base]
+    for drifts in rounding_drifts(ex, compute, base, NOISE_DRAWS):
+        for n, drift in zip(noise, drifts):
+            torch.maximum(n, drift.abs(), out=n)
+    return [torch.full_like(n, float(n.max()) if n.numel() else 0.0) for n in noise]
+
+
+def rounding_drifts(ex: Example, compute, base: list[torch.Tensor], draws: int):
+    """Per jitter of the inputs, (g(x') - g(x)) - (g64(x') - g64(x)) for each tensor of
+    `compute(leaves)`: the difference of two independent roundings (see rounding_noise)."""
     gen = check_generator(ex, "noise")
     base64 = compute(ex.leaves(ex.reference_dtype))
-    noise = [torch.zeros_like(b, dtype=torch.float64) for b in base]
-    for _ in range(NOISE_DRAWS):
+    for _ in range(draws):
         moved = ex.leaves(jitter=gen)
         moved64 = tuple(
             x.detach().to(ex.reference_dtype).requires_grad_(x.requires_grad)
             if x.is_floating_point() else x
             for x in moved)
-        for n, low, high, b, b64 in zip(noise, compute(moved), compute(moved64), base, base64):
-            drift = (low.detach().double() - b.detach().double()) - (high.detach() - b64.detach())
-            torch.maximum(n, drift.abs(), out=n)
-    return [torch.full_like(n, float(n.max()) if n.numel() else 0.0) for n in noise]
+        yield [(low.detach().double() - b.detach().double()) - (high.detach() - b64.detach())
+               for low, high, b, b64 in zip(compute(moved), compute(moved64), base, base64)]
 
 
 def scalarized(terms: list[torch.Tensor]) -> tuple[float, float]:

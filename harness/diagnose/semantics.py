@@ -40,6 +40,11 @@ __all__ = [
     "intermediate_phrase",
     "metadata_phrase",
     "layout_changes_output_phrase",
+    "low_precision_bias_note",
+    "low_precision_bias_phrase",
+    "low_precision_element_phrase",
+    "dtype_unsupported_phrase",
+    "no_float64_phrase",
     "layout_forward_refuses_phrase",
     "layout_mismatch_phrase",
     "layout_raises_phrase",
@@ -249,6 +254,33 @@ def batched_mismatch_phrase(path: str, what: str, m: Mismatch) -> str:
             f"index is the batch element); {m.pattern}. A vmap rule (a custom Function's vmap "
             "staticmethod, or a batching rule of an op it calls) is wrong, or the code mixes "
             "batch elements")
+
+
+def no_float64_phrase(dtype: str) -> str:
+    return (f"fn does not run in float64, so there is no reference to hold its {dtype} "
+            "gradient to")
+
+
+def dtype_unsupported_phrase(dtype: str, device: str, exc: Exception) -> str:
+    return (f"fn or its backward does not run in {dtype} on {device} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:140]}); if it should, add the dtype to its kernels")
+
+
+def low_precision_element_phrase(dtype: str, m: Mismatch) -> str:
+    return (f"the {dtype} gradient of {m.label} differs from the float64 one beyond the "
+            f"dtype's rounding and this gradient's measured noise: {_at(m)}; {m.pattern}")
+
+
+def low_precision_bias_phrase(dtype: str, label: str, bias: float, allowed: float) -> str:
+    return (f"the {dtype} gradient of {label} is {abs(bias):.2%} "
+            f"{'larger' if bias > 0 else 'smaller'} than the float64 one on average (relative "
+            f"error along the gradient {bias:+.2e}; rounding allows ±{allowed:.2e}): a "
+            "systematic error, not rounding (a dtype-dependent constant or branch, or "
+            "accumulation in low precision)")
+
+
+def low_precision_bias_note(label: str, bias: float, allowed: float) -> str:
+    return f"{label}: mean relative error {bias:+.1e} (allowed ±{allowed:.1e})"
 
 
 def no_gradient_phrase(label: str) -> str:

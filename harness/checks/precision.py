@@ -1,0 +1,98 @@
+"""Low precision: float16 and bfloat16 gradients against the float64 gradient.
+
+The float64 gradient of the same code, at the same (rounded) inputs and cotangents, is the
+reference: the fd check holds it to finite differences, so what this check sees is what
+changes with the dtype (a dtype-dependent branch or constant, accumulation in half precision,
+a kernel's low-precision path). Two tests, both from the dtype's epsilon and the measured
+conditioning of this gradient:
+
+- per element, the table's tolerance plus the measured rounding noise (inputs jittered by a
+  few ulps, true change subtracted): a wrong element shows;
+- on average, the relative error along the reference gradient, <g - r, r> / <r, r>: rounding
+  of n independent elements averages down as 1/sqrt(n), a systematic error does not, so a
+  gradient 1% off fails even where 1% is within one element's rounding. Its rounding spread
+  is measured, not assumed: the same statistic over the jitters' drifts (each the difference
+  of two independent roundings, so sqrt(2) times the spread), which also sees rounding shared
+  by many elements (one rounded sum under a whole softmax row).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from harness import diagnose
+from harness.autodiff import vjp
+from harness.checks.common import rounding_drifts
+from harness.checks.semantics import _record, _requires_backward
+from harness.inputs import Example
+from harness.record import Record
+from harness.tolerances import BIAS_FLOOR_ULPS, BIAS_SIGMAS, tolerance_for
+
+BIAS_DRAWS = 6
+"""Jitters of the inputs that measure the rounding spread of the mean relative error."""
+
+BIAS_MIN_ELEMENTS = 16
+"""The average is tested over at least this many (equally weighted) elements; below, one
+element's rounding (and cancellation, as in 6x + 4 near x = -2/3) can look like a bias."""
+
+
+def _rms_weight(ref: torch.Tensor) -> float:
+    """sqrt(sum r^4) / sum r^2: how independent per-element errors of relative size 1 average
+    down along ref (1/sqrt(n) for n equal elements)."""
+    r2 = ref.double().square()
+    return float(r2.square().sum().sqrt() / r2.sum())
+
+
+def _along(error: torch.Tensor, ref: torch.Tensor) -> float:
+    """The mean relative error along ref: <error, ref> / <ref, ref>."""
+    return float((error.double() * ref.double()).sum() / ref.double().square().sum())
+
+
+def check_low_precision(ex: Example, settings) -> list[Record]:
+    """The gradient in float16/bfloat16 against float64, per element and on average."""
+    start = time.perf_counter()
+    dtype_name = str(ex.dtype).removeprefix("torch.")
+    if ex.reference_dtype == ex.dtype:
+        return [diagnose.semantic_skip(ex, "low-precision", diagnose.no_float64_phrase(
+            dtype_name), time.perf_counter() - start)]
+    try:
+        if skip := _requires_backward(ex, "low-precision", start):
+            return skip
+        grads, _ = vjp(ex, ex.leaves())
+    except Exception as exc:
+        return [diagnose.semantic_skip(ex, "low-precision", diagnose.dtype_unsupported_phrase(
+            dtype_name, ex.device, exc), time.perf_counter() - start)]
+    seen = [v.to(ex.dtype).to(ex.reference_dtype) for v in ex.cotangents]  # as the run saw them
+
+    def gradients(leaves):
+        return vjp(ex, leaves, cotangents=seen)[0]
+
+    reference = gradients(ex.leaves(ex.reference_dtype))
+    drifts = list(rounding_drifts(ex, gradients, grads, BIAS_DRAWS))
+    tol = tolerance_for(ex.dtype, ex.case.tolerances)
+    unit = torch.finfo(ex.dtype).eps / 2
+    problems, notes = [], []
+    for k, pos in enumerate(ex.wrt):
+        label, ref = ex.labels[pos], reference[k]
+        noise = max(float(d[k].abs().max()) if d[k].numel() else 0.0 for d in drifts)
+        m, _, _ = diagnose.compare(label, ref, grads[k],
+                                   diagnose.allowance(ref, tol, noise=torch.tensor(noise)))
+        if m is not None:
+            problems.append(diagnose.low_precision_element_phrase(dtype_name, m))
+            continue
+        if not bool(ref.ne(0).any()) or _rms_weight(ref) > BIAS_MIN_ELEMENTS ** -0.5:
+            continue  # too few elements for an average to beat one element's rounding
+        bias = _along(grads[k] - ref, ref)
+        measured = (sum(_along(d[k], ref) ** 2 for d in drifts) / (2 * len(drifts))) ** 0.5
+        # at least each element's final rounding (uniform in ±unit, so a spread of
+        # unit/sqrt(3)), which no jitter moves (a sum of cotangents)
+        rounded_once = unit / 3**0.5 * _rms_weight(ref)
+        spread = max(measured, rounded_once)
+        allowed = BIAS_SIGMAS * spread + BIAS_FLOOR_ULPS * unit
+        if not abs(bias) <= allowed:
+            problems.append(diagnose.low_precision_bias_phrase(dtype_name, label, bias, allowed))
+        else:
+            notes.append(diagnose.low_precision_bias_note(label, bias, allowed))
+    return _record(ex, "low-precision", problems, start, notes)

@@ -8,6 +8,7 @@ from harness import Case, Input
 TAGS = ("block",)
 SIZES = {"n": (1, 24), "m": (1, 24), "k": (1, 24)}
 ELEMENTWISE_BENCH = tuple({"n": 2**k} for k in (10, 12, 14, 16, 18, 20, 22, 24))
+COMPLEX = (torch.complex128, torch.complex64)
 MATMUL_BENCH = tuple({"n": s, "k": s, "m": s} for s in (64, 256, 512))
 
 
@@ -112,4 +113,18 @@ BLOCK_CASES = [
     Case(name="block/conv1d", fn=F.conv1d,
          inputs=[Input((2, 3, 12), name="x"), Input((4, 3, 3), name="weight")],
          grad=_conv1d_vjp, tags=TAGS),
+    Case(name="block/complex-mul", fn=torch.mul,
+         inputs=[Input(("n",), name="z"), Input(("n",), name="w")], sizes=SIZES,
+         dtypes=COMPLEX, tags=(*TAGS, "complex"),
+         description="complex to complex, holomorphic: grad_z = v * conj(w)"),
+    Case(name="block/complex-abs-squared", fn=lambda z: (z.abs() ** 2).sum(),
+         inputs=[Input(("n", "m"), name="z")], sizes=SIZES, dtypes=COMPLEX,
+         tags=(*TAGS, "complex"), description="a real loss of a complex tensor: 2z"),
+    Case(name="block/complex-fft-power", fn=lambda z: torch.fft.fft(z).abs().pow(2),
+         inputs=[Input(("n",), name="z")], sizes={"n": (2, 24)}, dtypes=COMPLEX,
+         tags=(*TAGS, "complex"), description="power spectrum: complex to real, non-holomorphic"),
+    Case(name="block/complex-exp-matmul", fn=lambda a, b: torch.exp(a) @ b,
+         inputs=[Input(("n", "k"), low=-1, high=1, name="a"), Input(("k", "m"), name="b")],
+         sizes=SIZES, dtypes=COMPLEX, tags=(*TAGS, "complex"),
+         description="holomorphic chain through a complex matmul"),
 ]

@@ -82,9 +82,10 @@ def _signature_names(fn, count: int) -> tuple[str, ...]:
 
 
 def _tensor_case(fn, tensors, name, grad, **options) -> Case:
-    floats = [t for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    floats = [t for t in tensors if isinstance(t, torch.Tensor)
+              and (t.is_floating_point() or t.is_complex())]
     if not floats:
-        raise ValueError("check_gradients: no floating-point tensor among the inputs")
+        raise ValueError("check_gradients: no floating-point or complex tensor among the inputs")
     dtype = next((t.dtype for t in floats if t.requires_grad), floats[0].dtype)
     device = str(floats[0].device)
     frozen = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in tensors)
@@ -122,6 +123,8 @@ def check_gradients(
     else:
         case = _tensor_case(fn, inputs, name, grad, twice_differentiable=twice_differentiable,
                             input_names=_signature_names(fn, len(inputs)))
+    if case.dtypes[0].is_complex and "complex" not in checks:
+        checks = ("complex", *checks)  # the gradient checks of complex inputs, as real pairs
     settings = settings or Settings(seed=seed)
     records = [r for item in items_for([case], checks) for r in run_item(item, settings)]
     return GradientReport(tuple(records))

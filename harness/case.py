@@ -148,8 +148,10 @@ class Case:
         object.__setattr__(self, "input_names", tuple(self.input_names))
         object.__setattr__(self, "checks", tuple(self.checks))
         for dtype in self.dtypes:
-            if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-                raise ValueError(f"Case {self.name!r}: dtypes must be floating torch dtypes")
+            if not isinstance(dtype, torch.dtype) or not (dtype.is_floating_point
+                                                         or dtype.is_complex):
+                raise ValueError(f"Case {self.name!r}: dtypes must be floating or complex "
+                                 f"torch dtypes, got {dtype!r}")
         for name, bounds in self.sizes.items():
             lo, hi = bounds
             if lo < 0 or lo > hi:

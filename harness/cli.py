@@ -15,7 +15,8 @@ from harness.checks import ALL_CHECK_NAMES, Settings
 from harness.runner import device_available, items_for, run_items
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
-          "bfloat16": torch.bfloat16}
+          "bfloat16": torch.bfloat16, "complex128": torch.complex128,
+          "complex64": torch.complex64}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -48,7 +48,7 @@ class Example:
         dtype = dtype or self.dtype
         out = []
         for i, x in enumerate(self.inputs):
-            y = x.detach().to(dtype) if x.is_floating_point() else x.detach()
+            y = cast(x.detach(), dtype)
             if jitter is not None and y.is_floating_point():
                 r = torch.randn(y.shape, generator=jitter, dtype=torch.float64).to(y.device)
                 ulp = min(NOISE_JITTER_ULPS * torch.finfo(dtype).eps, NOISE_JITTER_MAX)
@@ -60,8 +60,20 @@ class Example:
 
     def reference_inputs(self) -> tuple[torch.Tensor, ...]:
         """The inputs in the reference dtype (float64 where fn runs in it), detached."""
-        return tuple(x.detach().to(self.reference_dtype) if x.is_floating_point() else x
-                     for x in self.inputs)
+        return tuple(cast(x.detach(), self.reference_dtype) for x in self.inputs)
+
+
+def cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x in `dtype`'s precision: real tensors stay real, complex ones complex, others as is."""
+    if x.is_complex():
+        return x.to(dtype if dtype.is_complex else dtype.to_complex())
+    if x.is_floating_point():
+        return x.to(dtype.to_real())
+    return x
+
+
+def differentiable(x: torch.Tensor) -> bool:
+    return x.is_floating_point() or x.is_complex()
 
 
 def item_seed(seed: int, case_name: str, dtype: torch.dtype) -> int:
@@ -106,6 +118,8 @@ def _safe_radius(spec: Input | None, x: torch.Tensor) -> torch.Tensor | None:
 
 def _draw_cotangent(out: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random cotangent: mixed signs, never all ones, so ignoring grad_output shows."""
+    if out.is_complex():
+        return torch.randn(out.shape, generator=gen, dtype=torch.complex128)
     if out.dim() == 0:
         magnitude = 0.5 + torch.rand((), generator=gen, dtype=torch.float64)
         sign = 1.0 if torch.rand((), generator=gen) < 0.5 else -1.0
@@ -139,8 +153,11 @@ def draw_example(case: Case, dtype: torch.dtype, device: str, seed: int) -> Exam
             raise CaseError(f"case {case.name!r}: inputs callable must return a tuple of tensors")
         return build_example(case, raw, dtype, device, seed, gen)
     sizes = draw_sizes(case, gen)
-    return build_example(case, [draw_tensor(s, sizes, gen) for s in case.input_specs], dtype,
-                         device, seed, gen)
+    tensors = [draw_tensor(s, sizes, gen) for s in case.input_specs]
+    if dtype.is_complex:  # checked inputs get an imaginary part drawn from the same range
+        tensors = [torch.complex(t, draw_tensor(s, sizes, gen)) if s.requires_grad else t
+                   for t, s in zip(tensors, case.input_specs)]
+    return build_example(case, tensors, dtype, device, seed, gen)
 
 
 def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
@@ -150,8 +167,8 @@ def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
     domain edges are; otherwise tensors with requires_grad are (all floating ones if none)."""
     specs: list[Input | None]
     if callable(case.inputs):
-        marked = [i for i, t in enumerate(base) if t.is_floating_point() and t.requires_grad]
-        wrt = marked or [i for i, t in enumerate(base) if t.is_floating_point()]
+        marked = [i for i, t in enumerate(base) if differentiable(t) and t.requires_grad]
+        wrt = marked or [i for i, t in enumerate(base) if differentiable(t)]
         names = case.input_names
         labels = [names[i] if i < len(names) else f"input {i}" for i in range(len(base))]
         specs = [None] * len(base)
@@ -159,21 +176,20 @@ def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
         specs = list(case.input_specs)
         wrt = [i for i, s in enumerate(specs) if s.requires_grad]
         labels = [s.name or f"input {i}" for i, s in enumerate(specs)]
-    base = [t.detach().double() if t.is_floating_point() else t.detach() for t in base]
+    base = [cast(t.detach(), torch.float64) for t in base]
     if not wrt:
         raise CaseError(f"case {case.name!r}: no floating-point input to differentiate")
-    inputs = tuple(
-        (t.to(dtype) if t.is_floating_point() else t).to(device) for t in base
-    )
+    inputs = tuple(cast(t, dtype).to(device) for t in base)
     radius = tuple(
-        _safe_radius(s, x.double()) if s is not None else None for s, x in zip(specs, inputs)
+        _safe_radius(s, x.double()) if s is not None and not x.is_complex() else None
+        for s, x in zip(specs, inputs)
     )
-    reference_dtype, note = torch.float64, ""
+    reference_dtype, note = (torch.complex128 if dtype.is_complex else torch.float64), ""
     with torch.no_grad():
         try:
-            result = case.fn(*(x.double() if x.is_floating_point() else x for x in inputs))
+            result = case.fn(*(cast(x, torch.float64) for x in inputs))
         except Exception as exc:
-            if dtype == torch.float64:
+            if dtype in (torch.float64, torch.complex128):
                 raise
             result = case.fn(*inputs)  # raises the case's own error if it cannot run at all
             reference_dtype = dtype

@@ -68,12 +68,14 @@ def items_for(
 
 
 def _dtypes_and_devices(case, check: str) -> list[tuple[torch.dtype, str]]:
-    """The case's dtypes on each device; the low-precision check runs in the half-precision
-    dtypes of the device instead."""
+    """The case's dtypes on each device: its complex ones for the complex check, its real ones
+    for the others; the low-precision check runs in the device's half-precision dtypes."""
+    real = [d for d in case.dtypes if not d.is_complex]
     if check == "low-precision":
-        return [(dtype, device) for device in case.devices
+        return [(dtype, device) for device in case.devices if real
                 for dtype in LOW_PRECISION[device.split(":")[0]]]
-    return [(dtype, device) for dtype in case.dtypes for device in case.devices]
+    dtypes = [d for d in case.dtypes if d.is_complex] if check == "complex" else real
+    return [(dtype, device) for dtype in dtypes for device in case.devices]
 
 
 def device_available(device: str) -> bool:

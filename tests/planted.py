@@ -439,3 +439,49 @@ def _one_wrong_in_half(x, g):
 
 
 sin_one_wrong_in_bfloat16 = _function(torch.sin, _one_wrong_in_half, "SinOneWrongInBfloat16")
+
+
+class MulComplex(torch.autograd.Function):
+    """z * w for complex tensors, with torch's convention: grad_z = g * conj(w)."""
+
+    @staticmethod
+    def forward(ctx, z, w):
+        ctx.save_for_backward(z, w)
+        return z * w
+
+    @staticmethod
+    def backward(ctx, g):
+        z, w = ctx.saved_tensors
+        return g * w.conj(), g * z.conj()
+
+
+class MulConjugateMissing(MulComplex):
+    """z * w whose backward forgets the conjugates: g * w instead of g * conj(w)."""
+
+    @staticmethod
+    def backward(ctx, g):
+        z, w = ctx.saved_tensors
+        return g * w, g * z
+
+
+class MulComplexTwiceTooLarge(MulComplex):
+    """z * w whose backward is twice the right one: wrong, but not by a conjugate."""
+
+    @staticmethod
+    def backward(ctx, g):
+        z, w = ctx.saved_tensors
+        return 2 * g * w.conj(), 2 * g * z.conj()
+
+
+class AbsSquaredConjugateMissing(torch.autograd.Function):
+    """sum |z|^2, a real loss of complex z, whose backward gives 2 conj(z) instead of 2z."""
+
+    @staticmethod
+    def forward(ctx, z):
+        ctx.save_for_backward(z)
+        return (z * z.conj()).real.sum()
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return 2 * g * z.conj()

@@ -26,8 +26,10 @@ def test_check_selected_cases_passes(tmp_path, capsys):
     assert code == 0
     frame = pd.read_csv(tmp_path / "correctness.csv")
     assert set(frame["case"]) == {"tutorial/poly", "block/exp"}
-    # cases x checks x dtypes on cpu; the low-precision check runs in bfloat16 alone
-    assert len(frame) == 2 * (len(CHECKS) - 1) * 2 + 2
+    # cases x checks x dtypes on cpu; the low-precision check runs in bfloat16 alone, the
+    # complex check only on complex dtypes
+    assert len(frame) == 2 * (len(CHECKS) - 2) * 2 + 2
+    assert "complex" not in set(frame["check"])
     assert set(frame[frame["check"] == "low-precision"]["dtype"]) == {"bfloat16"}
     skipped = frame[frame["status"] == "skip"]
     # neither names intermediates; poly's inputs are scalars, which have no other layout

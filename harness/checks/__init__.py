@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from harness.checks.analytic import check_analytic
 from harness.checks.batched import check_batched_forward_ad, check_batched_grad, check_vmap
+from harness.checks.complex import check_complex
 from harness.checks.finite_diff import check_finite_diff
 from harness.checks.forward import check_forward_ad, check_fwd_over_rev
 from harness.checks.layouts import check_layouts
@@ -37,6 +38,7 @@ GRADIENT_CHECKS = {
     "batched-forward-ad": check_batched_forward_ad,
     "vmap": check_vmap,
     "low-precision": check_low_precision,
+    "complex": check_complex,
     "search": check_search,
 }
 SEMANTIC_CHECKS = {

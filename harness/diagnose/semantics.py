@@ -11,6 +11,7 @@ from harness.tolerances import Tolerance, tolerance_for
 __all__ = [
     "AUTOGRAD_GRAD_TOUCHED",
     "CLONE_CHANGES_GRAD",
+    "CONJUGATE_MISSING",
     "CLONE_DROPS_GRAPH",
     "DETACH_COPIES",
     "DETACH_KEEPS_GRAPH",
@@ -19,6 +20,7 @@ __all__ = [
     "MUTATED_COTANGENT",
     "MUTATED_INPUT",
     "NON_LEAF_GRAD_SET",
+    "NO_COMPLEX_INPUT",
     "NOTHING_SAVED",
     "NO_NON_LEAF_WARNING",
     "RETAINED_GRAD_NONE",
@@ -36,6 +38,7 @@ __all__ = [
     "batched_raises_phrase",
     "batched_shape_phrase",
     "chain_phrase",
+    "complex_view_phrase",
     "graph_under_phrase",
     "intermediate_phrase",
     "metadata_phrase",
@@ -281,6 +284,20 @@ def low_precision_bias_phrase(dtype: str, label: str, bias: float, allowed: floa
 
 def low_precision_bias_note(label: str, bias: float, allowed: float) -> str:
     return f"{label}: mean relative error {bias:+.1e} (allowed ±{allowed:.1e})"
+
+
+NO_COMPLEX_INPUT = ("no complex input at this dtype: the complex check needs a complex "
+                    "tensor among fn's inputs")
+CONJUGATE_MISSING = (
+    "conjugate missing: the backward is right once the gradients going into and out of it "
+    "are conjugated. torch's convention for complex z is grad_input = grad_output * "
+    "conj(f'(z)) for a holomorphic f (the conjugate Wirtinger derivative); a backward "
+    "returning grad_output * f'(z) forgot the conj()")
+
+
+def complex_view_phrase(dtype: str, real) -> str:
+    return (f"{dtype} inputs, checked as pairs of {str(real).removeprefix('torch.')} "
+            "(torch.view_as_real): an index's last entry 0 is the real part, 1 the imaginary")
 
 
 def no_gradient_phrase(label: str) -> str:

@@ -1,0 +1,86 @@
+"""Complex inputs and outputs: gradients follow torch's convention, checked as real pairs.
+
+torch's gradient of a real loss L of complex z = x + iy is dL/dx + i dL/dy (the conjugate
+Wirtinger derivative, times 2), and a complex output's cotangent v = a + ib stands for the
+real loss Re <v, f> = <a, Re f> + <b, Im f>. Both say the same thing in the real view:
+torch.view_as_real of every complex input and output. So the check runs the fd check on that
+view: finite differences perturb real and imaginary parts separately, and a wrong gradient
+is named at `z[i, 0]` (real part) or `z[i, 1]` (imaginary part).
+
+A backward that forgets a conjugate (grad * f'(z) instead of grad * conj(f'(z)) for a
+holomorphic f) is right after conjugating what goes into and comes out of it; when the
+conjugated run agrees with finite differences, the message says "conjugate missing".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import torch
+
+from harness import diagnose
+from harness.checks.finite_diff import check_finite_diff
+from harness.inputs import Example, as_outputs
+from harness.record import Record
+
+
+class _ConjugateGradient(torch.autograd.Function):
+    """The identity, whose backward conjugates the gradient passing through."""
+
+    @staticmethod
+    def forward(ctx, z):
+        return z.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.conj()
+
+
+def _real(t: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(t.resolve_conj()) if t.is_complex() else t
+
+
+def real_view(ex: Example, conjugated: bool = False) -> Example:
+    """The example with every complex input, output and cotangent as (..., 2) real pairs.
+    `conjugated` conjugates the gradients going into and coming out of fn's backward."""
+    complex_at = {i for i, x in enumerate(ex.inputs) if x.is_complex()}
+    name = ex.case.name
+
+    def fn(*xs):
+        zs = [torch.view_as_complex(x) if i in complex_at else x for i, x in enumerate(xs)]
+        if conjugated:
+            zs = [_ConjugateGradient.apply(z) if i in complex_at else z for i, z in enumerate(zs)]
+        outs = as_outputs(ex.fn(*zs), name)
+        if conjugated:
+            outs = [_ConjugateGradient.apply(o) if o.is_complex() else o for o in outs]
+        return tuple(_real(o) for o in outs)
+
+    inputs = tuple(_real(x) for x in ex.inputs)
+    cotangents = tuple(_real(v) for v in ex.cotangents)
+    return replace(
+        ex, case=replace(ex.case, fn=fn, grad=None), fn=fn, dtype=ex.dtype.to_real(),
+        inputs=inputs, cotangents=cotangents,
+        scalar_output=len(cotangents) == 1 and cotangents[0].dim() == 0,
+        safe_radius=tuple(None if i in complex_at else r for i, r in enumerate(ex.safe_radius)),
+        reference_dtype=ex.reference_dtype.to_real())
+
+
+def check_complex(ex: Example, settings) -> list[Record]:
+    """The fd check through the real view; a failure that conjugation fixes is named so."""
+    start = time.perf_counter()
+    dtype_name = str(ex.dtype).removeprefix("torch.")
+    if not any(x.is_complex() for x in ex.inputs):
+        return [diagnose.semantic_skip(ex, "complex", diagnose.NO_COMPLEX_INPUT,
+                                       time.perf_counter() - start)]
+    (record,) = check_finite_diff(real_view(ex), settings)
+    message, pattern = record.message, record.pattern
+    if record.status == "fail":
+        (again,) = check_finite_diff(real_view(ex, conjugated=True), settings)
+        if again.status == "pass":
+            message, pattern = diagnose.CONJUGATE_MISSING + "\n" + message, \
+                diagnose.CONJUGATE_MISSING
+    if record.status != "pass":
+        message = diagnose.complex_view_phrase(dtype_name, ex.dtype.to_real()) + "\n" + message
+    return [replace(record, check="complex", dtype=dtype_name, message=message,
+                    pattern=pattern, seconds=time.perf_counter() - start)]

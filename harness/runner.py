@@ -15,7 +15,7 @@ import torch
 
 from harness import diagnose
 from harness.case import Case, TrainingCase
-from harness.checks import ALL_CHECK_NAMES, CHECKS, TRAINING_CHECKS, Settings
+from harness.checks import ALL_CHECK_NAMES, CHECKS, OPT_IN_CHECKS, TRAINING_CHECKS, Settings
 from harness.inputs import CaseError, draw_example
 from harness.record import Record
 from harness.tolerances import LOW_PRECISION
@@ -48,7 +48,7 @@ def items_for(
     """Every (case, check, dtype, device) the case declares, filtered by the arguments.
 
     A Case gets the gradient and semantics checks (or only its `checks`), a TrainingCase the
-    training checks.
+    training checks; opt-in checks (compiled) only when named in `checks`.
     """
     wanted = list(checks) if checks is not None else None
     for name in wanted or ():
@@ -60,11 +60,20 @@ def items_for(
         Item(case, check, dtype, device)
         for case in cases
         for check in (TRAINING_CHECKS if isinstance(case, TrainingCase) else CHECKS)
-        if (wanted is None or check in wanted) and check in (getattr(case, "checks", ())
-                                                             or (check,))
+        if _selected(case, check, wanted)
         for dtype, device in _dtypes_and_devices(case, check)
         if (dtypes is None or dtype in dtypes) and (devices is None or device in devices)
     ]
+
+
+def _selected(case, check: str, wanted: list[str] | None) -> bool:
+    """A case's own `checks` limit what it gets; opt-in checks run only when asked for."""
+    declared = getattr(case, "checks", ())
+    if declared and check not in declared:
+        return False
+    if wanted is not None:
+        return check in wanted
+    return check not in OPT_IN_CHECKS or check in declared or "compile" in case.tags
 
 
 def _dtypes_and_devices(case, check: str) -> list[tuple[torch.dtype, str]]:

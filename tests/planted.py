@@ -485,3 +485,21 @@ class AbsSquaredConjugateMissing(torch.autograd.Function):
     def backward(ctx, g):
         (z,) = ctx.saved_tensors
         return 2 * g * z.conj()
+
+
+def square_wrong_when_compiled(x):
+    """x^2, whose compiled path (a stand-in for a separate compiled kernel) has a
+    sign-flipped backward: eager is right, torch.compile is not."""
+    if torch.compiler.is_compiling():
+        return square_sign_flip(x)
+    return x * x
+
+
+def cube_wrong_second_when_compiled(x):
+    """x^3, whose compiled path is linearized around a detached x: value and first
+    derivative right, second derivative zero."""
+    if torch.compiler.is_compiling():
+        x0 = x.detach()
+        return x0**3 + 3 * x0**2 * (x - x0)
+    return x**3
+

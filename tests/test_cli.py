@@ -27,8 +27,8 @@ def test_check_selected_cases_passes(tmp_path, capsys):
     frame = pd.read_csv(tmp_path / "correctness.csv")
     assert set(frame["case"]) == {"tutorial/poly", "block/exp"}
     # cases x checks x dtypes on cpu; the low-precision check runs in bfloat16 alone, the
-    # complex check only on complex dtypes
-    assert len(frame) == 2 * (len(CHECKS) - 2) * 2 + 2
+    # complex check only on complex dtypes, the compiled check only when asked for
+    assert len(frame) == 2 * (len(CHECKS) - 3) * 2 + 2
     assert "complex" not in set(frame["check"])
     assert set(frame[frame["check"] == "low-precision"]["dtype"]) == {"bfloat16"}
     skipped = frame[frame["status"] == "skip"]
@@ -102,3 +102,12 @@ def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "tutorial/tiny-model" in out and "plugin builtin" in out
+
+
+def test_compiled_adds_the_compiled_check_to_the_run(tmp_path):
+    code = main(["check", "--cases", "block/exp", "--dtype", "float64", "--compiled",
+                 "--compile-backend", "aot_eager", "--report-dir", str(tmp_path)])
+    assert code == 0
+    frame = pd.read_csv(tmp_path / "correctness.csv")
+    assert frame[frame["check"] == "compiled"]["status"].tolist() == ["pass"]
+    assert "fd" in set(frame["check"])  # the other checks still run

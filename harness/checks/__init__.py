@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from harness.checks.analytic import check_analytic
 from harness.checks.batched import check_batched_forward_ad, check_batched_grad, check_vmap
+from harness.checks.compiled import check_compiled
 from harness.checks.complex import check_complex
 from harness.checks.finite_diff import check_finite_diff
 from harness.checks.forward import check_forward_ad, check_fwd_over_rev
@@ -39,6 +40,7 @@ GRADIENT_CHECKS = {
     "vmap": check_vmap,
     "low-precision": check_low_precision,
     "complex": check_complex,
+    "compiled": check_compiled,
     "search": check_search,
 }
 SEMANTIC_CHECKS = {
@@ -54,8 +56,10 @@ SEMANTIC_CHECKS = {
     "layouts": check_layouts,
 }
 CHECKS = {**GRADIENT_CHECKS, **SEMANTIC_CHECKS}
+OPT_IN_CHECKS = ("compiled",)
+"""Run only when named (--check, --compiled, Case.checks) or for cases tagged "compile"."""
 """Checks of a Case; a TrainingCase has TRAINING_CHECKS."""
 ALL_CHECK_NAMES = [*CHECKS, *TRAINING_CHECKS]
 
-__all__ = ["ALL_CHECK_NAMES", "CHECKS", "GRADIENT_CHECKS", "SEMANTIC_CHECKS", "Settings",
-           "TRAINING_CHECKS"]
+__all__ = ["ALL_CHECK_NAMES", "CHECKS", "GRADIENT_CHECKS", "OPT_IN_CHECKS", "SEMANTIC_CHECKS",
+           "Settings", "TRAINING_CHECKS"]

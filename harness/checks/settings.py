@@ -18,7 +18,8 @@ class Settings:
     order, as gradgradcheck's fast mode uses one), and a failing direction is localized by
     splitting the index set (at most `localize_probes` probes, `localize_max` elements named).
     `profile` sets how many inputs the search check tries; failing searched inputs are saved
-    under `report_dir`/failing when it is set.
+    under `report_dir`/failing when it is set. `compile_backend` is the torch.compile backend
+    of the compiled check ("inductor"; "aot_eager" compiles in a fraction of the time).
     """
 
     seed: int = 0
@@ -30,6 +31,7 @@ class Settings:
     second_order_directions: int = 1
     localize_probes: int = 400
     localize_max: int = 8
+    compile_backend: str = "inductor"
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:

@@ -38,6 +38,8 @@ __all__ = [
     "batched_raises_phrase",
     "batched_shape_phrase",
     "chain_phrase",
+    "compile_error_phrase",
+    "compiled_mismatch_phrase",
     "complex_view_phrase",
     "graph_under_phrase",
     "intermediate_phrase",
@@ -53,15 +55,18 @@ __all__ = [
     "layout_raises_phrase",
     "fallback_op",
     "fwd_over_rev_phrase",
+    "graph_breaks_phrase",
     "jvp_mismatch_phrase",
     "no_batching_phrase",
     "no_gradient_phrase",
+    "nothing_compiled_phrase",
     "no_jvp_phrase",
     "nondeterminism_measured",
     "nondeterministic_phrase",
     "per_sample_phrase",
     "retain_graph_failed_phrase",
     "second_backward_phrase",
+    "second_order_not_compiled_phrase",
     "semantic_record",
     "semantic_skip",
     "sgd_phrase",
@@ -298,6 +303,39 @@ CONJUGATE_MISSING = (
 def complex_view_phrase(dtype: str, real) -> str:
     return (f"{dtype} inputs, checked as pairs of {str(real).removeprefix('torch.')} "
             "(torch.view_as_real): an index's last entry 0 is the real part, 1 the imaginary")
+
+
+def compile_error_phrase(exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return (f"torch.compile could not compile fn ({type(exc).__name__}: {first}); the eager "
+            "gradient is checked by the other checks")
+
+
+def _break_reasons(breaks: dict) -> str:
+    return "; ".join(f"{reason.splitlines()[0][:100]} (x{count})"
+                     for reason, count in list(breaks.items())[:3])
+
+
+def nothing_compiled_phrase(breaks: dict) -> str:
+    return ("dynamo compiled no graph: fn ran eagerly, so there is nothing to compare"
+            + (f" (graph breaks: {_break_reasons(breaks)})" if breaks else ""))
+
+
+def graph_breaks_phrase(breaks: dict) -> str:
+    return (f"{sum(breaks.values())} graph break(s), those parts ran eagerly: "
+            f"{_break_reasons(breaks)}")
+
+
+def second_order_not_compiled_phrase(exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+    return (f"second order not compared: the gradient (torch.func.vjp) did not compile or "
+            f"differentiate ({type(exc).__name__}: {first})")
+
+
+def compiled_mismatch_phrase(order: str, m: Mismatch) -> str:
+    return (f"the {order} gradient of torch.compile(fn) differs from eager for {m.label}: "
+            f"{_at(m)}; {m.pattern}. A compiler bug, or a custom op whose registered fake/meta "
+            "or compiled implementation differs from its eager kernel")
 
 
 def no_gradient_phrase(label: str) -> str:

@@ -1,0 +1,121 @@
+"""Compiled vs eager: the gradients of torch.compile(fn) equal the eager ones.
+
+First order: autograd through torch.compile(fn) (the compiled forward and the backward graph
+AOTAutograd builds) against eager autograd with the same cotangent. Second order: the
+gradient itself compiled, torch.compile(x -> vjp(fn, x)(v)), then differentiated once more,
+against eager double backward. Both within the dtype's tolerance plus the measured rounding
+noise (the compiler may fuse and reorder float operations).
+
+Compilation is slow (~20 s cold for a one-line function on 2 cores), so this check is opt-in:
+`--check compiled` or `--compiled` on the command line, `--harness-check compiled` under
+pytest, `Case(checks=(..., "compiled"))` or the tag "compile". Compiled code is cached on
+disk between runs (the inductor cache, under ~/.cache/gradharness unless
+TORCHINDUCTOR_CACHE_DIR says otherwise). A function that does not compile is a skip with the
+compiler's first line; one that dynamo leaves entirely to eager is a skip that says so.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from harness import diagnose
+from harness.autodiff import second_order, vjp
+from harness.checks.common import check_generator, rounding_noise
+from harness.checks.semantics import _record, _requires_backward
+from harness.inputs import Example, as_outputs
+from harness.record import Record
+from harness.tolerances import tolerance_for
+
+
+def _compiled_grads(ex: Example, compiled, leaves) -> list[torch.Tensor]:
+    """vᵀJ through the compiled function, zeros where autograd gives None."""
+    outs = as_outputs(compiled(*leaves), ex.case.name)
+    targets = [leaves[i] for i in ex.wrt]
+    pairs = [(o, v.to(o.dtype)) for o, v in zip(outs, ex.cotangents) if o.requires_grad]
+    grads = torch.autograd.grad([o for o, _ in pairs], targets, [v for _, v in pairs],
+                                allow_unused=True) if pairs else [None] * len(targets)
+    return [torch.zeros_like(t) if g is None else g for g, t in zip(grads, targets)]
+
+
+def _compiled_gradient_function(ex: Example, backend: str):
+    """torch.compile of xs -> vᵀJ(xs) (torch.func.vjp), over the checked inputs."""
+    base = ex.leaves()
+
+    def gradient(*xs):
+        def fn_of(*wrt):
+            args = list(base)
+            for i, x in zip(ex.wrt, wrt):
+                args[i] = x
+            return tuple(as_outputs(ex.fn(*args), ex.case.name))
+
+        outs, pullback = torch.func.vjp(fn_of, *xs)
+        return pullback(tuple(v.to(o.dtype) for o, v in zip(outs, ex.cotangents)))
+
+    return torch.compile(gradient, backend=backend)
+
+
+def _compare(ex: Example, order: str, eager, compiled, noise) -> list[str]:
+    tol = tolerance_for(ex.dtype, ex.case.tolerances)
+    problems = []
+    for k, pos in enumerate(ex.wrt):
+        allowed = diagnose.allowance(eager[k], tol, noise=None if noise is None else noise[k])
+        m, _, _ = diagnose.compare(ex.labels[pos], eager[k], compiled[k], allowed)
+        if m is not None:
+            problems.append(diagnose.compiled_mismatch_phrase(order, m))
+    return problems
+
+
+def check_compiled(ex: Example, settings) -> list[Record]:
+    """torch.compile(fn)'s first- and second-order gradients against eager autograd."""
+    from torch._dynamo.utils import counters
+
+    start = time.perf_counter()
+    if skip := _requires_backward(ex, "compiled", start):
+        return skip
+    backend = settings.compile_backend
+    torch._dynamo.reset()  # each case compiles afresh (dynamo's limits are per code object)
+    counters.clear()
+    eager, _ = vjp(ex, ex.leaves())
+    try:
+        compiled = _compiled_grads(ex, torch.compile(ex.fn, backend=backend), ex.leaves())
+    except Exception as exc:
+        return [diagnose.semantic_skip(ex, "compiled", diagnose.compile_error_phrase(exc),
+                                       time.perf_counter() - start)]
+    breaks = dict(counters["graph_break"])
+    if not counters["stats"]["unique_graphs"]:
+        return [diagnose.semantic_skip(ex, "compiled", diagnose.nothing_compiled_phrase(breaks),
+                                       time.perf_counter() - start)]
+    notes = [diagnose.graph_breaks_phrase(breaks)] if breaks else []
+    noise = rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], eager)
+    problems = _compare(ex, "first-order", eager, compiled, noise)
+    if not problems and ex.case.twice_differentiable is not False:
+        problems, note = _second_order(ex, backend)
+        notes += [note] if note else []
+    return _record(ex, "compiled", problems, start, notes)
+
+
+def _second_order(ex: Example, backend: str) -> tuple[list[str], str]:
+    """The compiled gradient, differentiated again, against eager double backward."""
+    gen = check_generator(ex, "compiled")
+    leaves = ex.leaves()
+    weights = [torch.randn(leaves[i].shape, generator=gen, dtype=torch.float64).to(leaves[i])
+               for i in ex.wrt]
+    eager, connected = second_order(ex, leaves, weights)
+    if not connected:
+        return [], ""
+    leaves = ex.leaves()
+    wrt = [leaves[i] for i in ex.wrt]
+    try:
+        grads = _compiled_gradient_function(ex, backend)(*wrt)
+        psi = sum((g * w).sum() for g, w in zip(grads, weights))
+        if psi.requires_grad:
+            seconds = torch.autograd.grad(psi, wrt, allow_unused=True)
+        else:  # the compiled gradient is constant in x: its derivative is zero
+            seconds = [None] * len(wrt)
+        compiled = [torch.zeros_like(x) if s is None else s for s, x in zip(seconds, wrt)]
+    except Exception as exc:
+        return [], diagnose.second_order_not_compiled_phrase(exc)
+    noise = rounding_noise(ex, lambda ls: second_order(ex, ls, weights)[0], eager)
+    return _compare(ex, "second-order", eager, compiled, noise), ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from harness.diagnose.mismatch import Mismatch, header, reproduce_line
@@ -213,6 +215,10 @@ def jvp_mismatch_phrase(label: str, forward: float, reverse: float, fd: float,
 
 
 def fwd_over_rev_phrase(label: str, forward: float, reverse: float) -> str:
+    if not math.isfinite(reverse) or not math.isfinite(forward):
+        which = "double backward" if not math.isfinite(reverse) else "forward-over-reverse"
+        return (f"along a random direction of {label}: forward-over-reverse <r, H u> = "
+                f"{forward:.6g}, double backward {reverse:.6g}: {which} is not finite")
     return (f"along a random direction of {label}: forward-over-reverse <r, H u> = "
             f"{forward:.6g}, double backward {reverse:.6g}: a jvp inside the backward is wrong "
             "(the second-order check holds double backward to finite differences)")

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import fnmatch
+import signal
 import sys
 import time
 
 import torch
 
-from harness import registry, report
+from harness import diagnose, registry, report
 from harness.case import TrainingCase
 from harness.checks import ALL_CHECK_NAMES, Settings
-from harness.runner import device_available, items_for, run_items
-
-DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
-          "bfloat16": torch.bfloat16, "complex128": torch.complex128,
-          "complex64": torch.complex64}
+from harness.runner import device_available, run_items
+from harness.workers import DTYPES, Selection, run_isolated
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +62,15 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--load", action="append", default=[], metavar="PATH",
                              help="also load cases from a .py file or a folder of them")
         command.add_argument("--report-dir", default="reports")
+    for command in (check, search):
+        command.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                             help="per-item time limit: a slower item becomes an error row "
+                             "(default 300)")
+        command.add_argument("--memory-limit", type=float, default=None, metavar="GB",
+                             help="address-space limit of the worker process")
+        command.add_argument("--no-isolate", action="store_true",
+                             help="run items in this process (for a debugger); a crashing "
+                             "case then ends the run, and --timeout does not apply")
     check.add_argument("--compiled", action="store_true",
                        help="also check torch.compile(fn)'s gradients against eager (slow: "
                        "~20 s cold per case on 2 cores; cached between runs)")
@@ -83,14 +89,6 @@ def _size_setting(text: str) -> dict[str, int]:
             f"{text!r}: expected NAME=N[,NAME=N], e.g. n=4096,m=8") from None
 
 
-def _select(cases, patterns, tags):
-    if patterns:
-        cases = [c for c in cases if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
-    if tags:
-        cases = [c for c in cases if set(tags) & set(c.tags)]
-    return cases
-
-
 def _progress(stream):
     interactive = stream.isatty()
 
@@ -107,32 +105,72 @@ def _progress(stream):
     return show
 
 
+class _Terminated(Exception):
+    """SIGTERM, raised where the run is, so the finished rows are still written."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated()
+
+
 def _check(args) -> int:
-    reg = registry.load(args.load, patterns=args.cases or (), tags=args.tag or ())
-    cases = _select(reg.cases, args.cases, args.tag)
-    if not cases and not reg.errors:
-        print(f"harness: no case matches --cases {args.cases} --tag {args.tag}; "
-              "see `harness list`", file=sys.stderr)
-        return 2
-    dtypes = [DTYPES[d] for d in args.dtype] if args.dtype else None
     devices = args.device or [d for d in ("cpu", "cuda") if device_available(d)]
     checks = args.check
     if getattr(args, "compiled", False):
         checks = [*(checks or ALL_CHECK_NAMES), "compiled"]
     if args.command == "search":
         checks = ["search" if c == "fd" else c for c in (checks or ["search"])]
-    items = items_for(cases, checks, dtypes, devices)
+    selection = Selection(load=tuple(args.load), patterns=tuple(args.cases or ()),
+                          tags=tuple(args.tag or ()),
+                          checks=tuple(checks) if checks is not None else None,
+                          dtypes=tuple(args.dtype) if args.dtype else None,
+                          devices=tuple(devices))
+    reg, cases = selection.build()
+    if not cases and not reg.errors:
+        print(f"harness: no case matches --cases {args.cases} --tag {args.tag}; "
+              "see `harness list`", file=sys.stderr)
+        return 2
+    items = selection.items(cases)
     settings = Settings(seed=args.seed, profile="thorough" if args.thorough else "quick",
                         report_dir=args.report_dir,
                         compile_backend=getattr(args, "compile_backend", "inductor"))
+    show = _progress(sys.stderr)
+    started = [0]
+
+    def progress(n, total, item):
+        started[0] = n
+        show(n, total, item)
+
+    runner = (run_items(items, settings, progress=progress) if args.no_isolate else
+              run_isolated(items, selection, settings, args.timeout, args.memory_limit,
+                           progress=progress))
     start = time.perf_counter()
     records = list(reg.errors)
-    records += run_items(items, settings, progress=_progress(sys.stderr))
+    interrupted = None
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        for record in runner:
+            records.append(record)
+    except KeyboardInterrupt:
+        interrupted = "SIGINT"
+    except _Terminated:
+        interrupted = "SIGTERM"
+    finally:
+        runner.close()
+        signal.signal(signal.SIGTERM, previous)
     if sys.stderr.isatty():
         sys.stderr.write("\r" + " " * 100 + "\r")
+    if interrupted:
+        records.append(diagnose.interrupted_record(interrupted, started[0], len(items),
+                                                   args.seed))
     frame = report.to_frame(records)
     name = "search" if args.command == "search" else "correctness"
     paths = report.write(frame, args.report_dir, seed=args.seed, name=name)
+    if interrupted:
+        print(f"harness: interrupted by {interrupted} after {started[0]} of {len(items)} "
+              f"items; {', '.join(str(p) for p in paths)} hold the finished rows, marked "
+              "incomplete", file=sys.stderr)
+        return 130 if interrupted == "SIGINT" else 143
     details = report.failure_details(frame)
     if details:
         print(details + "\n")
@@ -146,8 +184,8 @@ def _bench(args) -> int:
     from harness import bench, bench_report
 
     reg = registry.load(args.load, patterns=args.cases or (), tags=args.tag or ())
-    cases = [c for c in _select(reg.cases, args.cases or list(bench.DEFAULT_CASES),
-                                args.tag) if not isinstance(c, TrainingCase)]
+    cases = [c for c in registry.select(reg.cases, args.cases or list(bench.DEFAULT_CASES),
+                                        args.tag) if not isinstance(c, TrainingCase)]
     if not cases:
         print(f"harness: no case matches --cases {args.cases}; see `harness list`",
               file=sys.stderr)

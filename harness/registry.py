@@ -157,3 +157,14 @@ def load(paths: Iterable[str | Path] = (), use_entry_points: bool = True,
             continue
         unique[case.name] = case
     return Registry(tuple(unique.values()), tuple(errors), tuple(skipped))
+
+
+def select(cases, patterns: Iterable[str] = (), tags: Iterable[str] = ()) -> list:
+    """The cases whose name matches any of `patterns` and that carry any of `tags` (each
+    filter applies only when given)."""
+    patterns, tags = list(patterns or ()), set(tags or ())
+    if patterns:
+        cases = [c for c in cases if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+    if tags:
+        cases = [c for c in cases if tags & set(c.tags)]
+    return list(cases)

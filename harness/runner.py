@@ -18,6 +18,7 @@ from harness.case import Case, TrainingCase
 from harness.checks import ALL_CHECK_NAMES, CHECKS, OPT_IN_CHECKS, TRAINING_CHECKS, Settings
 from harness.inputs import CaseError, draw_example
 from harness.record import Record
+from harness.state import preserved_torch_state
 from harness.tolerances import LOW_PRECISION
 
 
@@ -109,11 +110,15 @@ def run_item(item: Item, settings: Settings) -> list[Record]:
         return [Record(status="skip", message=f"device {item.device} unavailable", **base)]
     start = time.perf_counter()
     try:
-        if isinstance(item.case, TrainingCase):
-            records = TRAINING_CHECKS[item.check](item.case, item.dtype, item.device, settings)
-        else:
-            ex = draw_example(item.case, item.dtype, item.device, settings.seed)
-            records = CHECKS[item.check](ex, settings)
+        with preserved_torch_state() as changed:
+            if isinstance(item.case, TrainingCase):
+                records = TRAINING_CHECKS[item.check](item.case, item.dtype, item.device,
+                                                      settings)
+            else:
+                ex = draw_example(item.case, item.dtype, item.device, settings.seed)
+                records = CHECKS[item.check](ex, settings)
+        if changed:
+            records = [diagnose.with_state_note(r, changed) for r in records]
         expected = item.case.expected_failures.get(item.check)
         return records if expected is None else [
             diagnose.as_expected_failure(r, expected) for r in records]

@@ -127,7 +127,12 @@ def analytic_gradient(ex: Example) -> list[torch.Tensor]:
         )
     out = []
     for g, pos in zip(grads, ex.wrt):
-        g = torch.as_tensor(g, device=ex.device).double()
+        g = torch.as_tensor(g, device=ex.device)
+        if not (g.is_floating_point() or g.is_complex()):
+            raise CaseError(
+                f"case {ex.case.name!r}: grad for {ex.labels[pos]} has dtype {g.dtype}; a "
+                "gradient is floating point (an integer result truncates it)")
+        g = g.double()
         if g.shape != xs[pos].shape:
             raise CaseError(
                 f"case {ex.case.name!r}: grad for {ex.labels[pos]} has shape {tuple(g.shape)}, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 
@@ -41,9 +42,11 @@ __all__ = [
     "batched_shape_phrase",
     "chain_phrase",
     "compile_error_phrase",
+    "crashed_phrase",
     "compiled_mismatch_phrase",
     "complex_view_phrase",
     "graph_under_phrase",
+    "interrupted_record",
     "intermediate_phrase",
     "metadata_phrase",
     "layout_changes_output_phrase",
@@ -72,9 +75,11 @@ __all__ = [
     "semantic_record",
     "semantic_skip",
     "sgd_phrase",
+    "timed_out_phrase",
     "undefined_crash_phrase",
     "undefined_mismatch_phrase",
     "undefined_nonzero_phrase",
+    "with_state_note",
     "vmap_fallback_phrase",
     "shares_cotangent_phrase",
     "step_accumulates_phrase",
@@ -342,6 +347,44 @@ def compiled_mismatch_phrase(order: str, m: Mismatch) -> str:
     return (f"the {order} gradient of torch.compile(fn) differs from eager for {m.label}: "
             f"{_at(m)}; {m.pattern}. A compiler bug, or a custom op whose registered fake/meta "
             "or compiled implementation differs from its eager kernel")
+
+
+def with_state_note(record: Record, changed: list[str]) -> Record:
+    """The record, noting the global torch state its case changed (restored after it)."""
+    note = (f"the case changed global torch state ({'; '.join(changed)}); the harness "
+            "restored it, but code that leaks such state breaks whatever runs next: restore "
+            "it in the function (a `with` block)")
+    message = f"{record.message}\n  note: {note}" if record.message else note
+    return replace(record, message=message)
+
+
+def crashed_phrase(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "unknown"
+        what = f"crashed: signal {-exitcode} ({name})"
+    else:
+        what = f"crashed: the worker exited with status {exitcode}"
+    return (f"{what} while running this item; it took down only its worker process, and the "
+            "run went on in a new one. A segfault or abort is native code (a C++/CUDA "
+            "extension); signal 9 is usually the out-of-memory killer (try --memory-limit)")
+
+
+def timed_out_phrase(timeout: float) -> str:
+    return (f"timed out after {timeout:g} s (the per-item limit, --timeout): its worker was "
+            "stopped and the run went on in a new one. A hang (a lock, an endless loop) or a "
+            "case too large for the quick run?")
+
+
+def interrupted_record(signal_name: str, done: int, total: int, seed: int) -> Record:
+    """The row that marks a report incomplete."""
+    return Record(case="(run)", check="run", dtype="", device="", status="error", seed=seed,
+                  message=f"INCOMPLETE: the run was interrupted by {signal_name} after {done} "
+                          f"of {total} items; the rows above finished, the rest did not run")
 
 
 def no_gradient_phrase(label: str) -> str:

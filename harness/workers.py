@@ -1,0 +1,134 @@
+"""Run items in a worker process, so a case that crashes the interpreter or hangs takes down
+only its worker.
+
+Cases hold lambdas and closures, which cannot be sent to another process, so the worker is
+given the run's Selection (plain data) and builds the same items itself. Workers start with
+`spawn`: forking a process whose torch has already run parallel kernels deadlocks the child's
+OpenMP pool. A worker lives for the whole run; only a crash or a time-out costs a new one
+(a few seconds of torch import and registry load). Its row then says "crashed: signal N" or
+"timed out after T s", and the next item runs in the new worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from harness import diagnose, registry
+from harness.checks import Settings
+from harness.record import Record
+from harness.runner import Item, items_for, run_item
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
+          "bfloat16": torch.bfloat16, "complex128": torch.complex128,
+          "complex64": torch.complex64}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a run checks, as data a fresh process rebuilds the same items from."""
+
+    load: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    checks: tuple[str, ...] | None = None
+    dtypes: tuple[str, ...] | None = None
+    devices: tuple[str, ...] | None = None
+
+    def build(self) -> tuple[registry.Registry, list]:
+        """The registry (with its load errors) and the selected cases."""
+        reg = registry.load(self.load, patterns=self.patterns, tags=self.tags)
+        return reg, registry.select(reg.cases, self.patterns, self.tags)
+
+    def items(self, cases) -> list[Item]:
+        dtypes = [DTYPES[d] for d in self.dtypes] if self.dtypes else None
+        return items_for(cases, self.checks, dtypes, self.devices)
+
+
+def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: float | None):
+    """The worker: build the items, then run the index it is sent, until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    if memory_limit_gb:
+        import resource
+
+        limit = int(memory_limit_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    _, cases = selection.build()
+    items = selection.items(cases)
+    conn.send([item.id for item in items])
+    while True:
+        try:
+            index = conn.recv()
+        except EOFError:
+            return
+        conn.send([r.as_dict() for r in run_item(items[index], settings)])
+
+
+class _Worker:
+    def __init__(self, selection: Selection, settings: Settings,
+                 memory_limit_gb: float | None, expected_ids: list[str]):
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, daemon=True,
+                                       args=(child, selection, settings, memory_limit_gb))
+        self.process.start()
+        child.close()
+        ids = self.conn.recv()  # EOFError if the worker could not even build the items
+        if ids != expected_ids:
+            self.stop()
+            raise RuntimeError("the worker built different items from the same selection "
+                               "(a plugin whose cases change between imports?)")
+
+    def stop(self) -> None:
+        self.conn.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+
+
+def _lost(item: Item, settings: Settings, message: str, seconds: float) -> Record:
+    return Record(case=item.case.name, check=item.check, dtype=item.dtype_name,
+                  device=item.device, status="error", message=f"{item.id}: {message}",
+                  seed=settings.seed, seconds=seconds, source=item.case.source)
+
+
+def run_isolated(
+    items: list[Item], selection: Selection, settings: Settings, timeout: float,
+    memory_limit_gb: float | None = None,
+    progress: Callable[[int, int, Item], None] | None = None,
+) -> Iterator[Record]:
+    """Run `items` (built from `selection`) in a worker, one at a time, each within
+    `timeout` seconds; a crash or a time-out becomes the item's error row."""
+    ids = [item.id for item in items]
+    worker = None
+    try:
+        for n, item in enumerate(items):
+            if progress:
+                progress(n, len(items), item)
+            if worker is None:
+                worker = _Worker(selection, settings, memory_limit_gb, ids)
+            start = time.perf_counter()
+            worker.conn.send(n)
+            try:
+                if worker.conn.poll(timeout):
+                    yield from (Record(**row) for row in worker.conn.recv())
+                    continue
+            except (EOFError, ConnectionError):
+                pass  # the worker died while we waited
+            seconds = time.perf_counter() - start
+            if worker.process.is_alive():
+                message = diagnose.timed_out_phrase(timeout)
+            else:
+                worker.process.join()
+                message = diagnose.crashed_phrase(worker.process.exitcode)
+            worker.stop()
+            worker = None
+            yield _lost(item, settings, message, seconds)
+    finally:
+        if worker is not None:
+            worker.stop()

@@ -90,6 +90,7 @@ def write(frame: pd.DataFrame, report_dir: str | Path, seed: int | None = None,
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.csv", out / f"{name}.md", out / f"{name}.html"]
+    frame = frame.assign(torch=environment()["torch"])  # every row says what produced it
     _atomic_write(paths[0], frame.to_csv(index=False))
     _atomic_write(paths[1], _markdown(frame, seed))
     styled = frame.drop(columns=["message"]).to_html(index=False, na_rep="", float_format="%.3g")

@@ -329,16 +329,20 @@ def run_bench(items: Iterable[BenchItem], min_run_time: float = 0.2, repeats: in
               seed: int = 0, timer: type = Timer,
               progress: Callable[[str], None] | None = None) -> list[BenchRow]:
     """Measure every item; copy bandwidth first where a case declares bytes moved."""
+    return list(iter_bench(items, min_run_time, repeats, seed, timer, progress))
+
+
+def iter_bench(items: Iterable[BenchItem], min_run_time: float = 0.2, repeats: int = REPEATS,
+               seed: int = 0, timer: type = Timer,
+               progress: Callable[[str], None] | None = None) -> Iterator[BenchRow]:
+    """run_bench, one row at a time, so an interrupted run keeps what it measured."""
     items = list(items)
     devices = {i.device for i in items if i.case.bench_bytes and device_available(i.device)}
     bandwidth = {d: copy_bandwidth(d, timer=timer) for d in sorted(devices)}
-    rows = []
     for item in items:
         if progress:
             progress(item.id)
-        rows.append(measure(item, min_run_time, repeats, seed, timer,
-                            bandwidth.get(item.device)))
-    return rows
+        yield measure(item, min_run_time, repeats, seed, timer, bandwidth.get(item.device))
 
 
 def _cpu_model() -> str:

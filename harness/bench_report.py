@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import html
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
 
 from harness.report import _atomic_write
 
+
+def _save_figure(fig, path: Path, dpi: int) -> None:
+    """Save a figure atomically (a temporary file, then a rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    os.replace(tmp, path)
 
 def bench_frame(rows) -> pd.DataFrame:
     """One long frame of BenchRows."""
@@ -83,8 +93,7 @@ def plot_bench(frame: pd.DataFrame, out: Path) -> list[Path]:
         fig.suptitle(f"{mode}: time against size (log-log; bars: IQR)", fontsize=11)
         fig.tight_layout(rect=(0, 0.06 if nrows > 1 else 0.1, 1, 0.97))
         path = out / f"bench-{mode.replace('+', '-')}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        _save_figure(fig, path, dpi=100)
         paths.append(path)
     ratios = speedup(frame)
     numeric = pd.to_numeric(ratios["cuda_speedup"], errors="coerce")
@@ -106,8 +115,7 @@ def plot_bench(frame: pd.DataFrame, out: Path) -> list[Path]:
     ax.set_title("speedup against size")
     fig.tight_layout()
     path = out / "bench-speedup.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save_figure(fig, path, dpi=110)
     return paths + [path]
 
 

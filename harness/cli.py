@@ -105,8 +105,9 @@ def _progress(stream):
     return show
 
 
-class _Terminated(Exception):
-    """SIGTERM, raised where the run is, so the finished rows are still written."""
+class _Terminated(BaseException):
+    """SIGTERM, raised where the run is, so the finished rows are still written; a
+    BaseException, like KeyboardInterrupt, so no `except Exception` of a check swallows it."""
 
 
 def _terminate(signum, frame):
@@ -200,9 +201,23 @@ def _bench(args) -> int:
                   f"(see `harness list`); cases keep their own sizes", file=sys.stderr)
     items = bench.bench_items(cases, devices, dtypes, args.mode or bench.MODES, args.size)
     start = time.perf_counter()
-    with bench.pinned_flags(args.tf32, args.cudnn_benchmark) as flags:
-        rows = bench.run_bench(items, args.min_run_time, args.repeats,
-                               progress=lambda s: print(f"  {s}", file=sys.stderr))
+    rows, interrupted, flags = [], None, {}
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with bench.pinned_flags(args.tf32, args.cudnn_benchmark) as flags:
+            for row in bench.iter_bench(items, args.min_run_time, args.repeats,
+                                        progress=lambda s: print(f"  {s}", file=sys.stderr)):
+                rows.append(row)
+    except (KeyboardInterrupt, _Terminated) as exc:
+        interrupted = "SIGINT" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+        flags = {**flags, "incomplete": f"INCOMPLETE: interrupted by {interrupted} after "
+                                        f"{len(rows)} of {len(items)} measurements"}
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if interrupted and not rows:
+        print(f"harness: interrupted by {interrupted} before any measurement finished",
+              file=sys.stderr)
+        return 130 if interrupted == "SIGINT" else 143
     frame = bench_report.bench_frame(rows)
     slower = []
     if args.baseline:
@@ -219,6 +234,10 @@ def _bench(args) -> int:
         print(f"SLOWER {row.case} {row.mode} {row.device} {row.dtype} {row.size} "
               f"{row.threads} thread(s): {row.baseline_median_s * 1e6:.1f} -> "
               f"{row.median_s * 1e6:.1f} µs ({row.vs_baseline})")
+    if interrupted:
+        print(f"harness: {flags['incomplete']}; {', '.join(str(p) for p in paths)} hold them",
+              file=sys.stderr)
+        return 130 if interrupted == "SIGINT" else 143
     print(f"{len(rows)} measurements ({noisy} noisy) of {len(cases)} cases in "
           f"{time.perf_counter() - start:.1f} s; reports: {', '.join(str(p) for p in paths)}")
     return 1 if len(slower) or len(broken) else 0

@@ -103,15 +103,25 @@ def run_isolated(
     progress: Callable[[int, int, Item], None] | None = None,
 ) -> Iterator[Record]:
     """Run `items` (built from `selection`) in a worker, one at a time, each within
-    `timeout` seconds; a crash or a time-out becomes the item's error row."""
+    `timeout` seconds; a crash or a time-out becomes the item's error row. If no worker can
+    start, the items run in this process, and the first row says why."""
     ids = [item.id for item in items]
-    worker = None
+    worker, in_process = None, False
     try:
         for n, item in enumerate(items):
             if progress:
                 progress(n, len(items), item)
+            if in_process:
+                yield from run_item(item, settings)
+                continue
             if worker is None:
-                worker = _Worker(selection, settings, memory_limit_gb, ids)
+                try:
+                    worker = _Worker(selection, settings, memory_limit_gb, ids)
+                except Exception as exc:  # the rest runs here, unprotected but not lost
+                    in_process = True
+                    yield from (diagnose.with_worker_note(r, exc)
+                                for r in run_item(item, settings))
+                    continue
             start = time.perf_counter()
             worker.conn.send(n)
             try:

@@ -201,3 +201,37 @@ def test_under_pytest_xdist_replaces_a_crashed_worker_and_pytest_timeout_stops_a
     assert "crashed while running" in out
     assert "FAILED harness::bad/hang-fd-float64-cpu - Failed: Timeout (>5.0s)" in out
     assert "2 passed" in out  # bad/zz-fine, both dtypes, after the crash and the hangs
+
+
+def test_a_worker_that_cannot_start_leaves_the_items_to_this_process(tmp_path, monkeypatch):
+    from harness import workers
+
+    def refuse(*args, **kwargs):
+        raise OSError("no processes left")
+
+    monkeypatch.setattr(workers, "_Worker", refuse)
+    code = main(["check", "--cases", "block/exp", "--check", "fd", "--report-dir",
+                 str(tmp_path)])
+    assert code == 0
+    frame = pd.read_csv(tmp_path / "correctness.csv")
+    assert list(frame["status"]) == ["pass", "pass"]
+    assert "no worker process could start (OSError: no processes left)" in frame["message"][0]
+
+
+def test_an_interrupted_bench_writes_the_measurements_it_finished(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "bench", "--cases", "block/tanh", "--device",
+         "cpu", "--mode", "backward", "--min-run-time", "0.05", "--repeats", "2",
+         "--report-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    started = 0
+    for line in process.stderr:
+        started += line.strip().startswith("block/tanh")
+        if started == 3:  # two measurements finished
+            break
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    rows = pd.read_csv(tmp_path / "bench.csv")
+    assert len(rows) >= 2
+    assert "INCOMPLETE: interrupted by SIGTERM after" in (tmp_path / "bench.md").read_text()

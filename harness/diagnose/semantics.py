@@ -80,6 +80,7 @@ __all__ = [
     "undefined_mismatch_phrase",
     "undefined_nonzero_phrase",
     "with_state_note",
+    "with_worker_note",
     "vmap_fallback_phrase",
     "shares_cotangent_phrase",
     "step_accumulates_phrase",
@@ -385,6 +386,15 @@ def interrupted_record(signal_name: str, done: int, total: int, seed: int) -> Re
     return Record(case="(run)", check="run", dtype="", device="", status="error", seed=seed,
                   message=f"INCOMPLETE: the run was interrupted by {signal_name} after {done} "
                           f"of {total} items; the rows above finished, the rest did not run")
+
+
+def with_worker_note(record: Record, exc: Exception) -> Record:
+    """The record of the first item run in process because no worker process started."""
+    note = (f"no worker process could start ({type(exc).__name__}: {str(exc)[:160]}), so "
+            "this and the remaining items ran in the harness's own process, without crash "
+            "isolation or time limit")
+    message = f"{record.message}\n  note: {note}" if record.message else note
+    return replace(record, message=message)
 
 
 def no_gradient_phrase(label: str) -> str:

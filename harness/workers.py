@@ -69,6 +69,10 @@ def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: floa
         conn.send([r.as_dict() for r in run_item(items[index], settings)])
 
 
+EXIT_WAIT = 30.0
+"""Seconds to wait for a worker whose pipe closed to exit, before reading its exit code."""
+
+
 class _Worker:
     def __init__(self, selection: Selection, settings: Settings,
                  memory_limit_gb: float | None, expected_ids: list[str]):
@@ -124,17 +128,17 @@ def run_isolated(
                     continue
             start = time.perf_counter()
             worker.conn.send(n)
+            answered = worker.conn.poll(timeout)  # also True when the worker's end closed
             try:
-                if worker.conn.poll(timeout):
+                if answered:
                     yield from (Record(**row) for row in worker.conn.recv())
                     continue
             except (EOFError, ConnectionError):
-                pass  # the worker died while we waited
+                worker.process.join(EXIT_WAIT)  # it died: let it finish dying
             seconds = time.perf_counter() - start
-            if worker.process.is_alive():
+            if not answered:
                 message = diagnose.timed_out_phrase(timeout)
             else:
-                worker.process.join()
                 message = diagnose.crashed_phrase(worker.process.exitcode)
             worker.stop()
             worker = None

@@ -125,6 +125,17 @@ def tolerance_of(ex) -> Tolerance:
     return tolerance_for(ex.dtype, ex.case.tolerances)
 
 
+def _first_line(exc: Exception, limit: int = 160) -> str:
+    """`TypeName: first line of the message`, cut to `limit` characters."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:limit] if lines else ''}"
+
+
+def _noted(record: Record, note: str) -> Record:
+    message = f"{record.message}\n  note: {note}" if record.message else note
+    return replace(record, message=message)
+
+
 def _at(m: Mismatch) -> str:
     return (f"{m.count} of {m.total} elements differ, worst at {m.where}: "
             f"{m.actual:.6g} instead of {m.expected:.6g}")
@@ -231,7 +242,7 @@ def fwd_over_rev_phrase(label: str, forward: float, reverse: float) -> str:
 
 
 def batched_raises_phrase(path: str, exc: Exception) -> str:
-    return f"{path} raises ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
+    return f"{path} raises ({_first_line(exc)})"
 
 
 def no_batching_phrase(what: str, failures: list[str]) -> str:
@@ -282,8 +293,8 @@ def no_float64_phrase(dtype: str) -> str:
 
 
 def dtype_unsupported_phrase(dtype: str, device: str, exc: Exception) -> str:
-    return (f"fn or its backward does not run in {dtype} on {device} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:140]}); if it should, add the dtype to its kernels")
+    return (f"fn or its backward does not run in {dtype} on {device} ({_first_line(exc, 140)}); "
+            "if it should, add the dtype to its kernels")
 
 
 def low_precision_element_phrase(dtype: str, m: Mismatch) -> str:
@@ -318,8 +329,7 @@ def complex_view_phrase(dtype: str, real) -> str:
 
 
 def compile_error_phrase(exc: Exception) -> str:
-    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-    return (f"torch.compile could not compile fn ({type(exc).__name__}: {first}); the eager "
+    return (f"torch.compile could not compile fn ({_first_line(exc, 200)}); the eager "
             "gradient is checked by the other checks")
 
 
@@ -339,9 +349,8 @@ def graph_breaks_phrase(breaks: dict) -> str:
 
 
 def second_order_not_compiled_phrase(exc: Exception) -> str:
-    first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
     return (f"second order not compared: the gradient (torch.func.vjp) did not compile or "
-            f"differentiate ({type(exc).__name__}: {first})")
+            f"differentiate ({_first_line(exc)})")
 
 
 def compiled_mismatch_phrase(order: str, m: Mismatch) -> str:
@@ -355,8 +364,7 @@ def with_state_note(record: Record, changed: list[str]) -> Record:
     note = (f"the case changed global torch state ({'; '.join(changed)}); the harness "
             "restored it, but code that leaks such state breaks whatever runs next: restore "
             "it in the function (a `with` block)")
-    message = f"{record.message}\n  note: {note}" if record.message else note
-    return replace(record, message=message)
+    return _noted(record, note)
 
 
 def crashed_phrase(exitcode: int | None) -> str:
@@ -390,11 +398,10 @@ def interrupted_record(signal_name: str, done: int, total: int, seed: int) -> Re
 
 def with_worker_note(record: Record, exc: Exception) -> Record:
     """The record of the first item run in process because no worker process started."""
-    note = (f"no worker process could start ({type(exc).__name__}: {str(exc)[:160]}), so "
+    note = (f"no worker process could start ({_first_line(exc)}), so "
             "this and the remaining items ran in the harness's own process, without crash "
             "isolation or time limit")
-    message = f"{record.message}\n  note: {note}" if record.message else note
-    return replace(record, message=message)
+    return _noted(record, note)
 
 
 def no_gradient_phrase(label: str) -> str:

@@ -96,12 +96,6 @@ def device_available(device: str) -> bool:
     return False
 
 
-_HINTS = {
-    "second-order": "if the backward is meant to be differentiable once only, declare "
-                    "twice_differentiable=False",
-}
-
-
 def run_item(item: Item, settings: Settings) -> list[Record]:
     """Run one item; never raises for the case's own failures."""
     base = dict(case=item.case.name, check=item.check, dtype=item.dtype_name,
@@ -128,8 +122,8 @@ def run_item(item: Item, settings: Settings) -> list[Record]:
         where = traceback.extract_tb(exc.__traceback__)[-1]
         message = (f"{item.id}: {type(exc).__name__}: {exc} "
                    f"(at {where.filename}:{where.lineno} in {where.name})")
-        if item.check in _HINTS:
-            message += f"; {_HINTS[item.check]}"
+        if hint := diagnose.error_hint(item.check, exc):
+            message += f"; {hint}"
     return [Record(status="error", message=message, seconds=time.perf_counter() - start,
                    **base)]
 

@@ -235,3 +235,12 @@ def test_an_interrupted_bench_writes_the_measurements_it_finished(tmp_path):
     rows = pd.read_csv(tmp_path / "bench.csv")
     assert len(rows) >= 2
     assert "INCOMPLETE: interrupted by SIGTERM after" in (tmp_path / "bench.md").read_text()
+
+
+def test_an_output_shape_that_changes_between_calls_is_an_error_saying_so():
+    calls = iter(range(100))
+    shifting = Case(name="shifting", fn=lambda x: x[: 1 + next(calls) % 3] * 2,
+                    inputs=[Input((4,))])
+    (record,) = run_item(Item(shifting, "fd", torch.float64, "cpu"), Settings())
+    assert record.status == "error"
+    assert "fn's output shape changes from call to call" in record.message

@@ -43,6 +43,7 @@ __all__ = [
     "chain_phrase",
     "compile_error_phrase",
     "crashed_phrase",
+    "error_hint",
     "compiled_mismatch_phrase",
     "complex_view_phrase",
     "graph_under_phrase",
@@ -402,6 +403,18 @@ def with_worker_note(record: Record, exc: Exception) -> Record:
             "this and the remaining items ran in the harness's own process, without crash "
             "isolation or time limit")
     return _noted(record, note)
+
+
+def error_hint(check: str, exc: Exception) -> str:
+    """What to do about an exception a case's code raised during `check` ("" if unknown)."""
+    text = str(exc)
+    if "Mismatch in shape: grad_output" in text or "stack expects each tensor" in text:
+        return ("fn's output shape changes from call to call (the gradient was made for "
+                "another call's output): its output shape must depend only on its inputs")
+    if check == "second-order":
+        return ("if the backward is meant to be differentiable once only, declare "
+                "twice_differentiable=False")
+    return ""
 
 
 def no_gradient_phrase(label: str) -> str:

@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
                              help="per-item time limit: a slower item becomes an error row "
                              "(default 300)")
         command.add_argument("--memory-limit", type=float, default=None, metavar="GB",
-                             help="address-space limit of the worker process")
+                             help="address-space limit of the worker process (CPU runs: CUDA "
+                             "reserves far more address space than it uses)")
         command.add_argument("--no-isolate", action="store_true",
                              help="run items in this process (for a debugger); a crashing "
                              "case then ends the run, and --timeout does not apply")

@@ -466,7 +466,7 @@ def semantic_record(ex, check: str, problems: list[str], notes: list[str],
                   seed=ex.seed, seconds=seconds, source=ex.case.source)
     if not problems:
         return Record(status="pass", message="; ".join(notes), **common)
-    lines = [header(ex.case.name, ex.dtype, ex.device, f"autograd semantics: {check}")]
+    lines = [header(ex.case.name, ex.dtype, ex.device, f"{check} check")]
     lines += [f"  - {p}" for p in problems]
     lines += [f"  note: {n}" for n in notes]
     lines.append(reproduce_line(ex.case.name, ex.dtype, ex.device, ex.seed, ex.case.source))

@@ -503,3 +503,29 @@ def cube_wrong_second_when_compiled(x):
         return x0**3 + 3 * x0**2 * (x - x0)
     return x**3
 
+
+
+class _TwiceComplexWrongSlope(torch.autograd.Function):
+    """2z whose backward says 3 (as conj(3) g): wrong when differentiated."""
+
+    @staticmethod
+    def forward(ctx, z):
+        return 2 * z
+
+    @staticmethod
+    def backward(ctx, g):
+        return 3 * g
+
+
+class ComplexSquareWrongSecond(torch.autograd.Function):
+    """z^2 for complex z: right gradient g * conj(2z), wrong second derivative."""
+
+    @staticmethod
+    def forward(ctx, z):
+        ctx.save_for_backward(z)
+        return z * z
+
+    @staticmethod
+    def backward(ctx, g):
+        (z,) = ctx.saved_tensors
+        return g * _TwiceComplexWrongSlope.apply(z).conj()

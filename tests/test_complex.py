@@ -50,3 +50,11 @@ def test_check_gradients_runs_the_complex_check_on_complex_inputs():
                              W.to(torch.complex128))
     assert [r.check for r in report.records] == ["complex"]
     assert not report.ok and "conjugate missing" in str(report)
+
+
+def test_a_wrong_complex_second_derivative_fails_while_first_order_passes():
+    record = run_check("complex", planted.ComplexSquareWrongSecond.apply, Z,
+                       dtype=torch.complex128)
+    assert record.status == "fail"
+    assert "double backward vs finite differences of the gradient" in record.message
+    assert "conjugate missing" not in record.message

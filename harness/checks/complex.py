@@ -5,7 +5,8 @@ Wirtinger derivative, times 2), and a complex output's cotangent v = a + ib stan
 real loss Re <v, f> = <a, Re f> + <b, Im f>. Both say the same thing in the real view:
 torch.view_as_real of every complex input and output. So the check runs the fd check on that
 view: finite differences perturb real and imaginary parts separately, and a wrong gradient
-is named at `z[i, 0]` (real part) or `z[i, 1]` (imaginary part).
+is named at `z[i, 0]` (real part) or `z[i, 1]` (imaginary part). Where the first order is
+right, the second-order check runs on the same view (double backward of complex code).
 
 A backward that forgets a conjugate (grad * f'(z) instead of grad * conj(f'(z)) for a
 holomorphic f) is right after conjugating what goes into and comes out of it; when the
@@ -21,6 +22,7 @@ import torch
 
 from harness import diagnose
 from harness.checks.finite_diff import check_finite_diff
+from harness.checks.second_order import check_second_order
 from harness.inputs import Example, as_outputs
 from harness.record import Record
 
@@ -67,15 +69,20 @@ def real_view(ex: Example, conjugated: bool = False) -> Example:
 
 
 def check_complex(ex: Example, settings) -> list[Record]:
-    """The fd check through the real view; a failure that conjugation fixes is named so."""
+    """The fd check, then the second-order check, through the real view; a first-order
+    failure that conjugation fixes is named so."""
     start = time.perf_counter()
     dtype_name = str(ex.dtype).removeprefix("torch.")
     if not any(x.is_complex() for x in ex.inputs):
         return [diagnose.semantic_skip(ex, "complex", diagnose.NO_COMPLEX_INPUT,
                                        time.perf_counter() - start)]
-    (record,) = check_finite_diff(real_view(ex), settings)
+    view = real_view(ex)
+    (record,) = check_finite_diff(view, settings)
+    if record.status == "pass":
+        (second,) = check_second_order(view, settings)
+        record = second if second.status in ("fail", "error") else record
     message, pattern = record.message, record.pattern
-    if record.status == "fail":
+    if record.status == "fail" and record.check == "fd":
         (again,) = check_finite_diff(real_view(ex, conjugated=True), settings)
         if again.status == "pass":
             message, pattern = diagnose.CONJUGATE_MISSING + "\n" + message, \

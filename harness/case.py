@@ -99,6 +99,8 @@ class Case:
     operator swept by the thousand where semantics checks would add nothing.
     `nondeterministic_tol` declares a backward allowed to differ run to run by that much: the
     determinism check measures the spread and reports it instead of failing.
+    `timeout` (seconds) replaces the run's per-item time limit (--timeout) for this case's
+    items, for a case known to be slow.
     `bench_sizes` lists named-size settings to time (default: each size at its largest);
     `bench_bytes(*inputs)` / `bench_flops(*inputs)` give what one backward pass moves or
     computes, for throughput columns.
@@ -124,6 +126,7 @@ class Case:
     expected_failures: Mapping[str, str] = field(default_factory=dict)
     checks: tuple[str, ...] = ()
     nondeterministic_tol: float = 0.0
+    timeout: float | None = None
     description: str = ""
     source: str = ""
 
@@ -166,6 +169,9 @@ class Case:
                         f"but not declared in Case.sizes (declared: {sorted(self.sizes)})"
                     )
 
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"Case {self.name!r}: timeout must be > 0 seconds, got "
+                             f"{self.timeout}")
         object.__setattr__(self, "bench_sizes", tuple(dict(s) for s in self.bench_sizes))
         for setting in self.bench_sizes:
             unknown = set(setting) - set(self.sizes)

@@ -107,8 +107,9 @@ def run_isolated(
     progress: Callable[[int, int, Item], None] | None = None,
 ) -> Iterator[Record]:
     """Run `items` (built from `selection`) in a worker, one at a time, each within
-    `timeout` seconds; a crash or a time-out becomes the item's error row. If no worker can
-    start, the items run in this process, and the first row says why."""
+    `timeout` seconds (or its case's own `timeout`); a crash or a time-out becomes the
+    item's error row. If no worker can start, the items run in this process, and the first
+    row says why."""
     ids = [item.id for item in items]
     worker, in_process = None, False
     try:
@@ -127,8 +128,9 @@ def run_isolated(
                                 for r in run_item(item, settings))
                     continue
             start = time.perf_counter()
+            limit = getattr(item.case, "timeout", None) or timeout
             worker.conn.send(n)
-            answered = worker.conn.poll(timeout)  # also True when the worker's end closed
+            answered = worker.conn.poll(limit)  # also True when the worker's end closed
             try:
                 if answered:
                     yield from (Record(**row) for row in worker.conn.recv())
@@ -137,7 +139,7 @@ def run_isolated(
                 worker.process.join(EXIT_WAIT)  # it died: let it finish dying
             seconds = time.perf_counter() - start
             if not answered:
-                message = diagnose.timed_out_phrase(timeout)
+                message = diagnose.timed_out_phrase(limit)
             else:
                 message = diagnose.crashed_phrase(worker.process.exitcode)
             worker.stop()

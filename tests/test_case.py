@@ -30,6 +30,7 @@ def test_input_rejects(kwargs, message):
     (dict(sizes={"n": (5, 2)}), "0 <= low <= high"),
     (dict(dtypes=(torch.int64,)), "floating"),
     (dict(grad=5), "grad must be callable"),
+    (dict(timeout=0), "timeout must be > 0"),
 ])
 def test_case_rejects(kwargs, message):
     base = dict(name="t/x", fn=torch.sin, inputs=[Input((2,))])

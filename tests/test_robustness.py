@@ -42,6 +42,7 @@ def leaks_grad_mode(x):
 aborting = Case(name="bad/abort", fn=aborts, inputs=[Input((3,))])
 segfaulting = Case(name="bad/segfault", fn=segfaults, inputs=[Input((3,))])
 hanging = Case(name="bad/hang", fn=hangs, inputs=[Input((3,))])
+hanging_briefly = Case(name="bad/hang-own-limit", fn=hangs, inputs=[Input((3,))], timeout=1)
 hogging = Case(name="bad/memory-hog", fn=hog, inputs=[Input((3,))])
 leaking = Case(name="bad/leaks-grad-mode", fn=leaks_grad_mode, inputs=[Input((3,))])
 fine = Case(name="bad/zz-fine", fn=torch.sin, inputs=[Input((3,))])
@@ -62,6 +63,7 @@ def test_crashes_hangs_and_memory_exhaustion_take_down_only_their_worker(tmp_pat
     assert "crashed: signal 6 (SIGABRT)" in rows["bad/abort"].message
     assert "crashed: signal 11 (SIGSEGV)" in rows["bad/segfault"].message
     assert "timed out after 5 s" in rows["bad/hang"].message
+    assert "timed out after 1 s" in rows["bad/hang-own-limit"].message
     assert "can't allocate memory" in rows["bad/memory-hog"].message
     assert {rows[c].status for c in ("bad/abort", "bad/segfault", "bad/hang",
                                      "bad/memory-hog")} == {"error"}

@@ -385,7 +385,8 @@ def crashed_phrase(exitcode: int | None) -> str:
 
 
 def timed_out_phrase(timeout: float) -> str:
-    return (f"timed out after {timeout:g} s (the per-item limit, --timeout): its worker was "
+    return (f"timed out after {timeout:g} s (the per-item limit: --timeout, or the case's "
+            "timeout): its worker was "
             "stopped and the run went on in a new one. A hang (a lock, an endless loop) or a "
             "case too large for the quick run?")
 

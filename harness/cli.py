@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -258,9 +259,16 @@ def _list(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "bench":
-        return _bench(args)
-    return _list(args) if args.command == "list" else _check(args)
+    try:
+        if args.command == "bench":
+            code = _bench(args)
+        else:
+            code = _list(args) if args.command == "list" else _check(args)
+        sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
+        return code
+    except BrokenPipeError:  # `harness list | head` closed our stdout: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -54,11 +54,16 @@ def environment() -> dict[str, str]:
     }
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: the process's umask, for the reports' permissions
+
+
 def _atomic_write(path: Path, text: str) -> None:
     """Write via a temporary file and a rename, so a report is never half-written."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private; a report is not
     os.replace(tmp, path)
 
 

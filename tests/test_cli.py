@@ -111,3 +111,19 @@ def test_compiled_adds_the_compiled_check_to_the_run(tmp_path):
     frame = pd.read_csv(tmp_path / "correctness.csv")
     assert frame[frame["check"] == "compiled"]["status"].tolist() == ["pass"]
     assert "fd" in set(frame["check"])  # the other checks still run
+
+
+def test_list_into_a_closed_pipe_is_not_an_error(tmp_path):
+    import subprocess
+    import sys
+
+    many = tmp_path / "many.py"  # far more output than a pipe buffers
+    many.write_text("import torch\nfrom harness import Case, Input\nCASES = [Case(name="
+                    "f'many/{i:05d}', fn=torch.sin, inputs=[Input((3,))]) for i in range(3000)]\n")
+    result = subprocess.run(
+        f"{sys.executable} -m harness.cli list --load {many} | head -1; "
+        "exit ${PIPESTATUS[0]}", shell=True, capture_output=True, text=True,
+        executable="/bin/bash")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

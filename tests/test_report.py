@@ -45,3 +45,17 @@ def test_failure_details_show_full_messages_up_to_a_limit():
     text = report.failure_details(frame, limit=1)
     assert text.startswith("a/x float64 cpu: autograd vs analytic\n  pattern: sign flipped")
     assert text.endswith("... and 1 more in correctness.md")
+
+
+def test_reports_are_readable_like_any_file_the_user_writes(tmp_path):
+    import os
+
+    from harness import report
+    from harness.record import Record
+
+    frame = report.to_frame([Record(case="c", check="fd", dtype="float64", device="cpu",
+                                    status="pass")])
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for path in report.write(frame, tmp_path):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -26,6 +26,14 @@ def _cross_entropy_grad(logits, target):
     return (torch.softmax(logits, -1) - onehot) / logits.shape[0]
 
 
+def _sparse_and_dense(gen):
+    mask = torch.rand(5, 6, generator=gen) < 0.3
+    values = torch.randn(5, 6, generator=gen, dtype=torch.float64)
+    s = (values * mask).to_sparse().requires_grad_()
+    d = torch.randn(6, 4, generator=gen, dtype=torch.float64).requires_grad_()
+    return s, d
+
+
 def _class_targets(gen):
     logits = 3 * torch.randn(6, 5, generator=gen, dtype=torch.float64)
     target = torch.randint(0, 5, (6,), generator=gen)
@@ -127,4 +135,8 @@ BLOCK_CASES = [
          inputs=[Input(("n", "k"), low=-1, high=1, name="a"), Input(("k", "m"), name="b")],
          sizes=SIZES, dtypes=COMPLEX, tags=(*TAGS, "complex"),
          description="holomorphic chain through a complex matmul"),
+    Case(name="block/sparse-mm", fn=torch.sparse.mm, inputs=_sparse_and_dense,
+         input_names=("s", "d"), checks=("sparse",), twice_differentiable=None,
+         tags=(*TAGS, "sparse"),
+         description="sparse COO @ dense: the gradient of s on its pattern (masked)"),
 ]

@@ -147,11 +147,13 @@ def bench_items(cases: Iterable[Case], devices: Iterable[str], dtypes: Iterable[
                 modes: Iterable[str] = MODES, sizes: Iterable[Mapping[str, int]] = (),
                 cpu_threads: Iterable[int] | None = None) -> list[BenchItem]:
     """Every (case, size, dtype, device, mode, threads); CPU at `cpu_threads` (default: 1 and
-    all cores). The one list behind `harness bench` and the pytest-benchmark items."""
+    all cores). The one list behind `harness bench` and the pytest-benchmark items. Cases
+    tagged "sparse" are not timed (the timed workloads are built on dense leaves)."""
     sizes = list(sizes)
     cpu_threads = list(cpu_threads or thread_counts())
     return [BenchItem(case, s, mode, dtype, device, n)
-            for case in cases for s in bench_sizes(case, sizes) for dtype in dtypes
+            for case in cases if "sparse" not in case.tags
+            for s in bench_sizes(case, sizes) for dtype in dtypes
             for device in devices for mode in modes
             for n in (cpu_threads if device == "cpu" else [torch.get_num_threads()])]
 

@@ -198,7 +198,7 @@ def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
                     "coarser finite differences")
         outs = as_outputs(result, case.name)
     for k, out in enumerate(outs):
-        bad = ~torch.isfinite(out)
+        bad = ~torch.isfinite(out.to_dense() if out.is_sparse else out)
         if bad.any():
             where = [int(i) for i in bad.flatten().nonzero().flatten()[:3]]
             raise CaseError(

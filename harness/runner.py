@@ -49,7 +49,8 @@ def items_for(
     """Every (case, check, dtype, device) the case declares, filtered by the arguments.
 
     A Case gets the gradient and semantics checks (or only its `checks`), a TrainingCase the
-    training checks; opt-in checks (compiled) only when named in `checks`.
+    training checks; opt-in checks (compiled, sparse) only when named in `checks`, in the
+    case's own `checks`, or by the case's tags.
     """
     wanted = list(checks) if checks is not None else None
     for name in wanted or ():
@@ -74,7 +75,8 @@ def _selected(case, check: str, wanted: list[str] | None) -> bool:
         return False
     if wanted is not None:
         return check in wanted
-    return check not in OPT_IN_CHECKS or check in declared or "compile" in case.tags
+    return (check not in OPT_IN_CHECKS or check in declared
+            or OPT_IN_CHECKS[check] in case.tags)
 
 
 def _dtypes_and_devices(case, check: str) -> list[tuple[torch.dtype, str]]:

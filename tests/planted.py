@@ -525,3 +525,26 @@ class ComplexSquareWrongSecond(torch.autograd.Function):
     def backward(ctx, g):
         (z,) = ctx.saved_tensors
         return g * _TwiceComplexWrongSlope.apply(z).conj()
+
+
+class SparseDenseMatmul(torch.autograd.Function):
+    """S @ D for sparse COO S, with torch's masked gradient for S (its pattern only)."""
+
+    @staticmethod
+    def forward(ctx, s, d):
+        ctx.save_for_backward(s, d)
+        return torch.sparse.mm(s, d)
+
+    @staticmethod
+    def backward(ctx, g):
+        s, d = ctx.saved_tensors
+        return (g @ d.T).sparse_mask(s), torch.sparse.mm(s.t(), g)
+
+
+class SparseDenseMatmulWrongValues(SparseDenseMatmul):
+    """S @ D whose gradient for S's values is 1.5 times too large."""
+
+    @staticmethod
+    def backward(ctx, g):
+        s, d = ctx.saved_tensors
+        return (g @ d.T).sparse_mask(s) * 1.5, torch.sparse.mm(s.t(), g)

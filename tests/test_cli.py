@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from harness.checks import CHECKS
+from harness.checks import CHECKS, OPT_IN_CHECKS
 from harness.cli import main
 
 BROKEN = '''
@@ -27,8 +27,8 @@ def test_check_selected_cases_passes(tmp_path, capsys):
     frame = pd.read_csv(tmp_path / "correctness.csv")
     assert set(frame["case"]) == {"tutorial/poly", "block/exp"}
     # cases x checks x dtypes on cpu; the low-precision check runs in bfloat16 alone, the
-    # complex check only on complex dtypes, the compiled check only when asked for
-    assert len(frame) == 2 * (len(CHECKS) - 3) * 2 + 2
+    # complex check only on complex dtypes, the opt-in checks only when asked for
+    assert len(frame) == 2 * (len(CHECKS) - 2 - len(OPT_IN_CHECKS)) * 2 + 2
     assert "complex" not in set(frame["check"])
     assert set(frame[frame["check"] == "low-precision"]["dtype"]) == {"bfloat16"}
     skipped = frame[frame["status"] == "skip"]

@@ -26,6 +26,7 @@ from harness.checks.semantics import (
     check_zeroing,
 )
 from harness.checks.settings import Settings
+from harness.checks.sparse import check_sparse
 from harness.checks.training import TRAINING_CHECKS
 from harness.checks.undefined import check_undefined_grad
 
@@ -41,6 +42,7 @@ GRADIENT_CHECKS = {
     "low-precision": check_low_precision,
     "complex": check_complex,
     "compiled": check_compiled,
+    "sparse": check_sparse,
     "search": check_search,
 }
 SEMANTIC_CHECKS = {
@@ -56,8 +58,9 @@ SEMANTIC_CHECKS = {
     "layouts": check_layouts,
 }
 CHECKS = {**GRADIENT_CHECKS, **SEMANTIC_CHECKS}
-OPT_IN_CHECKS = ("compiled",)
-"""Run only when named (--check, --compiled, Case.checks) or for cases tagged "compile"."""
+OPT_IN_CHECKS = {"compiled": "compile", "sparse": "sparse"}
+"""Checks run only when named (--check, --compiled, Case.checks), or for cases carrying the
+tag they map to."""
 """Checks of a Case; a TrainingCase has TRAINING_CHECKS."""
 ALL_CHECK_NAMES = [*CHECKS, *TRAINING_CHECKS]
 

@@ -24,10 +24,12 @@ __all__ = [
     "MUTATED_INPUT",
     "NON_LEAF_GRAD_SET",
     "NO_COMPLEX_INPUT",
+    "NO_SPARSE_INPUT",
     "NOTHING_SAVED",
     "NO_NON_LEAF_WARNING",
     "RETAINED_GRAD_NONE",
     "SCALAR_OUTPUT",
+    "SPARSE_VIEW",
     "STEP_NEVER_UPDATES",
     "STEP_NO_GRAD",
     "ZERO_GRAD_NOT_NONE",
@@ -76,6 +78,7 @@ __all__ = [
     "semantic_record",
     "semantic_skip",
     "sgd_phrase",
+    "sparse_convention_note",
     "timed_out_phrase",
     "undefined_crash_phrase",
     "undefined_mismatch_phrase",
@@ -416,6 +419,20 @@ def error_hint(check: str, exc: Exception) -> str:
         return ("if the backward is meant to be differentiable once only, declare "
                 "twice_differentiable=False")
     return ""
+
+
+NO_SPARSE_INPUT = "no sparse input: the sparse check needs a sparse COO tensor among fn's inputs"
+SPARSE_VIEW = ("sparse inputs, checked on their specified values (gradcheck's masked=True): "
+               "`S.values[k]` is the k-th specified element of S.coalesce()")
+
+
+def sparse_convention_note(labels: list[str], dense_holds: bool) -> str:
+    which = ", ".join(labels)
+    if dense_holds:
+        return (f"the gradient of {which} also holds at the unspecified elements (as a "
+                "function of the dense tensor: masked=False passes too)")
+    return (f"the gradient of {which} covers only the specified elements (masked semantics, "
+            "as torch.sparse.mm's): as a function of the dense tensor it differs there")
 
 
 def no_gradient_phrase(label: str) -> str:

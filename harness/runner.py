@@ -6,6 +6,7 @@ seed, and anything it raises becomes an error row instead of stopping the run.
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -98,6 +99,18 @@ def device_available(device: str) -> bool:
     return False
 
 
+_NOT_THE_CASE = (os.path.dirname(torch.__file__), os.path.dirname(os.__file__),
+                 os.path.dirname(os.path.dirname(__file__)) + os.sep + "harness")
+
+
+def _case_frame(frames):
+    """The deepest frame in the case's own code (not torch, Python or the harness)."""
+    for frame in reversed(frames):
+        if not frame.filename.startswith(_NOT_THE_CASE):
+            return frame
+    return None
+
+
 def run_item(item: Item, settings: Settings) -> list[Record]:
     """Run one item; never raises for the case's own failures."""
     base = dict(case=item.case.name, check=item.check, dtype=item.dtype_name,
@@ -121,10 +134,13 @@ def run_item(item: Item, settings: Settings) -> list[Record]:
     except CaseError as exc:
         message = f"{item.id}: broken case: {exc}"
     except Exception as exc:  # the case's code raised: report it, keep running
-        where = traceback.extract_tb(exc.__traceback__)[-1]
+        frames = traceback.extract_tb(exc.__traceback__)
+        where, own = frames[-1], _case_frame(frames)
         message = (f"{item.id}: {type(exc).__name__}: {exc} "
                    f"(at {where.filename}:{where.lineno} in {where.name})")
-        if hint := diagnose.error_hint(item.check, exc):
+        if own is not None and own is not where:
+            message += f", from the case's code at {own.filename}:{own.lineno} in {own.name}"
+        if hint := diagnose.error_hint(item.check, exc, case_code=own is not None):
             message += f"; {hint}"
     return [Record(status="error", message=message, seconds=time.perf_counter() - start,
                    **base)]

@@ -246,3 +246,14 @@ def test_an_output_shape_that_changes_between_calls_is_an_error_saying_so():
     (record,) = run_item(Item(shifting, "fd", torch.float64, "cpu"), Settings())
     assert record.status == "error"
     assert "fn's output shape changes from call to call" in record.message
+
+
+def test_an_error_raised_inside_torch_names_the_line_of_the_case_that_called_it():
+    def mismatched(x):
+        return torch.einsum("i,ij->j", x, torch.ones(5, 2, dtype=x.dtype))  # torch/functional.py
+
+    case = Case(name="mismatched", fn=mismatched, inputs=[Input((3,))])
+    (record,) = run_item(Item(case, "fd", torch.float64, "cpu"), Settings())
+    assert record.status == "error"
+    assert "RuntimeError" in record.message
+    assert "from the case's code at" in record.message and "in mismatched" in record.message

@@ -5,8 +5,8 @@ sweeps the same samples (every float64 CPU OpInfo with autograd, its first 3 sam
 own skip/xfail marks NOT applied, so they can be compared) in a child process of its own, so
 its peak memory (ru_maxrss) is its own:
 
-* harness: the `fd` and `undefined-grad` checks (together, as gradcheck's one verdict), plus
-  `second-order` where the OpInfo supports gradgrad;
+* harness: the `fd`, `undefined-grad` and `batched-grad` checks (together, as gradcheck's one
+  verdict), plus `second-order` where the OpInfo supports gradgrad;
 * gradcheck: `gradcheck`, plus `gradgradcheck` where supported, with the settings PyTorch's
   test_ops_gradients uses (fast mode, check_batched_grad from the OpInfo, check_grad_dtypes,
   nondet_tol from the OpInfo, check_undefined_grad).
@@ -74,13 +74,14 @@ def _harness(op, case):
 
     out = {}
     for item in items_for([case], devices=["cpu"]):
-        if item.check in ("reentrancy", "forward-ad"):  # gradcheck runs neither here
-            continue
+        if item.check in ("reentrancy", "forward-ad", "batched-forward-ad"):
+            continue  # gradcheck runs none of these here
         (record,) = run_item(item, Settings())
         first = (record.message or "").splitlines()[0] if record.status != "pass" else ""
         detail = record.pattern or first
-        # gradcheck's first-order verdict includes its undefined-gradient check: so does ours
-        check = "fd" if item.check == "undefined-grad" else item.check
+        # gradcheck's first-order verdict includes its undefined-gradient and batched-gradient
+        # checks: so does ours
+        check = "fd" if item.check in ("undefined-grad", "batched-grad") else item.check
         if check not in out or out[check][0] == "pass":
             out[check] = (record.status, detail[:300])
     return out

@@ -34,7 +34,7 @@ from harness.inputs import Example, as_outputs
 from harness.record import Record
 from harness.tolerances import tolerance_for
 
-BATCH = 3
+BATCH = 2
 """Cotangents, tangents or inputs per batch."""
 
 INPUT_JITTER = 1e-3

@@ -413,15 +413,15 @@ def error_hint(check: str, exc: Exception, case_code: bool = True) -> str:
     """What to do about an exception raised while running `check` ("" if unknown);
     `case_code` says whether any frame of the traceback is in the case's own code."""
     text = str(exc)
-    if not case_code:
-        return ("no frame of this traceback is in the case's code: a bug in the harness (or "
-                "in torch); please report it with the case and this row's seed")
     if "Mismatch in shape: grad_output" in text or "stack expects each tensor" in text:
         return ("fn's output shape changes from call to call (the gradient was made for "
                 "another call's output): its output shape must depend only on its inputs")
     if check == "second-order":
         return ("if the backward is meant to be differentiable once only, declare "
                 "twice_differentiable=False")
+    if not case_code:
+        return ("no frame of this traceback is in the case's code, so torch's engine or the "
+                "harness raised it: if the case looks right, please report it with its seed")
     return ""
 
 

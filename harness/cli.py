@@ -12,7 +12,7 @@ import torch
 
 from harness import diagnose, registry, report
 from harness.case import TrainingCase
-from harness.checks import ALL_CHECK_NAMES, Settings
+from harness.checks import ALL_CHECK_NAMES, OPT_IN_CHECKS, Settings
 from harness.runner import device_available, run_items
 from harness.workers import DTYPES, Selection, run_isolated
 
@@ -119,8 +119,9 @@ def _terminate(signum, frame):
 def _check(args) -> int:
     devices = args.device or [d for d in ("cpu", "cuda") if device_available(d)]
     checks = args.check
-    if getattr(args, "compiled", False):
-        checks = [*(checks or ALL_CHECK_NAMES), "compiled"]
+    if getattr(args, "compiled", False):  # the default checks (no other opt-in) and compiled
+        checks = [*(checks or [c for c in ALL_CHECK_NAMES if c not in OPT_IN_CHECKS]),
+                  "compiled"]
     if args.command == "search":
         checks = ["search" if c == "fd" else c for c in (checks or ["search"])]
     selection = Selection(load=tuple(args.load), patterns=tuple(args.cases or ()),

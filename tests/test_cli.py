@@ -111,6 +111,7 @@ def test_compiled_adds_the_compiled_check_to_the_run(tmp_path):
     frame = pd.read_csv(tmp_path / "correctness.csv")
     assert frame[frame["check"] == "compiled"]["status"].tolist() == ["pass"]
     assert "fd" in set(frame["check"])  # the other checks still run
+    assert "sparse" not in set(frame["check"])  # but no other opt-in check
 
 
 def test_list_into_a_closed_pipe_is_not_an_error(tmp_path):

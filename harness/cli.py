@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -116,6 +117,25 @@ def _terminate(signum, frame):
     raise _Terminated()
 
 
+EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """Run the body until Ctrl-C or SIGTERM; the yielded dict's "signal" then names which
+    stopped it (None if none did), so the caller can still write what finished."""
+    stopped = {"signal": None}
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield stopped
+    except KeyboardInterrupt:
+        stopped["signal"] = "SIGINT"
+    except _Terminated:
+        stopped["signal"] = "SIGTERM"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _check(args) -> int:
     devices = args.device or [d for d in ("cpu", "cuda") if device_available(d)]
     checks = args.check
@@ -150,18 +170,12 @@ def _check(args) -> int:
                            progress=progress))
     start = time.perf_counter()
     records = list(reg.errors)
-    interrupted = None
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        for record in runner:
-            records.append(record)
-    except KeyboardInterrupt:
-        interrupted = "SIGINT"
-    except _Terminated:
-        interrupted = "SIGTERM"
-    finally:
-        runner.close()
-        signal.signal(signal.SIGTERM, previous)
+    with _interruptible() as stopped:
+        try:
+            records.extend(runner)
+        finally:
+            runner.close()  # stops the worker
+    interrupted = stopped["signal"]
     if sys.stderr.isatty():
         sys.stderr.write("\r" + " " * 100 + "\r")
     if interrupted:
@@ -174,7 +188,7 @@ def _check(args) -> int:
         print(f"harness: interrupted by {interrupted} after {started[0]} of {len(items)} "
               f"items; {', '.join(str(p) for p in paths)} hold the finished rows, marked "
               "incomplete", file=sys.stderr)
-        return 130 if interrupted == "SIGINT" else 143
+        return EXIT_CODES[interrupted]
     details = report.failure_details(frame)
     if details:
         print(details + "\n")
@@ -204,23 +218,19 @@ def _bench(args) -> int:
                   f"(see `harness list`); cases keep their own sizes", file=sys.stderr)
     items = bench.bench_items(cases, devices, dtypes, args.mode or bench.MODES, args.size)
     start = time.perf_counter()
-    rows, interrupted, flags = [], None, {}
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        with bench.pinned_flags(args.tf32, args.cudnn_benchmark) as flags:
-            for row in bench.iter_bench(items, args.min_run_time, args.repeats,
-                                        progress=lambda s: print(f"  {s}", file=sys.stderr)):
-                rows.append(row)
-    except (KeyboardInterrupt, _Terminated) as exc:
-        interrupted = "SIGINT" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+    rows = []
+    with _interruptible() as stopped, bench.pinned_flags(args.tf32,
+                                                         args.cudnn_benchmark) as flags:
+        rows.extend(bench.iter_bench(items, args.min_run_time, args.repeats,
+                                     progress=lambda s: print(f"  {s}", file=sys.stderr)))
+    interrupted = stopped["signal"]
+    if interrupted:
+        if not rows:
+            print(f"harness: interrupted by {interrupted} before any measurement finished",
+                  file=sys.stderr)
+            return EXIT_CODES[interrupted]
         flags = {**flags, "incomplete": f"INCOMPLETE: interrupted by {interrupted} after "
                                         f"{len(rows)} of {len(items)} measurements"}
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if interrupted and not rows:
-        print(f"harness: interrupted by {interrupted} before any measurement finished",
-              file=sys.stderr)
-        return 130 if interrupted == "SIGINT" else 143
     frame = bench_report.bench_frame(rows)
     slower = []
     if args.baseline:
@@ -240,7 +250,7 @@ def _bench(args) -> int:
     if interrupted:
         print(f"harness: {flags['incomplete']}; {', '.join(str(p) for p in paths)} hold them",
               file=sys.stderr)
-        return 130 if interrupted == "SIGINT" else 143
+        return EXIT_CODES[interrupted]
     print(f"{len(rows)} measurements ({noisy} noisy) of {len(cases)} cases in "
           f"{time.perf_counter() - start:.1f} s; reports: {', '.join(str(p) for p in paths)}")
     return 1 if len(slower) or len(broken) else 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from harness.inputs import Example, as_outputs
@@ -14,6 +16,18 @@ def scalarize(outs: tuple[torch.Tensor, ...], cotangents) -> torch.Tensor:
         term = (out * v.to(out.dtype)).sum()
         total = term if total is None else total + term
     return total
+
+
+def of_checked(ex: Example, base) -> Callable[..., tuple[torch.Tensor, ...]]:
+    """fn as a function of the checked inputs alone, the others fixed at `base`."""
+
+    def fn(*checked):
+        args = list(base)
+        for i, x in zip(ex.wrt, checked):
+            args[i] = x
+        return as_outputs(ex.fn(*args), ex.case.name)
+
+    return fn
 
 
 def vjp(

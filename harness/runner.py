@@ -100,7 +100,7 @@ def device_available(device: str) -> bool:
 
 
 _NOT_THE_CASE = (os.path.dirname(torch.__file__), os.path.dirname(os.__file__),
-                 os.path.dirname(os.path.dirname(__file__)) + os.sep + "harness")
+                 os.path.dirname(__file__))
 
 
 def _case_frame(frames):
@@ -111,12 +111,18 @@ def _case_frame(frames):
     return None
 
 
+def item_record(item: Item, settings: Settings, status: str, message: str,
+                seconds: float = 0.0) -> Record:
+    """A record of `item` written by the harness itself (a skip, an error, a crash)."""
+    return Record(case=item.case.name, check=item.check, dtype=item.dtype_name,
+                  device=item.device, status=status, message=message, seed=settings.seed,
+                  seconds=seconds, source=item.case.source)
+
+
 def run_item(item: Item, settings: Settings) -> list[Record]:
     """Run one item; never raises for the case's own failures."""
-    base = dict(case=item.case.name, check=item.check, dtype=item.dtype_name,
-                device=item.device, seed=settings.seed, source=item.case.source)
     if not device_available(item.device):
-        return [Record(status="skip", message=f"device {item.device} unavailable", **base)]
+        return [item_record(item, settings, "skip", f"device {item.device} unavailable")]
     start = time.perf_counter()
     try:
         with preserved_torch_state() as changed:
@@ -142,8 +148,7 @@ def run_item(item: Item, settings: Settings) -> list[Record]:
             message += f", from the case's code at {own.filename}:{own.lineno} in {own.name}"
         if hint := diagnose.error_hint(item.check, exc, case_code=own is not None):
             message += f"; {hint}"
-    return [Record(status="error", message=message, seconds=time.perf_counter() - start,
-                   **base)]
+    return [item_record(item, settings, "error", message, time.perf_counter() - start)]
 
 
 def run_items(

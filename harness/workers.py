@@ -22,7 +22,7 @@ import torch
 from harness import diagnose, registry
 from harness.checks import Settings
 from harness.record import Record
-from harness.runner import Item, items_for, run_item
+from harness.runner import Item, item_record, items_for, run_item
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
           "bfloat16": torch.bfloat16, "complex128": torch.complex128,
@@ -95,12 +95,6 @@ class _Worker:
         self.process.join()
 
 
-def _lost(item: Item, settings: Settings, message: str, seconds: float) -> Record:
-    return Record(case=item.case.name, check=item.check, dtype=item.dtype_name,
-                  device=item.device, status="error", message=f"{item.id}: {message}",
-                  seed=settings.seed, seconds=seconds, source=item.case.source)
-
-
 def run_isolated(
     items: list[Item], selection: Selection, settings: Settings, timeout: float,
     memory_limit_gb: float | None = None,
@@ -144,7 +138,7 @@ def run_isolated(
                 message = diagnose.crashed_phrase(worker.process.exitcode)
             worker.stop()
             worker = None
-            yield _lost(item, settings, message, seconds)
+            yield item_record(item, settings, "error", f"{item.id}: {message}", seconds)
     finally:
         if worker is not None:
             worker.stop()

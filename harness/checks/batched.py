@@ -28,6 +28,7 @@ import torch.autograd.forward_ad as fwAD
 from torch._vmap_internals import _vmap
 
 from harness import diagnose
+from harness.autodiff import of_checked
 from harness.checks.common import check_generator
 from harness.checks.semantics import _record, _requires_backward
 from harness.inputs import Example, as_outputs
@@ -180,11 +181,7 @@ def check_vmap(ex: Example, settings) -> list[Record]:
     cotangents = [torch.randn((BATCH, *o.shape), generator=gen, dtype=torch.float64).to(o)
                   for o in outs]
 
-    def fn_of(*xs):
-        args = list(base)
-        for i, x in zip(ex.wrt, xs):
-            args[i] = x
-        return tuple(as_outputs(ex.fn(*args), ex.case.name))
+    fn_of = of_checked(ex, base)
 
     def value_and_vjp(*args):
         xs, vs = args[:len(ex.wrt)], args[len(ex.wrt):]

@@ -17,39 +17,24 @@ compiler's first line; one that dynamo leaves entirely to eager is a skip that s
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import torch
 
 from harness import diagnose
-from harness.autodiff import second_order, vjp
+from harness.autodiff import of_checked, second_order, vjp
 from harness.checks.common import check_generator, rounding_noise
 from harness.checks.semantics import _record, _requires_backward
-from harness.inputs import Example, as_outputs
+from harness.inputs import Example
 from harness.record import Record
 from harness.tolerances import tolerance_for
 
 
-def _compiled_grads(ex: Example, compiled, leaves) -> list[torch.Tensor]:
-    """vᵀJ through the compiled function, zeros where autograd gives None."""
-    outs = as_outputs(compiled(*leaves), ex.case.name)
-    targets = [leaves[i] for i in ex.wrt]
-    pairs = [(o, v.to(o.dtype)) for o, v in zip(outs, ex.cotangents) if o.requires_grad]
-    grads = torch.autograd.grad([o for o, _ in pairs], targets, [v for _, v in pairs],
-                                allow_unused=True) if pairs else [None] * len(targets)
-    return [torch.zeros_like(t) if g is None else g for g, t in zip(grads, targets)]
-
-
 def _compiled_gradient_function(ex: Example, backend: str):
     """torch.compile of xs -> vᵀJ(xs) (torch.func.vjp), over the checked inputs."""
-    base = ex.leaves()
+    fn_of = of_checked(ex, ex.leaves())
 
     def gradient(*xs):
-        def fn_of(*wrt):
-            args = list(base)
-            for i, x in zip(ex.wrt, wrt):
-                args[i] = x
-            return tuple(as_outputs(ex.fn(*args), ex.case.name))
-
         outs, pullback = torch.func.vjp(fn_of, *xs)
         return pullback(tuple(v.to(o.dtype) for o, v in zip(outs, ex.cotangents)))
 
@@ -79,7 +64,7 @@ def check_compiled(ex: Example, settings) -> list[Record]:
     counters.clear()
     eager, _ = vjp(ex, ex.leaves())
     try:
-        compiled = _compiled_grads(ex, torch.compile(ex.fn, backend=backend), ex.leaves())
+        compiled, _ = vjp(replace(ex, fn=torch.compile(ex.fn, backend=backend)), ex.leaves())
     except Exception as exc:
         return [diagnose.semantic_skip(ex, "compiled", diagnose.compile_error_phrase(exc),
                                        time.perf_counter() - start)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -61,6 +61,17 @@ class Example:
     def reference_inputs(self) -> tuple[torch.Tensor, ...]:
         """The inputs in the reference dtype (float64 where fn runs in it), detached."""
         return tuple(cast(x.detach(), self.reference_dtype) for x in self.inputs)
+
+
+def reparametrized(ex: Example, fn: Callable, inputs: tuple, changed: set[int],
+                   **more) -> Example:
+    """`ex` seen through another parametrization: `fn` takes `inputs`, which differ from the
+    originals at positions `changed` (complex as real pairs, sparse as its values). The
+    case's analytic grad and the safe radius of those inputs are of the originals, so they
+    are dropped; `more` replaces other fields (dtype, labels, cotangents)."""
+    return replace(ex, case=replace(ex.case, fn=fn, grad=None), fn=fn, inputs=inputs,
+                   safe_radius=tuple(None if i in changed else r
+                                     for i, r in enumerate(ex.safe_radius)), **more)
 
 
 def cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -23,7 +23,7 @@ import torch
 from harness import diagnose
 from harness.checks.finite_diff import check_finite_diff
 from harness.checks.second_order import check_second_order
-from harness.inputs import Example, as_outputs
+from harness.inputs import Example, as_outputs, reparametrized
 from harness.record import Record
 
 
@@ -60,11 +60,9 @@ def real_view(ex: Example, conjugated: bool = False) -> Example:
 
     inputs = tuple(_real(x) for x in ex.inputs)
     cotangents = tuple(_real(v) for v in ex.cotangents)
-    return replace(
-        ex, case=replace(ex.case, fn=fn, grad=None), fn=fn, dtype=ex.dtype.to_real(),
-        inputs=inputs, cotangents=cotangents,
+    return reparametrized(
+        ex, fn, inputs, complex_at, dtype=ex.dtype.to_real(), cotangents=cotangents,
         scalar_output=len(cotangents) == 1 and cotangents[0].dim() == 0,
-        safe_radius=tuple(None if i in complex_at else r for i, r in enumerate(ex.safe_radius)),
         reference_dtype=ex.reference_dtype.to_real())
 
 

@@ -25,7 +25,7 @@ import torch
 
 from harness import diagnose
 from harness.checks.finite_diff import check_finite_diff
-from harness.inputs import Example, as_outputs
+from harness.inputs import Example, as_outputs, reparametrized
 from harness.record import Record
 
 
@@ -47,9 +47,7 @@ def values_view(ex: Example) -> Example:
                    for i, label in enumerate(ex.labels))
     inputs = tuple(patterns[i].values() if i in patterns else x
                    for i, x in enumerate(ex.inputs))
-    return replace(ex, case=replace(ex.case, fn=fn, grad=None), fn=fn, inputs=inputs,
-                   labels=labels, safe_radius=tuple(None if i in patterns else r
-                                                    for i, r in enumerate(ex.safe_radius)))
+    return reparametrized(ex, fn, inputs, set(patterns), labels=labels)
 
 
 def dense_view(ex: Example) -> Example:
@@ -61,9 +59,7 @@ def dense_view(ex: Example) -> Example:
         return _dense_outputs(as_outputs(ex.fn(*args), ex.case.name))
 
     inputs = tuple(x.to_dense() if i in sparse_at else x for i, x in enumerate(ex.inputs))
-    return replace(ex, case=replace(ex.case, fn=fn, grad=None), fn=fn, inputs=inputs,
-                   safe_radius=tuple(None if i in sparse_at else r
-                                     for i, r in enumerate(ex.safe_radius)))
+    return reparametrized(ex, fn, inputs, sparse_at)
 
 
 def check_sparse(ex: Example, settings) -> list[Record]:

@@ -114,9 +114,10 @@ def check_gradients(
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"check_gradients: input {i} is {type(x).__name__}, not a tensor")
     checks = tuple(checks)
-    unknown = [c for c in checks if c not in CHECKS]
+    known = [spec.name for spec in CHECKS.values() if spec.applies_to == "case"]
+    unknown = [c for c in checks if c not in known]
     if unknown:
-        raise ValueError(f"check_gradients: unknown checks {unknown}; known: {list(CHECKS)}")
+        raise ValueError(f"check_gradients: unknown checks {unknown}; known: {known}")
     name = name or _name_of(fn)
     if isinstance(fn, nn.Module):
         case = _module_case(fn, inputs, name, grad, twice_differentiable)
@@ -124,9 +125,11 @@ def check_gradients(
         case = _tensor_case(fn, inputs, name, grad, twice_differentiable=twice_differentiable,
                             input_names=_signature_names(fn, len(inputs)))
     if any(isinstance(x, torch.Tensor) and x.is_sparse for x in inputs):
-        checks = ("sparse",)  # the other checks perturb dense tensors
-    elif case.dtypes[0].is_complex and "complex" not in checks:
-        checks = ("complex", *checks)  # the gradient checks of complex inputs, as real pairs
+        # the other families perturb dense tensors
+        checks = tuple(spec.name for spec in CHECKS.values() if spec.sparse)
+    elif case.dtypes[0].is_complex:  # the families of complex dtypes (as real pairs)
+        checks = (*(spec.name for spec in CHECKS.values()
+                    if spec.dtypes == "complex" and spec.name not in checks), *checks)
     settings = settings or Settings(seed=seed)
     records = [r for item in items_for([case], checks) for r in run_item(item, settings)]
     return GradientReport(tuple(records))

@@ -72,3 +72,44 @@ def second_order(
         return [torch.zeros_like(t) for t in targets], False
     second = torch.autograd.grad(psi, targets, allow_unused=True)
     return [torch.zeros_like(t) if g is None else g for t, g in zip(targets, second)], True
+
+
+def carries_graph(ex: Example) -> bool:
+    """Whether any of fn's outputs requires grad (there is a backward to check)."""
+    with torch.enable_grad():
+        outs = as_outputs(ex.fn(*ex.leaves()), ex.case.name)
+    return any(o.requires_grad for o in outs)
+
+
+def with_graph(ex: Example, outs, cotangents=None) -> tuple[list, list]:
+    """fn's outputs that carry a graph, each with a fresh copy of its cotangent.
+
+    Fresh, because torch lets the .grad of a view's input share storage with the gradient
+    passed to backward(): zeroing that .grad would otherwise zero the harness's cotangent.
+    """
+    cotangents = ex.cotangents if cotangents is None else cotangents
+    pairs = [(o, v.to(o.dtype).clone()) for o, v in zip(outs, cotangents) if o.requires_grad]
+    return [o for o, _ in pairs], [v for _, v in pairs]
+
+
+def backward_into_grad(ex: Example, leaves, retain_graph: bool = True, cotangents=None) -> None:
+    """Backward of <v, fn(leaves)> into the leaves' .grad, through fn's outputs only."""
+    targets, grads = with_graph(ex, as_outputs(ex.fn(*leaves), ex.case.name), cotangents)
+    torch.autograd.backward(targets, grad_tensors=grads, retain_graph=retain_graph)
+
+
+def leaf_grads(ex: Example, leaves) -> list[torch.Tensor]:
+    """The checked leaves' .grad, zeros where None, detached copies."""
+    return [torch.zeros_like(leaves[i]) if leaves[i].grad is None
+            else leaves[i].grad.detach().clone() for i in ex.wrt]
+
+
+def single_backward(ex: Example) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Two independent single-pass gradients into .grad: the first, and their spread."""
+    runs = []
+    for _ in range(2):
+        leaves = ex.leaves()
+        backward_into_grad(ex, leaves, retain_graph=False)
+        runs.append(leaf_grads(ex, leaves))
+    spread = [(a - b).abs() for a, b in zip(*runs)]
+    return runs[0], spread

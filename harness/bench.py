@@ -23,7 +23,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.benchmark import Timer
 
 from harness.case import Case
-from harness.inputs import build_example, draw_sizes, draw_tensor, item_seed
+from harness.inputs import draw_example
 from harness.runner import device_available
 
 MODES = ("backward", "forward+backward")
@@ -158,15 +158,6 @@ def bench_items(cases: Iterable[Case], devices: Iterable[str], dtypes: Iterable[
             for n in (cpu_threads if device == "cpu" else [torch.get_num_threads()])]
 
 
-def _example(case: Case, sizes: dict, dtype, device: str, seed: int):
-    gen = torch.Generator().manual_seed(item_seed(seed, case.name, dtype))
-    if callable(case.inputs):
-        return build_example(case, tuple(case.inputs(gen)), dtype, device, seed, gen)
-    sizes = {**draw_sizes(case, gen), **sizes}
-    return build_example(case, [draw_tensor(s, sizes, gen) for s in case.input_specs],
-                         dtype, device, seed, gen)
-
-
 def _workload(ex, mode: str) -> Callable[[], object]:
     """The timed callable on leaves and cotangents made once (cast to the outputs' dtypes
     here, not in the timed call). `backward` builds its graph here, outside the timing, and
@@ -218,7 +209,7 @@ def synchronize(device: str) -> None:
 
 def workload(item: BenchItem, seed: int = 0) -> tuple[Callable[[], object], object]:
     """The item's callable, warmed up on its shape, and its example (for byte/FLOP counts)."""
-    ex = _example(item.case, item.sizes, item.dtype, item.device, seed)
+    ex = draw_example(item.case, item.dtype, item.device, seed, sizes=item.sizes)
     run = _workload(ex, item.mode)
     with threads_set(item.threads):
         for _ in range(WARMUP):

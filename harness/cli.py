@@ -11,11 +11,13 @@ import time
 
 import torch
 
-from harness import diagnose, registry, report
+from harness import registry, report
 from harness.case import TrainingCase
-from harness.checks import ALL_CHECK_NAMES, OPT_IN_CHECKS, Settings
+from harness.checks import CHECKS, Settings
+from harness.diagnose.events import interrupted_record
 from harness.runner import device_available, run_items
-from harness.workers import DTYPES, Selection, run_isolated
+from harness.tolerances import DTYPES
+from harness.workers import Selection, run_isolated
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--cases", action="append", metavar="GLOB",
                              help="case name pattern (repeatable), e.g. 'tutorial/*'")
         command.add_argument("--tag", action="append", help="only cases with this tag")
-        command.add_argument("--check", action="append", choices=ALL_CHECK_NAMES,
+        command.add_argument("--check", action="append", choices=list(CHECKS),
                              help="only this check (repeatable)")
         command.add_argument("--dtype", action="append", choices=list(DTYPES))
         command.add_argument("--device", action="append", choices=["cpu", "cuda"])
@@ -74,13 +76,18 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--no-isolate", action="store_true",
                              help="run items in this process (for a debugger); a crashing "
                              "case then ends the run, and --timeout does not apply")
-    check.add_argument("--compiled", action="store_true",
-                       help="also check torch.compile(fn)'s gradients against eager (slow: "
-                       "~20 s cold per case on 2 cores; cached between runs)")
+    for spec in CHECKS.values():
+        if spec.flag:
+            check.add_argument(spec.flag, action="store_true", help=spec.flag_help)
     check.add_argument("--compile-backend", default="inductor",
                        help="torch.compile backend for the compiled check (inductor; aot_eager "
                        "is much faster)")
     return parser
+
+
+def _dest(flag: str) -> str:
+    """argparse's attribute for a flag: --compiled -> compiled."""
+    return flag.removeprefix("--").replace("-", "_")
 
 
 def _size_setting(text: str) -> dict[str, int]:
@@ -139,11 +146,14 @@ def _interruptible():
 def _check(args) -> int:
     devices = args.device or [d for d in ("cpu", "cuda") if device_available(d)]
     checks = args.check
-    if getattr(args, "compiled", False):  # the default checks (no other opt-in) and compiled
-        checks = [*(checks or [c for c in ALL_CHECK_NAMES if c not in OPT_IN_CHECKS]),
-                  "compiled"]
-    if args.command == "search":
-        checks = ["search" if c == "fd" else c for c in (checks or ["search"])]
+    flagged = [spec.name for spec in CHECKS.values()
+               if spec.flag and getattr(args, _dest(spec.flag), False)]
+    if flagged:  # the default checks (no other opt-in) and the flagged ones
+        checks = [*(checks or [spec.name for spec in CHECKS.values() if spec.opt_in is None]),
+                  *flagged]
+    if args.command == "search":  # `--check fd` names the family the search runs
+        searching = {spec.searches: spec.name for spec in CHECKS.values() if spec.searches}
+        checks = [searching.get(c, c) for c in (checks or list(searching.values()))]
     selection = Selection(load=tuple(args.load), patterns=tuple(args.cases or ()),
                           tags=tuple(args.tag or ()),
                           checks=tuple(checks) if checks is not None else None,
@@ -179,7 +189,7 @@ def _check(args) -> int:
     if sys.stderr.isatty():
         sys.stderr.write("\r" + " " * 100 + "\r")
     if interrupted:
-        records.append(diagnose.interrupted_record(interrupted, started[0], len(items),
+        records.append(interrupted_record(interrupted, started[0], len(items),
                                                    args.seed))
     frame = report.to_frame(records)
     name = "search" if args.command == "search" else "correctness"

@@ -6,13 +6,15 @@ the dtype under test; the float64 reference is evaluated on exactly those (cast-
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
+from hypothesis import strategies as st
 
-from harness.case import Case, Input
+from harness.case import Case, Input, TrainingCase
 from harness.tolerances import NOISE_JITTER_MAX, NOISE_JITTER_ULPS
 
 
@@ -155,20 +157,31 @@ def as_outputs(result, case_name: str) -> tuple[torch.Tensor, ...]:
     return tuple(outs)
 
 
-def draw_example(case: Case, dtype: torch.dtype, device: str, seed: int) -> Example:
-    """Draw the inputs and cotangent of `case` for one dtype and device."""
+def draw_example(case: Case, dtype: torch.dtype, device: str, seed: int,
+                 sizes: dict[str, int] | None = None) -> Example:
+    """Draw the inputs and cotangent of `case` for one dtype and device; `sizes` replaces
+    the drawn value of the sizes it names (the bench times chosen sizes)."""
     gen = torch.Generator().manual_seed(item_seed(seed, case.name, dtype))
     if callable(case.inputs):
         raw = tuple(case.inputs(gen))
         if not raw or not all(isinstance(t, torch.Tensor) for t in raw):
             raise CaseError(f"case {case.name!r}: inputs callable must return a tuple of tensors")
         return build_example(case, raw, dtype, device, seed, gen)
-    sizes = draw_sizes(case, gen)
+    sizes = {**draw_sizes(case, gen), **(sizes or {})}
     tensors = [draw_tensor(s, sizes, gen) for s in case.input_specs]
     if dtype.is_complex:  # checked inputs get an imaginary part drawn from the same range
         tensors = [torch.complex(t, draw_tensor(s, sizes, gen)) if s.requires_grad else t
                    for t, s in zip(tensors, case.input_specs)]
     return build_example(case, tensors, dtype, device, seed, gen)
+
+
+def input_labels(case: Case, count: int) -> list[str]:
+    """What reports call each of `count` inputs: the spec's or input_names' name, else
+    `input i`."""
+    if callable(case.inputs):
+        names = case.input_names
+        return [names[i] if i < len(names) else f"input {i}" for i in range(count)]
+    return [s.name or f"input {i}" for i, s in enumerate(case.input_specs)]
 
 
 def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
@@ -180,13 +193,11 @@ def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
     if callable(case.inputs):
         marked = [i for i, t in enumerate(base) if differentiable(t) and t.requires_grad]
         wrt = marked or [i for i, t in enumerate(base) if differentiable(t)]
-        names = case.input_names
-        labels = [names[i] if i < len(names) else f"input {i}" for i in range(len(base))]
         specs = [None] * len(base)
     else:
         specs = list(case.input_specs)
         wrt = [i for i, s in enumerate(specs) if s.requires_grad]
-        labels = [s.name or f"input {i}" for i, s in enumerate(specs)]
+    labels = input_labels(case, len(base))
     base = [cast(t.detach(), torch.float64) for t in base]
     if not wrt:
         raise CaseError(f"case {case.name!r}: no floating-point input to differentiate")
@@ -223,3 +234,97 @@ def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
         scalar_output=len(outs) == 1 and outs[0].dim() == 0, safe_radius=radius,
         reference_dtype=reference_dtype, note=note,
     )
+
+
+@dataclass
+class TrainingExample:
+    """One concrete run of a TrainingCase: its model (initialised from the seed) and batch."""
+
+    case: TrainingCase
+    dtype: torch.dtype
+    device: str
+    seed: int
+    model: torch.nn.Module
+    batch: tuple[torch.Tensor, ...]
+
+
+def draw_training_example(case: TrainingCase, dtype: torch.dtype, device: str,
+                          seed: int) -> TrainingExample:
+    """The case's model, built under `seed` without moving the global random state, and its
+    batch drawn from a generator with the same seed, in `dtype` on `device`."""
+    torch_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)  # the model's own initialisation, reproducibly
+        model = case.model().to(dtype=dtype, device=device)
+    finally:
+        torch.random.set_rng_state(torch_state)
+    gen = torch.Generator().manual_seed(seed)
+    batch = tuple(t.to(dtype=dtype) if t.is_floating_point() else t for t in case.batch(gen))
+    return TrainingExample(case=case, dtype=dtype, device=device, seed=seed, model=model,
+                           batch=tuple(t.to(device) for t in batch))
+
+
+SMALL = 64
+"""Searched tensors up to this many elements get hypothesis-drawn (shrinkable) values; larger
+ones are drawn by draw_tensor from a seeded generator, so their shape and seed shrink but not
+each value."""
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """One searched input: sizes, tensors (float64), layouts and the cotangent seed."""
+
+    sizes: dict
+    tensors: tuple[torch.Tensor, ...]
+    transposed: tuple[bool, ...]
+    seed: int
+
+    def describe(self, labels) -> str:
+        parts = [f"sizes {self.sizes}"] if self.sizes else []
+        for label, t, flip in zip(labels, self.tensors, self.transposed):
+            values = (", ".join(f"{v:.6g}" for v in t.flatten().tolist())
+                      if t.numel() <= 8 else f"{t.numel()} values in [{float(t.min()):.4g}, "
+                      f"{float(t.max()):.4g}]")
+            layout = ", transposed layout" if flip else ""
+            parts.append(f"{label}: shape {tuple(t.shape)}{layout} = [{values}]")
+        return "; ".join(parts)
+
+
+def _elements(spec: Input):
+    values = st.floats(spec.draw_low, spec.high, allow_nan=False, allow_infinity=False)
+    if spec.avoid:
+        values = values.filter(lambda v: all(abs(v - a) >= spec.margin for a in spec.avoid))
+    return values
+
+
+def _searched_tensor(draw, spec: Input, sizes: dict) -> torch.Tensor:
+    shape = tuple(sizes[d] if isinstance(d, str) else d for d in spec.shape)
+    n = math.prod(shape)
+    if n <= SMALL:
+        values = draw(st.lists(_elements(spec), min_size=n, max_size=n))
+        return torch.tensor(values, dtype=torch.float64).reshape(shape)
+    return draw_tensor(spec, sizes, torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1))))
+
+
+def strategy(case: Case) -> st.SearchStrategy[Drawn]:
+    """Hypothesis strategy of inputs for `case`: its named sizes over their ranges, values
+    over the declared domain (edges included, kinks avoided), transposed layouts and the
+    cotangent seed; or its inputs callable, reseeded."""
+
+    @st.composite
+    def drawn(draw) -> Drawn:
+        cotangent_seed = draw(st.integers(0, 2**31 - 1))
+        if callable(case.inputs):
+            gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+            tensors = tuple(case.inputs(gen))
+            return Drawn({}, tensors, (False,) * len(tensors), cotangent_seed)
+        sizes = {name: draw(st.integers(lo, hi)) for name, (lo, hi) in sorted(case.sizes.items())}
+        tensors, flips = [], []
+        for spec in case.input_specs:
+            t = _searched_tensor(draw, spec, sizes)
+            flip = t.dim() >= 2 and draw(st.booleans())
+            tensors.append(t.transpose(-1, -2).contiguous().transpose(-1, -2) if flip else t)
+            flips.append(flip)
+        return Drawn(sizes, tuple(tensors), tuple(flips), cotangent_seed)
+
+    return drawn()

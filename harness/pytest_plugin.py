@@ -3,22 +3,19 @@
 Enabled by the ini option `harness_cases = true` (or `--harness-cases`); items are added when
 pytest collects its default paths, not when it is pointed at particular files. Select with
 `--harness-select GLOB` or ini `harness_select`, and checks with `--harness-check NAME`
-or ini `harness_checks`. The loaded registry lives in config.stash.
+or ini `harness_checks`.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
 
 import pytest
 import torch
 
 from harness import registry
-from harness.checks import ALL_CHECK_NAMES, Settings
+from harness.checks import CHECKS, Settings
 from harness.runner import Item, device_available, items_for, run_item
-
-_REGISTRY = pytest.StashKey[registry.Registry]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -28,7 +25,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--harness-select", action="append", default=None, metavar="GLOB",
                     help="only cases whose name matches GLOB (repeatable)")
     group.addoption("--harness-check", action="append", default=None, metavar="NAME",
-                    help=f"only this check (repeatable): {', '.join(ALL_CHECK_NAMES)}")
+                    help=f"only this check (repeatable): {', '.join(CHECKS)}")
     group.addoption("--harness-seed", type=int, default=0, help="seed for drawn inputs")
     group.addoption("--harness-load", action="append", default=[], metavar="PATH",
                     help="also load cases from a .py file or folder")
@@ -128,9 +125,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     patterns = config.getoption("--harness-select") or config.getini("harness_select")
     reg = registry.load(config.getoption("--harness-load"), patterns=patterns)
-    config.stash[_REGISTRY] = reg
-    cases = [c for c in reg.cases
-             if not patterns or any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+    cases = registry.select(reg.cases, patterns)
     seed = config.getoption("--harness-seed")
     for tag in sorted({t for c in cases for t in c.tags}):
         config.addinivalue_line("markers", f"{tag.replace('-', '_')}: harness case tag")

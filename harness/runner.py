@@ -11,16 +11,20 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
-from harness import diagnose
+from harness.autodiff import carries_graph
 from harness.case import Case, TrainingCase
-from harness.checks import ALL_CHECK_NAMES, CHECKS, OPT_IN_CHECKS, TRAINING_CHECKS, Settings
-from harness.inputs import CaseError, draw_example
+from harness.checks import CHECKS, Check, Finding, Settings
+from harness.diagnose import contracts
+from harness.diagnose.events import error_hint, with_state_note
+from harness.diagnose.findings import as_expected_failure, record_of
+from harness.inputs import CaseError, draw_example, draw_training_example
 from harness.record import Record
 from harness.state import preserved_torch_state
-from harness.tolerances import LOW_PRECISION
+from harness.tolerances import LOW_PRECISION, dtype_name
 
 
 @dataclass(frozen=True)
@@ -34,11 +38,19 @@ class Item:
 
     @property
     def dtype_name(self) -> str:
-        return str(self.dtype).removeprefix("torch.")
+        return dtype_name(self.dtype)
 
     @property
     def id(self) -> str:
         return f"{self.case.name}-{self.check}-{self.dtype_name}-{self.device}"
+
+    @property
+    def spec(self) -> Check:
+        return CHECKS[self.check]
+
+
+def _kind(case) -> str:
+    return "training" if isinstance(case, TrainingCase) else "case"
 
 
 def items_for(
@@ -49,45 +61,44 @@ def items_for(
 ) -> list[Item]:
     """Every (case, check, dtype, device) the case declares, filtered by the arguments.
 
-    A Case gets the gradient and semantics checks (or only its `checks`), a TrainingCase the
-    training checks; opt-in checks (compiled, sparse) only when named in `checks`, in the
-    case's own `checks`, or by the case's tags.
+    A case gets the families that apply to its kind (Case or TrainingCase), or only its own
+    `checks`; opt-in families only when named in `checks`, in the case's own `checks`, or by
+    the case's tags.
     """
     wanted = list(checks) if checks is not None else None
     for name in wanted or ():
-        if name not in ALL_CHECK_NAMES:
-            raise ValueError(f"unknown check {name!r}; known: {', '.join(ALL_CHECK_NAMES)}")
+        if name not in CHECKS:
+            raise ValueError(f"unknown check {name!r}; known: {', '.join(CHECKS)}")
     dtypes = set(dtypes) if dtypes is not None else None
     devices = set(devices) if devices is not None else None
     return [
-        Item(case, check, dtype, device)
+        Item(case, spec.name, dtype, device)
         for case in cases
-        for check in (TRAINING_CHECKS if isinstance(case, TrainingCase) else CHECKS)
-        if _selected(case, check, wanted)
-        for dtype, device in _dtypes_and_devices(case, check)
+        for spec in CHECKS.values()
+        if spec.applies_to == _kind(case) and _selected(case, spec, wanted)
+        for dtype, device in _dtypes_and_devices(case, spec)
         if (dtypes is None or dtype in dtypes) and (devices is None or device in devices)
     ]
 
 
-def _selected(case, check: str, wanted: list[str] | None) -> bool:
+def _selected(case, spec: Check, wanted: list[str] | None) -> bool:
     """A case's own `checks` limit what it gets; opt-in checks run only when asked for."""
     declared = getattr(case, "checks", ())
-    if declared and check not in declared:
+    if declared and spec.name not in declared:
         return False
     if wanted is not None:
-        return check in wanted
-    return (check not in OPT_IN_CHECKS or check in declared
-            or OPT_IN_CHECKS[check] in case.tags)
+        return spec.name in wanted
+    return spec.default_for(case.tags, declared)
 
 
-def _dtypes_and_devices(case, check: str) -> list[tuple[torch.dtype, str]]:
-    """The case's dtypes on each device: its complex ones for the complex check, its real ones
-    for the others; the low-precision check runs in the device's half-precision dtypes."""
+def _dtypes_and_devices(case, spec: Check) -> list[tuple[torch.dtype, str]]:
+    """The dtypes the family runs in on each device: the case's complex ones, its real ones,
+    or (low precision) the device's half-precision dtypes where the case has a real one."""
     real = [d for d in case.dtypes if not d.is_complex]
-    if check == "low-precision":
+    if spec.dtypes == "low-precision":
         return [(dtype, device) for device in case.devices if real
                 for dtype in LOW_PRECISION[device.split(":")[0]]]
-    dtypes = [d for d in case.dtypes if d.is_complex] if check == "complex" else real
+    dtypes = [d for d in case.dtypes if d.is_complex] if spec.dtypes == "complex" else real
     return [(dtype, device) for dtype in dtypes for device in case.devices]
 
 
@@ -119,6 +130,40 @@ def item_record(item: Item, settings: Settings, status: str, message: str,
                   seconds=seconds, source=item.case.source)
 
 
+def prepared(case, dtype: torch.dtype, device: str, seed: int):
+    """The example a family's check receives: drawn inputs and cotangents for a Case, the
+    model and batch for a TrainingCase."""
+    if isinstance(case, TrainingCase):
+        return draw_training_example(case, dtype, device, seed)
+    return draw_example(case, dtype, device, seed)
+
+
+def save_failing_inputs(report_dir, name: str, inputs: dict) -> Path:
+    """A searched failure's inputs under `report_dir`/failing/`name`.pt (torch.load them)."""
+    folder = Path(report_dir) / "failing"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.pt"
+    torch.save(inputs, path)
+    return path
+
+
+def run_check(spec: Check, ex, settings: Settings, started: float | None = None) -> Record:
+    """`spec`'s check on a prepared example, with the skips every family shares: a record."""
+    started = time.perf_counter() if started is None else started
+    if spec.needs_graph and not carries_graph(ex):
+        finding = Finding(skip=contracts.NO_GRAPH)
+    elif spec.second_order and ex.case.twice_differentiable is False:
+        finding = Finding(skip=contracts.NOT_TWICE_DIFFERENTIABLE)
+    else:
+        finding = spec.run(ex, settings)
+    saved = None
+    if finding.searched is not None and settings.report_dir is not None:
+        saved = save_failing_inputs(settings.report_dir, f"{ex.case.name.replace('/', '__')}-"
+                                    f"{finding.searched.check}-{dtype_name(ex.dtype)}",
+                                    finding.searched.inputs)
+    return record_of(ex, spec, finding, time.perf_counter() - started, saved)
+
+
 def run_item(item: Item, settings: Settings) -> list[Record]:
     """Run one item; never raises for the case's own failures."""
     if not device_available(item.device):
@@ -126,17 +171,12 @@ def run_item(item: Item, settings: Settings) -> list[Record]:
     start = time.perf_counter()
     try:
         with preserved_torch_state() as changed:
-            if isinstance(item.case, TrainingCase):
-                records = TRAINING_CHECKS[item.check](item.case, item.dtype, item.device,
-                                                      settings)
-            else:
-                ex = draw_example(item.case, item.dtype, item.device, settings.seed)
-                records = CHECKS[item.check](ex, settings)
+            ex = prepared(item.case, item.dtype, item.device, settings.seed)
+            record = run_check(item.spec, ex, settings, start)
         if changed:
-            records = [diagnose.with_state_note(r, changed) for r in records]
+            record = with_state_note(record, changed)
         expected = item.case.expected_failures.get(item.check)
-        return records if expected is None else [
-            diagnose.as_expected_failure(r, expected) for r in records]
+        return [record if expected is None else as_expected_failure(record, expected)]
     except CaseError as exc:
         message = f"{item.id}: broken case: {exc}"
     except Exception as exc:  # the case's code raised: report it, keep running
@@ -146,7 +186,8 @@ def run_item(item: Item, settings: Settings) -> list[Record]:
                    f"(at {where.filename}:{where.lineno} in {where.name})")
         if own is not None and own is not where:
             message += f", from the case's code at {own.filename}:{own.lineno} in {own.name}"
-        if hint := diagnose.error_hint(item.check, exc, case_code=own is not None):
+        if hint := error_hint(exc, differentiates_backward=item.spec.second_order,
+                              case_code=own is not None):
             message += f"; {hint}"
     return [item_record(item, settings, "error", message, time.perf_counter() - start)]
 

@@ -60,6 +60,17 @@ NOISE_JITTER_MAX = 1 / 64
 """...but never more than this relative step (2 ulps of bfloat16, 16 of float16): 64 ulps of
 bfloat16 would move inputs by half their size, across kinks and domain edges."""
 
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
+          "bfloat16": torch.bfloat16, "complex128": torch.complex128,
+          "complex64": torch.complex64}
+"""The dtypes a run can name (--dtype), by the name reports use."""
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """'float32' for torch.float32: the name in reports, ids and reproduce lines."""
+    return str(dtype).removeprefix("torch.")
+
+
 LOW_PRECISION = {"cpu": (torch.bfloat16,), "cuda": (torch.float16, torch.bfloat16)}
 """The dtypes the low-precision check runs in, per device (CPU float16 kernels are few)."""
 

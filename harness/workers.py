@@ -17,16 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import torch
-
-from harness import diagnose, registry
+from harness import registry
 from harness.checks import Settings
+from harness.diagnose.events import crashed_phrase, timed_out_phrase, with_worker_note
 from harness.record import Record
 from harness.runner import Item, item_record, items_for, run_item
-
-DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
-          "bfloat16": torch.bfloat16, "complex128": torch.complex128,
-          "complex64": torch.complex64}
+from harness.tolerances import DTYPES
 
 
 @dataclass(frozen=True)
@@ -118,7 +114,7 @@ def run_isolated(
                     worker = _Worker(selection, settings, memory_limit_gb, ids)
                 except Exception as exc:  # the rest runs here, unprotected but not lost
                     in_process = True
-                    yield from (diagnose.with_worker_note(r, exc)
+                    yield from (with_worker_note(r, exc)
                                 for r in run_item(item, settings))
                     continue
             start = time.perf_counter()
@@ -133,9 +129,9 @@ def run_isolated(
                 worker.process.join(EXIT_WAIT)  # it died: let it finish dying
             seconds = time.perf_counter() - start
             if not answered:
-                message = diagnose.timed_out_phrase(limit)
+                message = timed_out_phrase(limit)
             else:
-                message = diagnose.crashed_phrase(worker.process.exitcode)
+                message = crashed_phrase(worker.process.exitcode)
             worker.stop()
             worker = None
             yield item_record(item, settings, "error", f"{item.id}: {message}", seconds)

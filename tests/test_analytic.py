@@ -2,17 +2,17 @@
 
 import pytest
 import torch
+from checking import on_example, only
 
 from harness import Case, Input, check_gradients
-from harness.checks import Settings, check_analytic
+from harness.checks import Settings
 from harness.inputs import draw_example
 
 import planted
 
 
 def analytic(fn, *inputs, grad):
-    (record,) = check_gradients(fn, *inputs, grad=grad, checks=("analytic",)).records
-    return record
+    return only("analytic", fn, *inputs, grad=grad)
 
 
 def x64(*shape, seed=0):
@@ -59,7 +59,7 @@ def test_swapped_gradients_in_analytic_check():
 def test_no_grad_is_a_skip():
     case = Case(name="t/no-grad", fn=torch.sin, inputs=[Input((3,))])
     ex = draw_example(case, torch.float64, "cpu", 0)
-    (record,) = check_analytic(ex, Settings())
+    record = on_example("analytic", ex)
     assert record.status == "skip"
 
 

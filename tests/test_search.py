@@ -2,24 +2,21 @@
 
 import pytest
 import torch
+from checking import on_example, searched
 
 from harness import Case, Input
-from harness.checks import CHECKS, Settings
-from harness.checks.finite_diff import check_finite_diff
+from harness.checks import Settings
 from harness.inputs import draw_example
-from harness.search import search
 
 import planted
 
 
 def run_search(case, tmp_path=None, profile="quick", seed=0):
-    return search(case, torch.float64, "cpu", check_finite_diff, "fd", Settings(seed=seed),
-                  profile, tmp_path)
+    return searched(case, tmp_path, profile, seed)
 
 
 def single_draw(case, seed=0):
-    (record,) = CHECKS["fd"](draw_example(case, torch.float64, "cpu", seed), Settings(seed=seed))
-    return record
+    return on_example("fd", draw_example(case, torch.float64, "cpu", seed))
 
 
 def test_wrong_only_above_4_is_found_and_shrunk(tmp_path):

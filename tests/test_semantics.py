@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from checking import SEMANTIC, on_example
 from torch import nn
 
 from harness import Case, Input
-from harness.checks import SEMANTIC_CHECKS, Settings
 from harness.inputs import draw_example
 
 import planted
@@ -14,7 +14,7 @@ import planted
 def run(check, fn, shape=(5,), dtype=torch.float64, **case_kwargs):
     case = Case(name="t/case", fn=fn, inputs=[Input(shape, low=0.5, high=2.0, name="x")],
                 **case_kwargs)
-    (record,) = SEMANTIC_CHECKS[check](draw_example(case, dtype, "cpu", 0), Settings())
+    record = on_example(check, draw_example(case, dtype, "cpu", 0))
     return record
 
 
@@ -25,7 +25,7 @@ CORRECT = {"square": planted.square, "tanh": torch.tanh, "sum": torch.sum,
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("fn", CORRECT.values(), ids=CORRECT.keys())
-@pytest.mark.parametrize("check", [c for c in SEMANTIC_CHECKS if c != "retain-grad"])
+@pytest.mark.parametrize("check", [c for c in SEMANTIC if c != "retain-grad"])
 def test_contracts_hold_for_correct_functions(check, fn, dtype):
     record = run(check, fn, dtype=dtype)
     assert record.status == "pass", record.message
@@ -150,8 +150,7 @@ def test_grads_that_share_storage_fail():
         return x * y
 
     case = Case(name="t/shared", fn=fn, inputs=[Input((4,), name="x"), Input((4,), name="y")])
-    (record,) = SEMANTIC_CHECKS["reentrancy"](draw_example(case, torch.float64, "cpu", 0),
-                                              Settings())
+    record = on_example("reentrancy", draw_example(case, torch.float64, "cpu", 0))
     assert "the .grad of y shares storage with the .grad of x" in record.message
 
 

@@ -4,17 +4,16 @@ import dataclasses
 
 import pytest
 import torch
+from checking import TRAINING, on_case
 
 from cases.training import TRAINING_CASES, Holder, _p_loss, wrong_way_step
 from harness import TrainingCase
-from harness.checks import TRAINING_CHECKS, Settings
 
 CASES = {c.name: c for c in TRAINING_CASES}
 
 
 def run(check, case, dtype=torch.float64):
-    (record,) = TRAINING_CHECKS[check](case, dtype, "cpu", Settings())
-    return record
+    return on_case(check, case, dtype)
 
 
 def test_sgd_p_step_reproduces_the_notebook_numbers():
@@ -29,7 +28,7 @@ def test_sgd_p_step_reproduces_the_notebook_numbers():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("name", ["tutorial/sgd-p-step", "tutorial/a-function-sgd",
                                   "tutorial/tiny-model-step"])
-@pytest.mark.parametrize("check", list(TRAINING_CHECKS))
+@pytest.mark.parametrize("check", TRAINING)
 def test_tutorial_loops_pass(check, name, dtype):
     record = run(check, CASES[name], dtype)
     assert record.status in ("pass", "skip"), record.message

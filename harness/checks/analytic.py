@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
-from harness import diagnose
 from harness.autodiff import vjp
 from harness.checks.common import (
     analytic_gradient,
@@ -14,8 +11,9 @@ from harness.checks.common import (
     rounding_noise,
 )
 from harness.checks.reference import InputVerdict, compare_with_fd
+from harness.checks.spec import Check, Finding
+from harness.diagnose.mismatch import allowance, compare, swap_phrase, triangulate
 from harness.inputs import Example
-from harness.record import Record
 from harness.tolerances import tolerance_for
 
 
@@ -23,29 +21,25 @@ def _verdicts(ex: Example, expected, actual, allowed) -> list[InputVerdict]:
     xs = ex.reference_inputs()
     verdicts = []
     for k, pos in enumerate(ex.wrt):
-        m, max_abs, max_rel = diagnose.compare(ex.labels[pos], expected[k], actual[k],
+        m, max_abs, max_rel = compare(ex.labels[pos], expected[k], actual[k],
                                                allowed[k], values=xs[pos])
         verdicts.append(InputVerdict(ex.labels[pos], m, max_abs, max_rel))
     return verdicts
 
 
-def check_analytic(ex: Example, settings) -> list[Record]:
+def check_analytic(ex: Example, settings) -> Finding:
     """Autograd's vᵀJ vs the case's grad; on failure, finite differences say who is wrong.
 
     For a scalar output both sides are shown per unit cotangent, so values read like the
     gradient itself (22 at x = 3, not 22 times the random cotangent).
     """
-    start = time.perf_counter()
     if ex.case.grad is None:
-        return [Record(case=ex.case.name, check="analytic",
-                       dtype=str(ex.dtype).removeprefix("torch."), device=ex.device,
-                       status="skip", source=ex.case.source, seed=ex.seed,
-                       message="no analytic gradient declared (Case.grad is None)")]
+        return Finding(skip="no analytic gradient declared (Case.grad is None)")
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     analytic = analytic_gradient(ex)
     grads, missing = vjp(ex, ex.leaves())
     noise = rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], grads)
-    allowed = [diagnose.allowance(a, tol, noise=None if noise is None else noise[k])
+    allowed = [allowance(a, tol, noise=None if noise is None else noise[k])
                for k, a in enumerate(analytic)]
     unit = float(ex.cotangents[0]) if ex.scalar_output else 1.0
     shown_an = [a / unit for a in analytic]
@@ -54,7 +48,7 @@ def check_analytic(ex: Example, settings) -> list[Record]:
     verdicts = _verdicts(ex, shown_an, shown_ag, shown_allowed)
     reference, checked, hints = "analytic", "autograd", []
     if any(v.mismatch for v in verdicts):
-        swap = diagnose.swap_phrase([v.label for v in verdicts], analytic, grads, allowed)
+        swap = swap_phrase([v.label for v in verdicts], analytic, grads, allowed)
         if swap:
             hints.append(swap)
         phi = phi_of(ex)
@@ -64,7 +58,7 @@ def check_analytic(ex: Example, settings) -> list[Record]:
         tol64 = tolerance_for(analytic[0].dtype, ex.case.tolerances)
         an_vs_fd = not any(v.mismatch for v in compare_with_fd(
             ex, phi, analytic, tol64, settings, gen, localize=False))
-        hints.append(diagnose.triangulate(False, ag_vs_fd, an_vs_fd))
+        hints.append(triangulate(False, ag_vs_fd, an_vs_fd))
         if not ag_vs_fd:
             hints.extend(autograd_hints(ex, grads, missing, allowed))
         elif not an_vs_fd:
@@ -72,5 +66,8 @@ def check_analytic(ex: Example, settings) -> list[Record]:
             # so its pattern reads "3 times autograd's", not "autograd is 1/3 of it".
             verdicts = _verdicts(ex, shown_ag, shown_an, shown_allowed)
             reference, checked = "autograd", "analytic"
-    return [diagnose.verdict_record(ex, "analytic", verdicts, reference, checked, hints,
-                                    time.perf_counter() - start)]
+    return Finding(verdicts=verdicts, reference=reference, checked=checked, hints=hints)
+
+
+ANALYTIC = Check("analytic", check_analytic, cost=0.02,
+                 doc="autograd against the case's analytic gradient, element by element")

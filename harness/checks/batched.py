@@ -19,7 +19,6 @@ Code that cannot run batched is a skip that says what to add, never a failure.
 
 from __future__ import annotations
 
-import time
 import warnings
 from functools import partial
 
@@ -27,12 +26,12 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch._vmap_internals import _vmap
 
-from harness import diagnose
 from harness.autodiff import of_checked
 from harness.checks.common import check_generator
-from harness.checks.semantics import _record, _requires_backward
+from harness.checks.spec import Check, Finding
+from harness.diagnose import transforms
+from harness.diagnose.mismatch import allowance, compare
 from harness.inputs import Example, as_outputs
-from harness.record import Record
 from harness.tolerances import tolerance_for
 
 BATCH = 2
@@ -55,34 +54,31 @@ def _run_batched(paths: dict, notes: list[str]) -> dict:
             try:
                 results[name] = run()
             except Exception as exc:
-                notes.append(diagnose.batched_raises_phrase(name, exc))
-    fallbacks = sorted({diagnose.fallback_op(str(w.message)) for w in caught} - {None})
+                notes.append(transforms.batched_raises_phrase(name, exc))
+    fallbacks = sorted({transforms.fallback_op(str(w.message)) for w in caught} - {None})
     if fallbacks:
-        notes.append(diagnose.vmap_fallback_phrase(fallbacks))
+        notes.append(transforms.vmap_fallback_phrase(fallbacks))
     return results
 
 
-def _compare(ex: Example, labels, loop, results: dict, what: str) -> list[str]:
+def _against_loop(ex: Example, labels, loop, results: dict, what: str) -> list[str]:
     """Each batched result against the stacked loop, element by element."""
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     problems = []
     for path, batched in results.items():
         for label, want, got in zip(labels, loop, batched):
             if got.shape != want.shape:
-                problems.append(diagnose.batched_shape_phrase(path, label, got.shape,
+                problems.append(transforms.batched_shape_phrase(path, label, got.shape,
                                                               want.shape))
                 continue
-            m, _, _ = diagnose.compare(label, want, got, diagnose.allowance(want, tol))
+            m, _, _ = compare(label, want, got, allowance(want, tol))
             if m is not None:
-                problems.append(diagnose.batched_mismatch_phrase(path, what, m))
+                problems.append(transforms.batched_mismatch_phrase(path, what, m))
     return problems
 
 
-def check_batched_grad(ex: Example, settings) -> list[Record]:
+def check_batched_grad(ex: Example, settings) -> Finding:
     """vmap of the backward over a batch of cotangents equals the loop of single backwards."""
-    start = time.perf_counter()
-    if skip := _requires_backward(ex, "batched-grad", start):
-        return skip
     gen = check_generator(ex, "batched-grad")
     leaves = ex.leaves()
     targets = [leaves[i] for i in ex.wrt]
@@ -104,10 +100,10 @@ def check_batched_grad(ex: Example, settings) -> list[Record]:
             is_grads_batched=True), [torch.stack([t] * BATCH) for t in targets]),
     }, notes)
     if not results:
-        return [diagnose.semantic_skip(ex, "batched-grad", diagnose.no_batching_phrase(
-            "the backward", notes), time.perf_counter() - start)]
-    problems = _compare(ex, [ex.labels[i] for i in ex.wrt], loop, results, "backwards")
-    return _record(ex, "batched-grad", problems, start, notes)
+        return Finding(skip=transforms.no_batching_phrase(
+            "the backward", notes))
+    problems = _against_loop(ex, [ex.labels[i] for i in ex.wrt], loop, results, "backwards")
+    return Finding(problems=problems, notes=notes)
 
 
 def _dual_tangents(ex: Example, leaves, pos: int):
@@ -133,9 +129,8 @@ def _func_tangents(ex: Example, leaves, pos: int):
     return lambda t: torch.func.jvp(f, (leaves[pos],), (t,))[1]
 
 
-def check_batched_forward_ad(ex: Example, settings) -> list[Record]:
+def check_batched_forward_ad(ex: Example, settings) -> Finding:
     """vmap of the forward-mode JVP over a batch of tangents equals the loop of single JVPs."""
-    start = time.perf_counter()
     gen = check_generator(ex, "batched-forward-ad")
     leaves = tuple(x.detach() for x in ex.leaves())
     problems: list[str] = []
@@ -147,8 +142,7 @@ def check_batched_forward_ad(ex: Example, settings) -> list[Record]:
         try:
             singles = [jvp(t) for t in tangents]
         except Exception as exc:
-            return [diagnose.semantic_skip(ex, "batched-forward-ad", diagnose.no_jvp_phrase(exc),
-                                           time.perf_counter() - start)]
+            return Finding(skip=transforms.no_jvp_phrase(exc))
         loop = [torch.stack(per_output) for per_output in zip(*singles)]
         here: list[str] = []
         results = _run_batched({
@@ -158,20 +152,17 @@ def check_batched_forward_ad(ex: Example, settings) -> list[Record]:
         }, here)
         notes += [n for n in here if n not in notes]
         if not results:
-            return [diagnose.semantic_skip(ex, "batched-forward-ad", diagnose.no_batching_phrase(
-                "forward-mode AD", here), time.perf_counter() - start)]
+            return Finding(skip=transforms.no_batching_phrase(
+                "forward-mode AD", here))
         labels = [f"the tangent of output {k} along {ex.labels[pos]}" for k in range(len(loop))]
-        problems += _compare(ex, labels, loop, results, "JVPs")
+        problems += _against_loop(ex, labels, loop, results, "JVPs")
         if problems:
             break
-    return _record(ex, "batched-forward-ad", problems, start, notes)
+    return Finding(problems=problems, notes=notes)
 
 
-def check_vmap(ex: Example, settings) -> list[Record]:
+def check_vmap(ex: Example, settings) -> Finding:
     """fn and its vjp under torch.func.vmap over a batch of nearby inputs equal the loop."""
-    start = time.perf_counter()
-    if skip := _requires_backward(ex, "vmap", start):
-        return skip
     gen = check_generator(ex, "vmap")
     base = tuple(x.detach() for x in ex.leaves())
     batch = {i: torch.stack([base[i] * (1 + INPUT_JITTER * torch.randn(
@@ -201,9 +192,16 @@ def check_vmap(ex: Example, settings) -> list[Record]:
     results = _run_batched({"torch.func.vmap over fn and torch.func.vjp": lambda: torch.func.vmap(
         value_and_vjp)(*(batch[i] for i in ex.wrt), *cotangents)}, notes)
     if not results:
-        return [diagnose.semantic_skip(ex, "vmap", diagnose.no_batching_phrase("fn", notes),
-                                       time.perf_counter() - start)]
+        return Finding(skip=transforms.no_batching_phrase("fn", notes))
     labels = ([f"output {k}" for k in range(len(outs))]
               + [f"the gradient of {ex.labels[i]}" for i in ex.wrt])
-    problems = _compare(ex, labels, loop, results, "calls")
-    return _record(ex, "vmap", problems, start, notes)
+    problems = _against_loop(ex, labels, loop, results, "calls")
+    return Finding(problems=problems, notes=notes)
+
+
+BATCHED_GRAD = Check("batched-grad", check_batched_grad, needs_graph=True, cost=0.003,
+                     doc="vmap of the backward over cotangents equals the loop of backwards")
+BATCHED_FORWARD_AD = Check("batched-forward-ad", check_batched_forward_ad, cost=0.007,
+                           doc="vmap of the jvp over tangents equals the loop of jvps")
+VMAP = Check("vmap", check_vmap, needs_graph=True, cost=0.005,
+             doc="fn and its vjp under torch.func.vmap over inputs equal the loop")

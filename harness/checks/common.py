@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from harness import diagnose
 from harness.autodiff import vjp
+from harness.diagnose.mismatch import IGNORES_COTANGENT, missing_phrase
 from harness.inputs import CaseError, Example, as_outputs
 from harness.tolerances import NOISE_DRAWS, fd_rounding
 
@@ -147,12 +147,12 @@ def autograd_hints(ex: Example, grads: list[torch.Tensor], missing: list[int],
     """Hints about the backward itself: None gradients, and a cotangent that is ignored."""
     hints = []
     if missing:
-        hints.append(diagnose.missing_phrase([ex.labels[ex.wrt[k]] for k in missing]))
+        hints.append(missing_phrase([ex.labels[ex.wrt[k]] for k in missing]))
     doubled = [2 * v for v in ex.cotangents]
     grads2, _ = vjp(ex, ex.leaves(), cotangents=doubled)
     nonzero = any(bool((g != 0).any()) for g in grads)
     same = all(bool(((g2 - g).abs() <= a.to(g.device)).all())
                for g, g2, a in zip(grads, grads2, allowed))
     if nonzero and same:
-        hints.append(diagnose.IGNORES_COTANGENT)
+        hints.append(IGNORES_COTANGENT)
     return hints

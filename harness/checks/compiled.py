@@ -16,17 +16,16 @@ compiler's first line; one that dynamo leaves entirely to eager is a skip that s
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import torch
 
-from harness import diagnose
 from harness.autodiff import of_checked, second_order, vjp
 from harness.checks.common import check_generator, rounding_noise
-from harness.checks.semantics import _record, _requires_backward
+from harness.checks.spec import Check, Finding
+from harness.diagnose import transforms
+from harness.diagnose.mismatch import allowance, compare
 from harness.inputs import Example
-from harness.record import Record
 from harness.tolerances import tolerance_for
 
 
@@ -41,24 +40,21 @@ def _compiled_gradient_function(ex: Example, backend: str):
     return torch.compile(gradient, backend=backend)
 
 
-def _compare(ex: Example, order: str, eager, compiled, noise) -> list[str]:
+def _against_eager(ex: Example, order: str, eager, compiled, noise) -> list[str]:
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     problems = []
     for k, pos in enumerate(ex.wrt):
-        allowed = diagnose.allowance(eager[k], tol, noise=None if noise is None else noise[k])
-        m, _, _ = diagnose.compare(ex.labels[pos], eager[k], compiled[k], allowed)
+        allowed = allowance(eager[k], tol, noise=None if noise is None else noise[k])
+        m, _, _ = compare(ex.labels[pos], eager[k], compiled[k], allowed)
         if m is not None:
-            problems.append(diagnose.compiled_mismatch_phrase(order, m))
+            problems.append(transforms.compiled_mismatch_phrase(order, m))
     return problems
 
 
-def check_compiled(ex: Example, settings) -> list[Record]:
+def check_compiled(ex: Example, settings) -> Finding:
     """torch.compile(fn)'s first- and second-order gradients against eager autograd."""
     from torch._dynamo.utils import counters
 
-    start = time.perf_counter()
-    if skip := _requires_backward(ex, "compiled", start):
-        return skip
     backend = settings.compile_backend
     torch._dynamo.reset()  # each case compiles afresh (dynamo's limits are per code object)
     counters.clear()
@@ -66,19 +62,17 @@ def check_compiled(ex: Example, settings) -> list[Record]:
     try:
         compiled, _ = vjp(replace(ex, fn=torch.compile(ex.fn, backend=backend)), ex.leaves())
     except Exception as exc:
-        return [diagnose.semantic_skip(ex, "compiled", diagnose.compile_error_phrase(exc),
-                                       time.perf_counter() - start)]
+        return Finding(skip=transforms.compile_error_phrase(exc))
     breaks = dict(counters["graph_break"])
     if not counters["stats"]["unique_graphs"]:
-        return [diagnose.semantic_skip(ex, "compiled", diagnose.nothing_compiled_phrase(breaks),
-                                       time.perf_counter() - start)]
-    notes = [diagnose.graph_breaks_phrase(breaks)] if breaks else []
+        return Finding(skip=transforms.nothing_compiled_phrase(breaks))
+    notes = [transforms.graph_breaks_phrase(breaks)] if breaks else []
     noise = rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], eager)
-    problems = _compare(ex, "first-order", eager, compiled, noise)
+    problems = _against_eager(ex, "first-order", eager, compiled, noise)
     if not problems and ex.case.twice_differentiable is not False:
         problems, note = _second_order(ex, backend)
         notes += [note] if note else []
-    return _record(ex, "compiled", problems, start, notes)
+    return Finding(problems=problems, notes=notes)
 
 
 def _second_order(ex: Example, backend: str) -> tuple[list[str], str]:
@@ -101,6 +95,13 @@ def _second_order(ex: Example, backend: str) -> tuple[list[str], str]:
             seconds = [None] * len(wrt)
         compiled = [torch.zeros_like(x) if s is None else s for s, x in zip(seconds, wrt)]
     except Exception as exc:
-        return [], diagnose.second_order_not_compiled_phrase(exc)
+        return [], transforms.second_order_not_compiled_phrase(exc)
     noise = rounding_noise(ex, lambda ls: second_order(ex, ls, weights)[0], eager)
-    return _compare(ex, "second-order", eager, compiled, noise), ""
+    return _against_eager(ex, "second-order", eager, compiled, noise), ""
+
+
+COMPILED = Check("compiled", check_compiled, needs_graph=True, opt_in="compile",
+                 flag="--compiled", cost=5.0,
+                 flag_help="also check torch.compile(fn)'s gradients against eager (slow: "
+                 "~20 s cold per case on 2 cores; cached between runs)",
+                 doc="torch.compile(fn)'s first- and second-order gradients against eager")

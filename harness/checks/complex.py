@@ -15,16 +15,16 @@ conjugated run agrees with finite differences, the message says "conjugate missi
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import torch
 
-from harness import diagnose
 from harness.checks.finite_diff import check_finite_diff
 from harness.checks.second_order import check_second_order
+from harness.checks.spec import Check, Finding
+from harness.diagnose import transforms
 from harness.inputs import Example, as_outputs, reparametrized
-from harness.record import Record
+from harness.tolerances import dtype_name
 
 
 class _ConjugateGradient(torch.autograd.Function):
@@ -66,26 +66,26 @@ def real_view(ex: Example, conjugated: bool = False) -> Example:
         reference_dtype=ex.reference_dtype.to_real())
 
 
-def check_complex(ex: Example, settings) -> list[Record]:
+def check_complex(ex: Example, settings) -> Finding:
     """The fd check, then the second-order check, through the real view; a first-order
     failure that conjugation fixes is named so."""
-    start = time.perf_counter()
-    dtype_name = str(ex.dtype).removeprefix("torch.")
     if not any(x.is_complex() for x in ex.inputs):
-        return [diagnose.semantic_skip(ex, "complex", diagnose.NO_COMPLEX_INPUT,
-                                       time.perf_counter() - start)]
+        return Finding(skip=transforms.NO_COMPLEX_INPUT)
     view = real_view(ex)
-    (record,) = check_finite_diff(view, settings)
-    if record.status == "pass":
-        (second,) = check_second_order(view, settings)
-        record = second if second.status in ("fail", "error") else record
-    message, pattern = record.message, record.pattern
-    if record.status == "fail" and record.check == "fd":
-        (again,) = check_finite_diff(real_view(ex, conjugated=True), settings)
-        if again.status == "pass":
-            message, pattern = diagnose.CONJUGATE_MISSING + "\n" + message, \
-                diagnose.CONJUGATE_MISSING
-    if record.status != "pass":
-        message = diagnose.complex_view_phrase(dtype_name, ex.dtype.to_real()) + "\n" + message
-    return [replace(record, check="complex", dtype=dtype_name, message=message,
-                    pattern=pattern, seconds=time.perf_counter() - start)]
+    found = check_finite_diff(view, settings)
+    preface = [transforms.complex_view_phrase(dtype_name(ex.dtype), ex.dtype.to_real())]
+    if found.failed:
+        if not check_finite_diff(real_view(ex, conjugated=True), settings).failed:
+            return replace(found, view=view, pattern=transforms.CONJUGATE_MISSING,
+                           preface=(*preface, transforms.CONJUGATE_MISSING))
+        return replace(found, view=view, preface=tuple(preface))
+    if ex.case.twice_differentiable is not False:
+        second = check_second_order(view, settings)
+        if second.failed:
+            return replace(second, view=view, preface=tuple(preface))
+    return replace(found, view=view)
+
+
+COMPLEX = Check("complex", check_complex, dtypes="complex", cost=0.008,
+                doc="fd and second order of complex code as real pairs (view_as_real); "
+                "a missing conjugate named")

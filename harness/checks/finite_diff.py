@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
-from harness import diagnose
 from harness.autodiff import vjp
 from harness.checks.common import (
     analytic_gradient,
@@ -14,14 +11,14 @@ from harness.checks.common import (
     rounding_noise,
 )
 from harness.checks.reference import compare_measuring_rounding_on_doubt, compare_with_fd
+from harness.checks.spec import Check, Finding
+from harness.diagnose.mismatch import allowance, compare, swap_phrase, triangulate
 from harness.inputs import Example
-from harness.record import Record
 from harness.tolerances import tolerance_for
 
 
-def check_finite_diff(ex: Example, settings) -> list[Record]:
+def check_finite_diff(ex: Example, settings) -> Finding:
     """vᵀJ from autograd (in the dtype under test) against finite differences of <v, fn>."""
-    start = time.perf_counter()
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     grads, missing = vjp(ex, ex.leaves())
     noise = rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], grads)
@@ -30,27 +27,31 @@ def check_finite_diff(ex: Example, settings) -> list[Record]:
         noise=noise)
     hints = []
     if any(v.mismatch for v in verdicts):
-        allowed = [diagnose.allowance(g, tol, noise=None if noise is None else noise[k])
+        allowed = [allowance(g, tol, noise=None if noise is None else noise[k])
                    for k, g in enumerate(grads)]
         hints = autograd_hints(ex, grads, missing, allowed)
         if all(v.reference is not None for v in verdicts):
-            swap = diagnose.swap_phrase([v.label for v in verdicts],
+            swap = swap_phrase([v.label for v in verdicts],
                                         [v.reference for v in verdicts], grads,
                                         [v.allowed for v in verdicts])
             if swap:
                 hints.append(swap)
         if ex.case.grad is not None:
             hints.append(_triangulation(ex, grads, allowed, settings))
-    return [diagnose.verdict_record(ex, "fd", verdicts, "finite differences", "autograd", hints,
-                                    time.perf_counter() - start)]
+    return Finding(verdicts=verdicts, reference="finite differences", checked="autograd",
+                   hints=hints)
 
 
 def _triangulation(ex: Example, grads, allowed, settings) -> str:
     """Bring in the case's analytic gradient to say which of the three sources is off."""
     analytic = analytic_gradient(ex)
-    an_vs_ag = all(diagnose.compare("", a, g, al)[0] is None
+    an_vs_ag = all(compare("", a, g, al)[0] is None
                    for a, g, al in zip(analytic, grads, allowed))
     tol64 = tolerance_for(analytic[0].dtype, ex.case.tolerances)
     an_vs_fd = not any(v.mismatch for v in compare_with_fd(
         ex, phi_of(ex), analytic, tol64, settings, check_generator(ex, "tri"), localize=False))
-    return diagnose.triangulate(an_vs_ag, False, an_vs_fd)
+    return triangulate(an_vs_ag, False, an_vs_fd)
+
+
+FD = Check("fd", check_finite_diff, cost=0.004,
+           doc="autograd's vjp against central finite differences in float64")

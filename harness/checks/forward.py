@@ -10,18 +10,15 @@ jvp is a skip that says how to add one.
 
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from harness import diagnose
 from harness.autodiff import vjp
 from harness.checks.common import MEASURED_NOISE_ULPS, check_generator, phi_of
-from harness.checks.semantics import _record, _requires_backward
+from harness.checks.spec import Check, Finding
+from harness.diagnose import transforms
 from harness.inputs import Example, as_outputs
 from harness.numerical import directional
-from harness.record import Record
 from harness.tolerances import DIRECTION_SIGMAS, FD_SAFETY, NOISE_SAFETY, tolerance_for
 
 DIRECTIONS = 2
@@ -41,11 +38,8 @@ def _jvp(ex: Example, leaves, pos: int, u: torch.Tensor, weights) -> float:
     return total
 
 
-def check_forward_ad(ex: Example, settings) -> list[Record]:
+def check_forward_ad(ex: Example, settings) -> Finding:
     """JVP vs finite differences and vs reverse mode, along random directions."""
-    start = time.perf_counter()
-    if skip := _requires_backward(ex, "forward-ad", start):
-        return skip
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     gen = check_generator(ex, "forward-ad")
     leaves = tuple(x.detach() for x in ex.leaves())
@@ -58,8 +52,7 @@ def check_forward_ad(ex: Example, settings) -> list[Record]:
             try:
                 forward = _jvp(ex, leaves, pos, u, ex.cotangents)
             except Exception as exc:
-                return [diagnose.semantic_skip(ex, "forward-ad", diagnose.no_jvp_phrase(exc),
-                                               time.perf_counter() - start)]
+                return Finding(skip=transforms.no_jvp_phrase(exc))
             back = float((reverse[k].double() * u).sum())
             scale = float((reverse[k].double() * u).abs().norm()) + abs(back)
             allowed = DIRECTION_SIGMAS * (tol.rtol + tol.atol) * scale + tol.floor
@@ -69,10 +62,10 @@ def check_forward_ad(ex: Example, settings) -> list[Record]:
             near = allowed + FD_SAFETY * fd.error
             odd = ("forward" if abs(back - fd.value) <= near < abs(forward - fd.value) else
                    "reverse" if abs(forward - fd.value) <= near < abs(back - fd.value) else None)
-            problems.append(diagnose.jvp_mismatch_phrase(ex.labels[pos], forward, back,
+            problems.append(transforms.jvp_mismatch_phrase(ex.labels[pos], forward, back,
                                                          fd.value, odd))
             break
-    return _record(ex, "forward-ad", problems, start)
+    return Finding(problems=problems)
 
 
 def _fwd_over_rev_pair(ex: Example, base, pos: int, u, weights):
@@ -104,19 +97,12 @@ def _fwd_over_rev_pair(ex: Example, base, pos: int, u, weights):
     return forward, back, scale
 
 
-def check_fwd_over_rev(ex: Example, settings) -> list[Record]:
+def check_fwd_over_rev(ex: Example, settings) -> Finding:
     """Forward-over-reverse (gradcheck's check_fwd_over_rev): the tangent of the gradient,
     <r, H u> with forward AD pushed through the backward, against reverse-over-reverse
     (double backward), along a random direction per input. On a disagreement, both are
     evaluated again at inputs a few ulps away: what moves there is rounding (cancellation,
     as in normalize near 0), and it is allowed."""
-    start = time.perf_counter()
-    if skip := _requires_backward(ex, "fwd-over-rev", start):
-        return skip
-    if ex.case.twice_differentiable is False:
-        return [diagnose.semantic_skip(ex, "fwd-over-rev", "case is not twice differentiable "
-                                       "(twice_differentiable=False)",
-                                       time.perf_counter() - start)]
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     gen = check_generator(ex, "fwd-over-rev")
     base = tuple(x.detach() for x in ex.leaves())
@@ -128,8 +114,7 @@ def check_fwd_over_rev(ex: Example, settings) -> list[Record]:
         try:
             forward, back, scale = _fwd_over_rev_pair(ex, base, pos, u, weights)
         except Exception as exc:
-            return [diagnose.semantic_skip(ex, "fwd-over-rev", diagnose.no_jvp_phrase(exc),
-                                           time.perf_counter() - start)]
+            return Finding(skip=transforms.no_jvp_phrase(exc))
         if back is None:
             continue  # a backward with no graph: the second-order check says so
         allowed = DIRECTION_SIGMAS * (tol.rtol + tol.atol) * scale + tol.floor
@@ -141,6 +126,12 @@ def check_fwd_over_rev(ex: Example, settings) -> list[Record]:
         forward2, back2, _ = _fwd_over_rev_pair(ex, tuple(moved), pos, u, weights)
         noise = abs(forward2 - forward) + abs((back2 if back2 is not None else back) - back)
         if not abs(forward - back) <= allowed + NOISE_SAFETY * noise:
-            problems.append(diagnose.fwd_over_rev_phrase(ex.labels[pos], forward, back))
+            problems.append(transforms.fwd_over_rev_phrase(ex.labels[pos], forward, back))
             break
-    return _record(ex, "fwd-over-rev", problems, start)
+    return Finding(problems=problems)
+
+
+FORWARD_AD = Check("forward-ad", check_forward_ad, needs_graph=True, cost=0.04,
+                   doc="forward mode's jvp against reverse mode, finite differences as referee")
+FWD_OVER_REV = Check("fwd-over-rev", check_fwd_over_rev, needs_graph=True, second_order=True,
+                     cost=0.006, doc="forward AD through the backward against double backward")

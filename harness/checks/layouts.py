@@ -10,15 +10,13 @@ forward that refuses a layout (view needs contiguous memory) or whose output cha
 
 from __future__ import annotations
 
-import time
-
 import torch
 
-from harness import diagnose
 from harness.autodiff import vjp
-from harness.checks.semantics import _record, _requires_backward
+from harness.checks.spec import Check, Finding
+from harness.diagnose import contracts, transforms
+from harness.diagnose.mismatch import allowance
 from harness.inputs import Example, as_outputs
-from harness.record import Record
 from harness.tolerances import tolerance_for
 
 
@@ -47,12 +45,9 @@ def layouts_for(x: torch.Tensor) -> dict[str, torch.Tensor]:
     return {name: y for name, y in out.items() if not y.is_contiguous()}
 
 
-def check_layouts(ex: Example, settings) -> list[Record]:
+def check_layouts(ex: Example, settings) -> Finding:
     """vᵀJ with non-contiguous inputs and cotangents, one layout at a time, against the
     contiguous run; shape, dtype and device of each gradient."""
-    start = time.perf_counter()
-    if skip := _requires_backward(ex, "layouts", start):
-        return skip
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     leaves = ex.leaves()
     cotangents = [v.to(ex.dtype) if v.is_floating_point() else v for v in ex.cotangents]
@@ -61,9 +56,8 @@ def check_layouts(ex: Example, settings) -> list[Record]:
     cot_layouts = [layouts_for(v) for v in cotangents]
     names = sorted({n for made in leaf_layouts + cot_layouts for n in made})
     if not names:
-        return [diagnose.semantic_skip(ex, "layouts", "every input and output is a scalar or "
-                                       "has size-1 dimensions: no non-contiguous layout exists",
-                                       time.perf_counter() - start)]
+        return Finding(skip="every input and output is a scalar or "
+                                       "has size-1 dimensions: no non-contiguous layout exists")
     problems, notes = [], []
     with torch.no_grad():
         outs = as_outputs(ex.fn(*leaves), ex.case.name)
@@ -75,28 +69,32 @@ def check_layouts(ex: Example, settings) -> list[Record]:
             with torch.no_grad():
                 moved_outs = as_outputs(ex.fn(*moved), ex.case.name)
         except Exception as exc:
-            notes.append(diagnose.layout_forward_refuses_phrase(name, exc))
+            notes.append(transforms.layout_forward_refuses_phrase(name, exc))
             continue
         if not all(torch.equal(a, b) or torch.allclose(a, b, rtol=tol.rtol, atol=tol.floor)
                    for a, b in zip(outs, moved_outs)):
-            notes.append(diagnose.layout_changes_output_phrase(name))
+            notes.append(transforms.layout_changes_output_phrase(name))
             continue
         try:
             grads, _ = vjp(ex, moved, cotangents=moved_cot)
         except Exception as exc:
-            problems.append(diagnose.layout_raises_phrase(name, exc))
+            problems.append(transforms.layout_raises_phrase(name, exc))
             continue
         for k, (g, want) in enumerate(zip(grads, reference)):
             pos = ex.wrt[k]
             label = ex.labels[pos]
             if (g.dtype, g.device, g.shape) != (leaves[pos].dtype, leaves[pos].device,
                                                 leaves[pos].shape):
-                problems.append(diagnose.metadata_phrase(label, g, leaves[pos]))
+                problems.append(contracts.metadata_phrase(label, g, leaves[pos]))
                 continue
             diff = (g.double() - want.double()).abs()
-            allowed = diagnose.allowance(want, tol).to(diff.device)
+            allowed = allowance(want, tol).to(diff.device)
             if not bool((diff <= allowed).all()):
-                problems.append(diagnose.layout_mismatch_phrase(
+                problems.append(transforms.layout_mismatch_phrase(
                     name, label, float(diff.max()), float(want.abs().max())))
-    return _record(ex, "layouts", problems, start,
-                   [f"layouts tried: {', '.join(names)}", *notes])
+    return Finding(problems=problems, notes=[f"layouts tried: {', '.join(names)}", *notes])
+
+
+LAYOUTS = Check("layouts", check_layouts, needs_graph=True, cost=0.002,
+                doc="transposed, strided and channels_last inputs and cotangents give the "
+                "contiguous gradients")

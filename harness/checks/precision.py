@@ -18,17 +18,15 @@ conditioning of this gradient:
 
 from __future__ import annotations
 
-import time
-
 import torch
 
-from harness import diagnose
-from harness.autodiff import vjp
+from harness.autodiff import carries_graph, vjp
 from harness.checks.common import rounding_drifts
-from harness.checks.semantics import _record, _requires_backward
+from harness.checks.spec import Check, Finding
+from harness.diagnose import contracts, transforms
+from harness.diagnose.mismatch import allowance, compare
 from harness.inputs import Example
-from harness.record import Record
-from harness.tolerances import BIAS_FLOOR_ULPS, BIAS_SIGMAS, tolerance_for
+from harness.tolerances import BIAS_FLOOR_ULPS, BIAS_SIGMAS, dtype_name, tolerance_for
 
 BIAS_DRAWS = 6
 """Jitters of the inputs that measure the rounding spread of the mean relative error."""
@@ -50,20 +48,17 @@ def _along(error: torch.Tensor, ref: torch.Tensor) -> float:
     return float((error.double() * ref.double()).sum() / ref.double().square().sum())
 
 
-def check_low_precision(ex: Example, settings) -> list[Record]:
+def check_low_precision(ex: Example, settings) -> Finding:
     """The gradient in float16/bfloat16 against float64, per element and on average."""
-    start = time.perf_counter()
-    dtype_name = str(ex.dtype).removeprefix("torch.")
+    name = dtype_name(ex.dtype)
     if ex.reference_dtype == ex.dtype:
-        return [diagnose.semantic_skip(ex, "low-precision", diagnose.no_float64_phrase(
-            dtype_name), time.perf_counter() - start)]
-    try:
-        if skip := _requires_backward(ex, "low-precision", start):
-            return skip
+        return Finding(skip=transforms.no_float64_phrase(name))
+    try:  # the graph probe runs fn in the low dtype too, which may have no kernel for it
+        if not carries_graph(ex):
+            return Finding(skip=contracts.NO_GRAPH)
         grads, _ = vjp(ex, ex.leaves())
     except Exception as exc:
-        return [diagnose.semantic_skip(ex, "low-precision", diagnose.dtype_unsupported_phrase(
-            dtype_name, ex.device, exc), time.perf_counter() - start)]
+        return Finding(skip=transforms.dtype_unsupported_phrase(name, ex.device, exc))
     seen = [v.to(ex.dtype).to(ex.reference_dtype) for v in ex.cotangents]  # as the run saw them
 
     def gradients(leaves):
@@ -77,10 +72,10 @@ def check_low_precision(ex: Example, settings) -> list[Record]:
     for k, pos in enumerate(ex.wrt):
         label, ref = ex.labels[pos], reference[k]
         noise = max(float(d[k].abs().max()) if d[k].numel() else 0.0 for d in drifts)
-        m, _, _ = diagnose.compare(label, ref, grads[k],
-                                   diagnose.allowance(ref, tol, noise=torch.tensor(noise)))
+        m, _, _ = compare(label, ref, grads[k],
+                                   allowance(ref, tol, noise=torch.tensor(noise)))
         if m is not None:
-            problems.append(diagnose.low_precision_element_phrase(dtype_name, m))
+            problems.append(transforms.low_precision_element_phrase(name, m))
             continue
         if not bool(ref.ne(0).any()) or _rms_weight(ref) > BIAS_MIN_ELEMENTS ** -0.5:
             continue  # too few elements for an average to beat one element's rounding
@@ -92,7 +87,12 @@ def check_low_precision(ex: Example, settings) -> list[Record]:
         spread = max(measured, rounded_once)
         allowed = BIAS_SIGMAS * spread + BIAS_FLOOR_ULPS * unit
         if not abs(bias) <= allowed:
-            problems.append(diagnose.low_precision_bias_phrase(dtype_name, label, bias, allowed))
+            problems.append(transforms.low_precision_bias_phrase(name, label, bias, allowed))
         else:
-            notes.append(diagnose.low_precision_bias_note(label, bias, allowed))
-    return _record(ex, "low-precision", problems, start, notes)
+            notes.append(transforms.low_precision_bias_note(label, bias, allowed))
+    return Finding(problems=problems, notes=notes)
+
+
+LOW_PRECISION = Check("low-precision", check_low_precision, dtypes="low-precision", cost=0.008,
+                      doc="the bfloat16/float16 gradient against float64, per element and on "
+                      "average")

@@ -14,9 +14,19 @@ from dataclasses import dataclass
 
 import torch
 
-from harness import diagnose
 from harness.checks.common import with_measured_rounding
-from harness.diagnose import Mismatch
+from harness.diagnose.mismatch import (
+    Mismatch,
+    allowance,
+    compare,
+    format_index,
+    kink_phrase,
+    located_phrase,
+    nonfinite_phrase,
+    pattern,
+    spread_phrase,
+    unlocated_phrase,
+)
 from harness.inputs import Example
 from harness.numerical import Derivative, ScalarFn, directional, elementwise, one_sided
 from harness.tolerances import (
@@ -123,7 +133,7 @@ class _Target:
         slack = self.tol.rtol * scale + self.tol.floor + FD_SAFETY * (right.error + left.error)
         if abs(right.value - left.value) <= slack:
             return None
-        return diagnose.kink_phrase(diagnose.format_index(self.label, self.index(i)),
+        return kink_phrase(format_index(self.label, self.index(i)),
                                     (left.value, right.value), actual)
 
     def _probe(self, u: torch.Tensor, shrink: float) -> tuple[Derivative, float, float]:
@@ -220,10 +230,10 @@ def _nonfinite_verdict(t: _Target, settings) -> InputVerdict:
     if not math.isfinite(d.value):  # the function itself is singular there: no verdict
         return InputVerdict(t.label, None, 0.0, 0.0)
     shown = flat[:settings.localize_max]
-    where = ", ".join(diagnose.format_index(t.label, t.index(i)) for i in shown)
+    where = ", ".join(format_index(t.label, t.index(i)) for i in shown)
     m = Mismatch(t.label, len(flat), t.cand.numel(), t.index(flat[0]), d.value, actual,
                  math.inf, math.inf, allowed, float("nan"),
-                 diagnose.nonfinite_phrase(len(flat), where + (", ..." if len(flat) > len(shown)
+                 nonfinite_phrase(len(flat), where + (", ..." if len(flat) > len(shown)
                                                                else "")))
     return InputVerdict(t.label, m, math.inf, math.inf)
 
@@ -251,7 +261,7 @@ def _directional_verdict(t: _Target, settings, gen, localize: bool,
     probes = [t.random_probe(everywhere, gen, confirm=confirm)
               for _ in range(settings.directions if directions is None else directions)]
     unreliable = sum(not d.reliable for d, _, _ in probes)
-    kinks = tuple(diagnose.kink_phrase(f"{t.label} along a random direction", d.kink, a)
+    kinks = tuple(kink_phrase(f"{t.label} along a random direction", d.kink, a)
                   for d, a, _ in probes if d.kink)
     e = torch.tensor([d.value for d, _, _ in probes], dtype=torch.float64)
     a = torch.tensor([act for _, act, _ in probes], dtype=torch.float64)
@@ -261,22 +271,22 @@ def _directional_verdict(t: _Target, settings, gen, localize: bool,
     bad = ~(diff <= allow)  # a NaN gradient is wrong, never within tolerance
     if not bool(bad.any()):
         return InputVerdict(t.label, None, max_abs, max_rel, unreliable, kinks=kinks)
-    along = diagnose.pattern(e, a, bad, allow)
+    along = pattern(e, a, bad, allow)
     if not localize:
         m = _unlocated(t, e, a, allow, bad, f"along random directions: {along}")
         return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
     found, complete = _localize(t, gen, settings)
     if not found:
-        m = _unlocated(t, e, a, allow, bad, diagnose.spread_phrase(along))
+        m = _unlocated(t, e, a, allow, bad, spread_phrase(along))
         return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
     flat, exp_i, act_i, allow_i = max(found, key=lambda f: abs(f[2] - f[1]) / f[3])
     if complete:
         count = len(found)
-        where = ", ".join(diagnose.format_index(t.label, t.index(f[0])) for f in found)
-        story = diagnose.located_phrase(count, where, along)
+        where = ", ".join(format_index(t.label, t.index(f[0])) for f in found)
+        story = located_phrase(count, where, along)
     else:
         count = max(len(found), settings.localize_max + 1)
-        story = diagnose.unlocated_phrase(settings.localize_max, along)
+        story = unlocated_phrase(settings.localize_max, along)
     m = Mismatch(t.label, count, t.cand.numel(), t.index(flat), exp_i, act_i,
                  abs(act_i - exp_i), abs(act_i - exp_i) / max(abs(exp_i), 1e-300), allow_i,
                  float("nan"), story)
@@ -301,8 +311,8 @@ def _confirm_elements(t: _Target, ref, err, allowed):
         if abs(actual - d.value) <= allow:
             flat_ref[i], flat_err[i], flat_allowed[i] = d.value, d.error, allow
             if d.kink:
-                where = diagnose.format_index(t.label, t.index(i))
-                kinks.append(diagnose.kink_phrase(where, d.kink, actual))
+                where = format_index(t.label, t.index(i))
+                kinks.append(kink_phrase(where, d.kink, actual))
         else:
             standing += 1
     return ref, err, allowed, tuple(kinks)
@@ -354,13 +364,13 @@ def compare_with_fd(
         elif t.cand.numel() > SCREEN_MIN and (screened := _screen(t, settings, gen)):
             verdicts.append(screened)
         elif t.cand.numel() <= (settings.full_max if full_max is None else full_max):
-            strict = diagnose.allowance(t.cand, tol, noise=t.noise).flatten() / 2
+            strict = allowance(t.cand, tol, noise=t.noise).flatten() / 2
             cand = t.cand.flatten()
             ref, err = elementwise(
                 phi, xs, pos, t.radius, accept=lambda i, d, e, cand=cand, strict=strict:
                 abs(float(cand[i]) - d) <= float(strict[i]) + FD_SAFETY * e)
             unreliable = int((err > FD_UNRELIABLE * ref.abs()).sum())
-            allowed = diagnose.allowance(ref, tol, err, t.noise)
+            allowed = allowance(ref, tol, err, t.noise)
             kinks = ()
             if not quick:
                 ref, err, allowed, kinks = _confirm_elements(t, ref, err, allowed)
@@ -369,7 +379,7 @@ def compare_with_fd(
                          ).flatten().nonzero().flatten().tolist()
                 kinks += tuple(k for k in (t.kink_at(i) for i in shaky)
                                if k and k not in kinks)
-            m, max_abs, max_rel = diagnose.compare(t.label, ref, t.cand, allowed, values=xs[pos])
+            m, max_abs, max_rel = compare(t.label, ref, t.cand, allowed, values=xs[pos])
             verdicts.append(InputVerdict(t.label, m, max_abs, max_rel, unreliable, ref, allowed,
                                          kinks))
         else:

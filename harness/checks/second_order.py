@@ -7,11 +7,8 @@ when its first-order values are right.
 
 from __future__ import annotations
 
-import time
-
 import torch
 
-from harness import diagnose
 from harness.autodiff import second_order, vjp
 from harness.checks.common import (
     check_generator,
@@ -19,20 +16,14 @@ from harness.checks.common import (
     scalarized,
 )
 from harness.checks.reference import compare_measuring_rounding_on_doubt
+from harness.checks.spec import Check, Finding
+from harness.diagnose.mismatch import DISCONNECTED_BACKWARD
 from harness.inputs import Example
-from harness.record import Record
 from harness.tolerances import tolerance_for
 
 
-def check_second_order(ex: Example, settings) -> list[Record]:
+def check_second_order(ex: Example, settings) -> Finding:
     """d/dx <w, vᵀJ> by double backward (dtype under test) vs finite differences (float64)."""
-    start = time.perf_counter()
-    dtype_name = str(ex.dtype).removeprefix("torch.")
-    skip = dict(case=ex.case.name, check="second-order", dtype=dtype_name, device=ex.device,
-                status="skip", seed=ex.seed, source=ex.case.source)
-    if ex.case.twice_differentiable is False:
-        return [Record(message="case is not twice differentiable (twice_differentiable=False)",
-                       **skip)]
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     gen = check_generator(ex, "second-order")
     weights = [torch.randn(ex.inputs[i].shape, generator=gen, dtype=torch.float64)
@@ -53,8 +44,11 @@ def check_second_order(ex: Example, settings) -> list[Record]:
         directions=settings.second_order_directions)
     failed = any(v.mismatch for v in verdicts)
     if failed and not connected and ex.case.twice_differentiable is None:
-        return [Record(message=f"not checked: {diagnose.DISCONNECTED_BACKWARD}", **skip)]
-    hints = [] if connected else [diagnose.DISCONNECTED_BACKWARD]
-    return [diagnose.verdict_record(ex, "second-order", verdicts,
-                                    "finite differences of the gradient",
-                                    "double backward", hints, time.perf_counter() - start)]
+        return Finding(skip=f"not checked: {DISCONNECTED_BACKWARD}")
+    hints = [] if connected else [DISCONNECTED_BACKWARD]
+    return Finding(verdicts=verdicts, reference="finite differences of the gradient",
+                   checked="double backward", hints=hints)
+
+
+SECOND_ORDER = Check("second-order", check_second_order, second_order=True, cost=0.008,
+                     doc="double backward against finite differences of the gradient")

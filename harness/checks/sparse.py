@@ -18,15 +18,14 @@ check here would only accuse torch.
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import torch
 
-from harness import diagnose
 from harness.checks.finite_diff import check_finite_diff
+from harness.checks.spec import Check, Finding
+from harness.diagnose import transforms
 from harness.inputs import Example, as_outputs, reparametrized
-from harness.record import Record
 
 
 def _dense_outputs(outs) -> tuple[torch.Tensor, ...]:
@@ -62,20 +61,18 @@ def dense_view(ex: Example) -> Example:
     return reparametrized(ex, fn, inputs, sparse_at)
 
 
-def check_sparse(ex: Example, settings) -> list[Record]:
+def check_sparse(ex: Example, settings) -> Finding:
     """fd on the specified values; the dense convention noted."""
-    start = time.perf_counter()
     sparse = [ex.labels[i] for i, x in enumerate(ex.inputs) if x.is_sparse]
     if not sparse:
-        return [diagnose.semantic_skip(ex, "sparse", diagnose.NO_SPARSE_INPUT,
-                                       time.perf_counter() - start)]
-    view = values_view(ex)
-    (record,) = check_finite_diff(view, settings)
-    if record.status == "pass":
-        (dense,) = check_finite_diff(dense_view(ex), settings)
-        note = diagnose.sparse_convention_note(sparse, dense.status == "pass")
-        message = f"{record.message}; {note}" if record.message else note
-    else:
-        message = diagnose.SPARSE_VIEW + "\n" + record.message
-    return [replace(record, check="sparse", message=message,
-                    seconds=time.perf_counter() - start)]
+        return Finding(skip=transforms.NO_SPARSE_INPUT)
+    found = check_finite_diff(values_view(ex), settings)
+    if found.failed:
+        return replace(found, preface=(transforms.SPARSE_VIEW,))
+    dense_holds = not check_finite_diff(dense_view(ex), settings).failed
+    return replace(found, notes=(*found.notes,
+                                 transforms.sparse_convention_note(sparse, dense_holds)))
+
+
+SPARSE = Check("sparse", check_sparse, sparse=True, opt_in="sparse", cost=0.1,
+               doc="fd on the specified values of sparse COO inputs (gradcheck's masked)")

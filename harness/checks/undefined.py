@@ -10,18 +10,16 @@ gradient at all (None, from every output) are named in a note.
 
 from __future__ import annotations
 
-import time
-
 import torch
 
-from harness import diagnose
-from harness.checks.semantics import _record, _requires_backward
+from harness.checks.spec import Check, Finding
+from harness.diagnose import contracts
+from harness.diagnose.mismatch import allowance
 from harness.inputs import Example, as_outputs
-from harness.record import Record
 from harness.tolerances import tolerance_for
 
 
-def _grads(outs, targets, cotangents):
+def _grads_given(outs, targets, cotangents):
     pairs = [(o, v) for o, v in zip(outs, cotangents) if v is not None and o.requires_grad]
     if not pairs:
         return [None] * len(targets)
@@ -29,12 +27,9 @@ def _grads(outs, targets, cotangents):
                                     retain_graph=True, allow_unused=True))
 
 
-def check_undefined_grad(ex: Example, settings) -> list[Record]:
+def check_undefined_grad(ex: Example, settings) -> Finding:
     """Per output: its cotangent alone equals it with explicit zeros elsewhere; all outputs
     undefined gives zero or no gradient; no gradient at all is named."""
-    start = time.perf_counter()
-    if skip := _requires_backward(ex, "undefined-grad", start):
-        return skip
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     leaves = ex.leaves()
     targets = [leaves[i] for i in ex.wrt]
@@ -42,28 +37,28 @@ def check_undefined_grad(ex: Example, settings) -> list[Record]:
     cotangents = [v.to(o.dtype) for o, v in zip(outs, ex.cotangents)]
     live = [k for k, o in enumerate(outs) if o.requires_grad]
     problems, notes = [], []
-    everything = _grads(outs, targets, cotangents)
+    everything = _grads_given(outs, targets, cotangents)
     for label, g in zip((ex.labels[i] for i in ex.wrt), everything):
         if g is None:
-            notes.append(diagnose.no_gradient_phrase(label))
+            notes.append(contracts.no_gradient_phrase(label))
     if len(live) > 1:
         for k in live:
             alone = [v if j == k else None for j, v in enumerate(cotangents)]
             zeros = [v if j == k else torch.zeros_like(v) for j, v in enumerate(cotangents)]
             try:
-                got = _grads(outs, targets, alone)
+                got = _grads_given(outs, targets, alone)
             except Exception as exc:
-                problems.append(diagnose.undefined_crash_phrase(k, exc))
+                problems.append(contracts.undefined_crash_phrase(k, exc))
                 continue
-            want = _grads(outs, targets, zeros)
+            want = _grads_given(outs, targets, zeros)
             for label, g, w in zip((ex.labels[i] for i in ex.wrt), got, want):
                 g = torch.zeros_like(w) if g is None and w is not None else g
                 if w is None or g is None:
                     continue
-                allowed = diagnose.allowance(w, tol)
+                allowed = allowance(w, tol)
                 diff = (g.double() - w.double()).abs()
                 if not bool((diff <= allowed.to(diff.device)).all()):
-                    problems.append(diagnose.undefined_mismatch_phrase(
+                    problems.append(contracts.undefined_mismatch_phrase(
                         k, label, float(diff.max()), float(w.abs().max())))
     try:
         undefined = [torch._C._functions.UndefinedGrad()(o) for o in (outs[k] for k in live)]
@@ -71,7 +66,11 @@ def check_undefined_grad(ex: Example, settings) -> list[Record]:
         nothing = torch.autograd.grad(undefined, targets, given, allow_unused=True)
         for label, g in zip((ex.labels[i] for i in ex.wrt), nothing):
             if g is not None and bool(g.abs().max() > 0):
-                problems.append(diagnose.undefined_nonzero_phrase(label, float(g.abs().max())))
+                problems.append(contracts.undefined_nonzero_phrase(label, float(g.abs().max())))
     except Exception as exc:
-        problems.append(diagnose.undefined_crash_phrase(None, exc))
-    return _record(ex, "undefined-grad", problems, start, notes)
+        problems.append(contracts.undefined_crash_phrase(None, exc))
+    return Finding(problems=problems, notes=notes)
+
+
+UNDEFINED_GRAD = Check("undefined-grad", check_undefined_grad, needs_graph=True, cost=0.001,
+                       doc="undefined (None) gradients of other outputs count as zeros")

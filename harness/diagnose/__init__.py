@@ -1,5 +1,11 @@
-"""Every message the harness prints: mismatch diagnosis and semantic-contract phrases."""
+"""Every message the harness prints, by what it is about.
 
-from harness.diagnose.mismatch import *  # noqa: F403
-from harness.diagnose.mismatch import _close  # noqa: F401
-from harness.diagnose.semantics import *  # noqa: F403
+mismatch: a gradient against its reference (where, how much, which pattern); findings: a
+check's Finding as a Record; contracts: broken autograd contracts and training steps;
+transforms: layouts, forward mode, batching, precision, complex, sparse, compiled; events:
+exceptions, crashes, time-outs, interruptions, leaked global state.
+"""
+
+from harness.diagnose.mismatch import allowance, compare, describe, pattern, triangulate
+
+__all__ = ["allowance", "compare", "describe", "pattern", "triangulate"]

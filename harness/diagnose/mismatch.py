@@ -9,12 +9,11 @@ reproduction line. Whole tensors are never printed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
-from harness.record import Record
-from harness.tolerances import FD_SAFETY, NOISE_SAFETY, Tolerance
+from harness.tolerances import FD_SAFETY, NOISE_SAFETY, Tolerance, dtype_name
 
 
 @dataclass(frozen=True)
@@ -37,6 +36,12 @@ class Mismatch:
     @property
     def where(self) -> str:
         return format_index(self.label, self.index)
+
+
+def worst_of(m: Mismatch) -> str:
+    """'3 of 12 elements differ, worst at x[4]: 2.5 instead of 1.5'."""
+    return (f"{m.count} of {m.total} elements differ, worst at {m.where}: "
+            f"{m.actual:.6g} instead of {m.expected:.6g}")
 
 
 def format_index(label: str, index: tuple[int, ...]) -> str:
@@ -208,53 +213,13 @@ def reproduce_line(case: str, dtype: torch.dtype, device: str, seed: int,
                    source: str = "") -> str:
     if source == "check_gradients":
         return f"  reproduce: check_gradients(..., seed={seed}) on the same inputs"
-    dtype_name = str(dtype).removeprefix("torch.")
     load = f" --load {source.removeprefix('file ')}" if source.startswith("file ") else ""
-    return (f"  reproduce: harness check --cases '{case}' --dtype {dtype_name} "
+    return (f"  reproduce: harness check --cases '{case}' --dtype {dtype_name(dtype)} "
             f"--device {device} --seed {seed}{load}")
 
 
 def header(case: str, dtype: torch.dtype, device: str, what: str) -> str:
-    return f"{case} {str(dtype).removeprefix('torch.')} {device}: {what}"
-
-
-def verdict_record(ex, check: str, verdicts, reference: str, checked: str,
-                   hints: list[str], seconds: float, notes: list[str] | None = None):
-    """One Record for a check over all inputs of an Example: pass, or fail with the story."""
-    failed = [v for v in verdicts if v.mismatch is not None]
-    max_abs = max((v.max_abs for v in verdicts), default=0.0)
-    max_rel = max((v.max_rel for v in verdicts), default=0.0)
-    dtype_name = str(ex.dtype).removeprefix("torch.")
-    common = dict(case=ex.case.name, check=check, dtype=dtype_name, device=ex.device,
-                  max_abs_err=max_abs, max_rel_err=max_rel, seed=ex.seed, seconds=seconds,
-                  source=ex.case.source)
-    notes = list(notes or []) + ([ex.note] if ex.note else [])
-    kinks = [k for v in verdicts for k in getattr(v, "kinks", ())]
-    if kinks:
-        shown = "; ".join(kinks[:5]) + (f"; and {len(kinks) - 5} more" if len(kinks) > 5 else "")
-        notes.append(f"{len(kinks)} kink(s), accepted: {shown}")
-    unreliable = sum(v.unreliable for v in verdicts)
-    if unreliable:
-        notes.append(f"{unreliable} finite-difference probes crossed a kink or domain edge "
-                     "and were not trusted")
-    if not failed:
-        return Record(status="pass", message="; ".join(notes), **common)
-    worst = max(failed, key=lambda v: v.mismatch.abs_err / max(v.mismatch.allowed, 1e-300))
-    m = worst.mismatch
-    lines = [header(ex.case.name, ex.dtype, ex.device, f"{checked} vs {reference}")]
-    for v in failed:
-        lines.append(f" {v.label}:")
-        lines.extend(describe(v.mismatch, reference, checked))
-    passed = [v.label for v in verdicts if v.mismatch is None]
-    if passed:
-        lines.append(f" agree: {', '.join(passed)}")
-    lines.extend(f"  hint: {h}" for h in hints)
-    lines.extend(f"  note: {n}" for n in notes)
-    lines.append(reproduce_line(ex.case.name, ex.dtype, ex.device, ex.seed, ex.case.source))
-    pattern_text = "; ".join([m.pattern, *hints])
-    return Record(status="fail", message="\n".join(lines), input=m.label,
-                  index=",".join(map(str, m.index)), expected=m.expected, actual=m.actual,
-                  allowed=m.allowed, pattern=pattern_text, **common)
+    return f"{case} {dtype_name(dtype)} {device}: {what}"
 
 
 IGNORES_COTANGENT = ("backward ignores its incoming gradient (grad_output): doubling the "
@@ -264,19 +229,6 @@ IGNORES_COTANGENT = ("backward ignores its incoming gradient (grad_output): doub
 DISCONNECTED_BACKWARD = (
     "the gradient is not differentiable: double backward sees no graph (once_differentiable, "
     "or detach/no_grad inside backward); declare twice_differentiable=False if that is intended")
-
-
-def as_expected_failure(record: Record, phrase: str) -> Record:
-    """A deliberately wrong (teaching) case: failing with `phrase` in its diagnosis passes."""
-    if record.status == "fail" and phrase in record.message + record.pattern:
-        return replace(record, status="pass",
-                       message=f"fails as the case expects ({phrase!r}):\n{record.message}")
-    if record.status == "pass":
-        return replace(record, status="fail", message=(
-            f"{record.case} {record.dtype} {record.device}: {record.check} was expected to "
-            f"fail with {phrase!r} but passed"))
-    return replace(record, message=f"expected a failure with {phrase!r}, got:\n"
-                   f"{record.message}")
 
 
 def missing_phrase(labels: list[str]) -> str:
@@ -311,17 +263,3 @@ def spread_phrase(along: str) -> str:
     return f"along random directions: {along}; wrong on too many elements to list them"
 
 
-def search_failure_message(case, dtype, device: str, check: str, tried: int, profile: str,
-                           smallest: str, diagnosis: str, saved, seed: int) -> str:
-    """A searched failure: the smallest input, the check's own diagnosis, how to reproduce."""
-    dtype_name = str(dtype).removeprefix("torch.")
-    lines = [header(case.name, dtype, device, f"input search ({check}, {profile} profile): "
-                    f"failed within {tried} inputs"),
-             f"  smallest failing input: {smallest}",
-             *("  " + line for line in diagnosis.splitlines() if "reproduce:" not in line),
-             f"  reproduce: harness search --cases '{case.name}' --check {check} "
-             f"--dtype {dtype_name} --device {device} --seed {seed}"
-             + (" --thorough" if profile == "thorough" else "")]
-    if saved is not None:
-        lines.append(f"  inputs saved: {saved} (torch.load(...)['inputs'])")
-    return "\n".join(lines)

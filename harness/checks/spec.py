@@ -1,0 +1,118 @@
+"""What a check family is (Check) and what one run of it found (Finding).
+
+A family is declared once, at the end of its module, as a frozen `Check`: its name, its
+function, what it applies to and what it needs. Everything that selects checks (the runner,
+the CLI, the pytest plugin, check_gradients) reads the table built from these specs in
+harness.checks; nobody compares a check's name with a string. The runner owns the ceremony
+every family shares (the device skip, the graph and second-order skips, timing, the global
+state note, expected failures, the Record); the family's function only checks, and returns a
+`Finding` that diagnose.findings turns into the Record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+DTYPE_KINDS = ("real", "complex", "low-precision")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check family.
+
+    `run(example, settings) -> Finding`. `applies_to` is "case" (harness.Case: the example is
+    drawn from the case's inputs) or "training" (harness.TrainingCase: a model and a batch).
+    `dtypes` says which dtypes it runs in: the case's "real" ones, its "complex" ones, or the
+    device's "low-precision" ones (float16/bfloat16). `sparse`: it checks sparse inputs, and
+    only it does (check_gradients runs the sparse families alone for sparse tensors).
+    `needs_graph`: skipped when fn's outputs carry no graph. `second_order`: skipped when the
+    case declares twice_differentiable=False. `opt_in`: run only when named, or for cases
+    carrying this tag; `flag` is its command-line switch (e.g. "--compiled"), which adds it to
+    the default checks. `searches`: the family it runs over searched inputs (the `harness
+    search` command's `--check` names that family). `cost`: rough seconds per item on the
+    built-in cases, for ordering and planning. `title`: the header of a failure.
+    """
+
+    name: str
+    run: Callable[..., Finding]
+    doc: str
+    applies_to: str = "case"
+    dtypes: str = "real"
+    sparse: bool = False
+    needs_graph: bool = False
+    second_order: bool = False
+    opt_in: str | None = None
+    flag: str | None = None
+    flag_help: str = ""
+    searches: str | None = None
+    cost: float = 0.01
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        if self.applies_to not in ("case", "training"):
+            raise ValueError(f"Check {self.name!r}: applies_to must be 'case' or 'training', "
+                             f"got {self.applies_to!r}")
+        if self.dtypes not in DTYPE_KINDS:
+            raise ValueError(f"Check {self.name!r}: dtypes must be one of {DTYPE_KINDS}, got "
+                             f"{self.dtypes!r}")
+        if self.flag is not None and not self.flag.startswith("--"):
+            raise ValueError(f"Check {self.name!r}: flag must start with '--', got "
+                             f"{self.flag!r}")
+        if not self.title:
+            default = (f"training step: {self.name}" if self.applies_to == "training"
+                       else f"{self.name} check")
+            object.__setattr__(self, "title", default)
+
+    def default_for(self, tags: tuple[str, ...] = (), declared: tuple[str, ...] = ()) -> bool:
+        """Whether it runs when no check is named: always, unless opt-in and neither the
+        case's tags nor its own `checks` ask for it."""
+        return self.opt_in is None or self.opt_in in tags or self.name in declared
+
+
+@dataclass(frozen=True)
+class SearchFailure:
+    """The smallest searched input where the searched check failed or raised."""
+
+    tried: int
+    profile: str
+    smallest: str
+    found: Any  # the searched check's Record there, or the exception it raised
+    inputs: dict = field(default_factory=dict)  # what to save: torch.load(...)['inputs']
+    check: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one check found for one example; diagnose.findings builds the Record from it.
+
+    `skip`: nothing to check here, and why. `problems`: broken clauses of a contract, one
+    phrase each. `verdicts`: per-input gradient comparisons (InputVerdict), with what the
+    gradient was compared with (`reference`) and which side is under test (`checked`), and
+    `hints` on who is wrong. `notes` go into the message either way. `view`: the example the
+    verdicts were measured on, when it is not the item's own (complex as real pairs);
+    `preface` lines open a failure's message and `pattern` replaces its derived pattern.
+    `label`: the row's check name when it is not the family's ("search-fd"). `error`: the
+    check could not run at all. `searched`: a searched failure.
+    """
+
+    skip: str = ""
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    verdicts: tuple | None = None
+    reference: str = ""
+    checked: str = ""
+    hints: tuple[str, ...] = ()
+    view: Any = None
+    preface: tuple[str, ...] = ()
+    pattern: str = ""
+    label: str = ""
+    error: str = ""
+    searched: SearchFailure | None = None
+
+    @property
+    def failed(self) -> bool:
+        if self.verdicts is not None:
+            return any(v.mismatch is not None for v in self.verdicts)
+        return bool(self.problems or self.searched)

@@ -1,0 +1,116 @@
+"""The one place a Finding becomes a Record: pass, skip, error, or fail with its story.
+
+A check returns what it found (harness.checks.spec.Finding); the runner times it and calls
+`record_of`, which writes the message in the shape every family shares: a header naming
+case, dtype, device and what was compared, per-input lines in assert_close's shape or one
+line per broken clause, hints, notes, and a reproduction line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from harness.diagnose.mismatch import describe, header, reproduce_line
+from harness.record import Record
+from harness.tolerances import dtype_name
+
+
+def record_of(ex, spec, finding, seconds: float, saved: Path | None = None) -> Record:
+    """The Record of `finding`, what `spec`'s check found on example `ex` in `seconds`;
+    `saved` is where the caller saved a searched failure's inputs."""
+    common = dict(case=ex.case.name, check=f"search-{spec.searches}" if spec.searches
+                  else spec.name, dtype=dtype_name(ex.dtype), device=ex.device, seed=ex.seed,
+                  seconds=seconds, source=ex.case.source)
+    if finding.skip:
+        return Record(status="skip", message=finding.skip, **common)
+    if finding.error:
+        return Record(status="error", message=finding.error, **common)
+    if finding.searched is not None:
+        return _searched(ex, spec, finding.searched, saved, common)
+    if finding.verdicts is not None:
+        return _verdicts(ex, finding, common)
+    if not finding.problems:
+        return Record(status="pass", message="; ".join(finding.notes), **common)
+    lines = [header(ex.case.name, ex.dtype, ex.device, spec.title)]
+    lines += [f"  - {p}" for p in finding.problems]
+    lines += [f"  note: {n}" for n in finding.notes]
+    lines.append(reproduce_line(ex.case.name, ex.dtype, ex.device, ex.seed, ex.case.source))
+    return Record(status="fail", message="\n".join(lines), pattern=finding.problems[0],
+                  **common)
+
+
+def _verdicts(ex, finding, common: dict) -> Record:
+    """Per-input comparisons: pass, or fail with each failing input's assert_close lines;
+    header and reproduction line from the example they were measured on (a view, maybe)."""
+    shown = finding.view or ex
+    verdicts = finding.verdicts
+    common.update(max_abs_err=max((v.max_abs for v in verdicts), default=0.0),
+                  max_rel_err=max((v.max_rel for v in verdicts), default=0.0))
+    notes = [shown.note] if shown.note else []
+    kinks = [k for v in verdicts for k in v.kinks]
+    if kinks:
+        listed = "; ".join(kinks[:5]) + (f"; and {len(kinks) - 5} more" if len(kinks) > 5 else "")
+        notes.append(f"{len(kinks)} kink(s), accepted: {listed}")
+    unreliable = sum(v.unreliable for v in verdicts)
+    if unreliable:
+        notes.append(f"{unreliable} finite-difference probes crossed a kink or domain edge "
+                     "and were not trusted")
+    notes += finding.notes
+    failed = [v for v in verdicts if v.mismatch is not None]
+    if not failed:
+        return Record(status="pass", message="; ".join(notes), **common)
+    m = max(failed, key=lambda v: v.mismatch.abs_err / max(v.mismatch.allowed, 1e-300)).mismatch
+    reference, checked = finding.reference, finding.checked
+    lines = [*finding.preface,
+             header(shown.case.name, shown.dtype, shown.device, f"{checked} vs {reference}")]
+    for v in failed:
+        lines.append(f" {v.label}:")
+        lines.extend(describe(v.mismatch, reference, checked))
+    agree = [v.label for v in verdicts if v.mismatch is None]
+    if agree:
+        lines.append(f" agree: {', '.join(agree)}")
+    lines.extend(f"  hint: {h}" for h in finding.hints)
+    lines.extend(f"  note: {n}" for n in notes)
+    lines.append(reproduce_line(shown.case.name, shown.dtype, shown.device, shown.seed,
+                                shown.case.source))
+    pattern = finding.pattern or "; ".join([m.pattern, *finding.hints])
+    return Record(status="fail", message="\n".join(lines), input=m.label,
+                  index=",".join(map(str, m.index)), expected=m.expected, actual=m.actual,
+                  allowed=m.allowed, pattern=pattern, **common)
+
+
+def _searched(ex, spec, searched, saved: Path | None, common: dict) -> Record:
+    """The smallest failing searched input, the searched check's diagnosis there, and how
+    to reproduce the search."""
+    worst = searched.found if isinstance(searched.found, Record) else None
+    diagnosis = (worst.message if worst is not None
+                 else f"{type(searched.found).__name__}: {searched.found}")
+    name = spec.searches
+    lines = [header(ex.case.name, ex.dtype, ex.device, f"input search ({name}, "
+                    f"{searched.profile} profile): failed within {searched.tried} inputs"),
+             f"  smallest failing input: {searched.smallest}",
+             *("  " + line for line in diagnosis.splitlines() if "reproduce:" not in line),
+             f"  reproduce: harness search --cases '{ex.case.name}' --check {name} "
+             f"--dtype {dtype_name(ex.dtype)} --device {ex.device} --seed {ex.seed}"
+             + (" --thorough" if searched.profile == "thorough" else "")]
+    if saved is not None:
+        lines.append(f"  inputs saved: {saved} (torch.load(...)['inputs'])")
+    located = {} if worst is None else dict(input=worst.input, index=worst.index,
+                                             expected=worst.expected, actual=worst.actual)
+    return Record(status="fail" if worst is not None else "error", message="\n".join(lines),
+                  pattern=(worst.pattern if worst is not None else "raised")
+                  + f" (smallest failing input: {searched.smallest})", **located, **common)
+
+
+def as_expected_failure(record: Record, phrase: str) -> Record:
+    """A deliberately wrong (teaching) case: failing with `phrase` in its diagnosis passes."""
+    if record.status == "fail" and phrase in record.message + record.pattern:
+        return replace(record, status="pass",
+                       message=f"fails as the case expects ({phrase!r}):\n{record.message}")
+    if record.status == "pass":
+        return replace(record, status="fail", message=(
+            f"{record.case} {record.dtype} {record.device}: {record.check} was expected to "
+            f"fail with {phrase!r} but passed"))
+    return replace(record, message=f"expected a failure with {phrase!r}, got:\n"
+                   f"{record.message}")

@@ -10,7 +10,7 @@ from harness.checks.common import (
     phi_of,
     rounding_noise,
 )
-from harness.checks.reference import InputVerdict, compare_with_fd
+from harness.checks.reference import InputVerdict, Sweep, compare_with_fd
 from harness.checks.spec import Check, Finding
 from harness.diagnose.mismatch import allowance, compare, swap_phrase, triangulate
 from harness.inputs import Example
@@ -54,10 +54,10 @@ def check_analytic(ex: Example, settings) -> Finding:
         phi = phi_of(ex)
         gen = check_generator(ex, "tri")
         ag_vs_fd = not any(v.mismatch for v in compare_with_fd(
-            ex, phi, grads, tol, settings, gen, localize=False, noise=noise))
+            ex, phi, grads, tol, Sweep.first_order(settings, localize=False), gen, noise))
         tol64 = tolerance_for(analytic[0].dtype, ex.case.tolerances)
         an_vs_fd = not any(v.mismatch for v in compare_with_fd(
-            ex, phi, analytic, tol64, settings, gen, localize=False))
+            ex, phi, analytic, tol64, Sweep.first_order(settings, localize=False), gen))
         hints.append(triangulate(False, ag_vs_fd, an_vs_fd))
         if not ag_vs_fd:
             hints.extend(autograd_hints(ex, grads, missing, allowed))

@@ -10,7 +10,11 @@ from harness.checks.common import (
     phi_of,
     rounding_noise,
 )
-from harness.checks.reference import compare_measuring_rounding_on_doubt, compare_with_fd
+from harness.checks.reference import (
+    Sweep,
+    compare_measuring_rounding_on_doubt,
+    compare_with_fd,
+)
 from harness.checks.spec import Check, Finding
 from harness.diagnose.mismatch import allowance, compare, swap_phrase, triangulate
 from harness.inputs import Example
@@ -23,8 +27,8 @@ def check_finite_diff(ex: Example, settings) -> Finding:
     grads, missing = vjp(ex, ex.leaves())
     noise = rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], grads)
     verdicts = compare_measuring_rounding_on_doubt(
-        ex, phi_of(ex), grads, tol, settings, lambda: check_generator(ex, "fd"),
-        noise=noise)
+        ex, phi_of(ex), grads, tol, Sweep.first_order(settings),
+        lambda: check_generator(ex, "fd"), noise=noise)
     hints = []
     if any(v.mismatch for v in verdicts):
         allowed = [allowance(g, tol, noise=None if noise is None else noise[k])
@@ -49,7 +53,8 @@ def _triangulation(ex: Example, grads, allowed, settings) -> str:
                    for a, g, al in zip(analytic, grads, allowed))
     tol64 = tolerance_for(analytic[0].dtype, ex.case.tolerances)
     an_vs_fd = not any(v.mismatch for v in compare_with_fd(
-        ex, phi_of(ex), analytic, tol64, settings, check_generator(ex, "tri"), localize=False))
+        ex, phi_of(ex), analytic, tol64, Sweep.first_order(settings, localize=False),
+        check_generator(ex, "tri")))
     return triangulate(an_vs_ag, False, an_vs_fd)
 
 

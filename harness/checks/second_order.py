@@ -15,7 +15,7 @@ from harness.checks.common import (
     rounding_noise,
     scalarized,
 )
-from harness.checks.reference import compare_measuring_rounding_on_doubt
+from harness.checks.reference import Sweep, compare_measuring_rounding_on_doubt
 from harness.checks.spec import Check, Finding
 from harness.diagnose.mismatch import DISCONNECTED_BACKWARD
 from harness.inputs import Example
@@ -39,9 +39,8 @@ def check_second_order(ex: Example, settings) -> Finding:
         return scalarized(terms)
 
     verdicts = compare_measuring_rounding_on_doubt(
-        ex, psi, second, tol, settings, lambda: check_generator(ex, "second-order|fd"),
-        noise=noise, full_max=settings.second_order_full_max,
-        directions=settings.second_order_directions)
+        ex, psi, second, tol, Sweep.second_order(settings),
+        lambda: check_generator(ex, "second-order|fd"), noise=noise)
     failed = any(v.mismatch for v in verdicts)
     if failed and not connected and ex.case.twice_differentiable is None:
         return Finding(skip=f"not checked: {DISCONNECTED_BACKWARD}")

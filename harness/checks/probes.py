@@ -1,0 +1,160 @@
+"""Finite-difference probes of one input's candidate gradient along a direction: the
+reading, its allowance, confirmation at smaller steps and the kink test."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from harness.diagnose.mismatch import format_index, kink_phrase
+from harness.numerical import Derivative, ScalarFn, directional, one_sided
+from harness.tolerances import (
+    DIRECTION_SIGMAS,
+    FD_CONFIRM_SHRINKS,
+    FD_SAFETY,
+    NOISE_SAFETY,
+    Tolerance,
+)
+
+REDRAWS = 3
+"""Random directions drawn at most per probe, where finite differences are unreliable."""
+
+
+class Probe(NamedTuple):
+    """One finite-difference reading along a direction u, beside the candidate's <g, u>."""
+
+    derivative: Derivative
+    actual: float
+    allowed: float
+
+    @property
+    def agrees(self) -> bool:
+        return abs(self.actual - self.derivative.value) <= self.allowed  # NaN disagrees
+
+
+
+@dataclass(frozen=True)
+class Target:
+    """One input's candidate gradient and everything needed to probe it."""
+
+    phi: ScalarFn
+    xs: tuple[torch.Tensor, ...]
+    pos: int
+    label: str
+    cand: torch.Tensor
+    tol: Tolerance
+    radius: torch.Tensor | None
+    noise: torch.Tensor | None
+
+    def probe(self, u: torch.Tensor) -> Probe:
+        """(FD derivative along u, candidate's <g, u>, allowed difference).
+
+        A disagreement is re-measured at smaller steps and stands unless a reading there agrees
+        and is sharp enough to have seen it: its finite-difference error allowance below half
+        the gap (the dtype's share of the allowance is the same at every step).
+        """
+        first = self._probe(u, 1.0)
+        gap = abs(first.actual - first.derivative.value)
+        if gap <= first.allowed:
+            return first
+        for shrink in FD_CONFIRM_SHRINKS:
+            again = self._probe(u, shrink)
+            if FD_SAFETY * again.derivative.error >= gap / 2:
+                continue
+            if again.agrees:
+                return again
+        return self._kink(u, first) or first
+
+    def _kink(self, u: torch.Tensor, first):
+        """At a kink central differences mean nothing: if the one-sided slopes disagree and
+        the candidate lies between them, accept it and say it is a kink.
+
+        Along a direction over many elements the test runs along |u|: then torch's kink
+        conventions (0, or an even split) are convex combinations of each element's one-sided
+        slopes, so they fall between the summed left and right slopes. The price: an error
+        smaller than the kinks' spread can hide there; elementwise probes have no such gap.
+        """
+        one_hot = int((u != 0).sum()) == 1
+        w = u if one_hot else u.abs()
+        base = first if one_hot else self._probe(w, 1.0)
+        actual = base.actual
+        # Largest step first: an exact kink shows at any step, and small steps pay in rounding;
+        # a point merely near a kink shows only once the step no longer reaches across it.
+        for shrink in FD_CONFIRM_SHRINKS:
+            right, left = one_sided(self.phi, self.xs, self.pos, w, self.radius, shrink)
+            slack = ((base.allowed - FD_SAFETY * base.derivative.error)
+                     + FD_SAFETY * (right.error + left.error))
+            low, high = sorted((left.value, right.value))
+            if high - low > slack and low - slack <= actual <= high + slack:
+                kink = Derivative(value=actual, error=0.0, kink=(left.value, right.value))
+                return Probe(kink, actual, slack)
+        return None
+
+    def kink_at(self, i: int) -> str | None:
+        """A description of the kink at element i, if its one-sided slopes differ."""
+        u = torch.zeros(self.cand.numel(), dtype=torch.float64)
+        u[i] = 1.0
+        u = u.view(self.cand.shape).to(self.cand.device)
+        right, left = one_sided(self.phi, self.xs, self.pos, u, self.radius,
+                                FD_CONFIRM_SHRINKS[-1])
+        actual = float(self.cand.flatten()[i])
+        scale = max(abs(left.value), abs(right.value), abs(actual))
+        slack = self.tol.rtol * scale + self.tol.floor + FD_SAFETY * (right.error + left.error)
+        if abs(right.value - left.value) <= slack:
+            return None
+        return kink_phrase(format_index(self.label, self.index(i)),
+                                    (left.value, right.value), actual)
+
+    def _probe(self, u: torch.Tensor, shrink: float) -> Probe:
+        c = self.cand.abs()
+        per_element = self.tol.rtol * c + self.tol.atol * float(c.max()) + self.tol.floor
+        if self.noise is not None:
+            per_element = per_element + NOISE_SAFETY * self.noise
+        spread = per_element * u.abs()
+        linear, quadrature = float(spread.sum()), float(spread.norm())
+        base = min(linear, DIRECTION_SIGMAS * quadrature)
+        actual = float((self.cand * u).sum())
+        d = directional(self.phi, self.xs, self.pos, u, self.radius, shrink,
+                        accept=lambda d1, err: abs(actual - d1) <= base + FD_SAFETY * err)
+        return Probe(d, actual, base + FD_SAFETY * d.error)
+
+    def random_probe(self, support: torch.Tensor, gen: torch.Generator, confirm: bool = True):
+        """A probe along a random direction on `support`, redrawn where FD is unreliable and
+        its error is not small beside the allowance.
+
+        Unconfirmed (one step size, no kink test) inside localization: a kink artefact there
+        only leads down a branch that ends at an element probe, which is confirmed.
+        """
+        for _ in range(REDRAWS):
+            u = torch.zeros(self.cand.numel(), dtype=torch.float64)
+            u[support] = torch.randn(len(support), generator=gen, dtype=torch.float64)
+            u = self.movable(u)
+            u = u.view(self.cand.shape).to(self.cand.device)
+            result = self.probe(u) if confirm else self._probe(u, 1.0)
+            d = result.derivative
+            if d.reliable or FD_SAFETY * d.error <= result.allowed / 2:
+                break  # a zero derivative is never 'reliable', but its error is in bounds
+        return result
+
+    @functools.cached_property
+    def _movable(self) -> torch.Tensor | None:
+        finite = torch.isfinite(self.xs[self.pos])
+        return None if bool(finite.all()) else finite.flatten().double().cpu()
+
+    def movable(self, u: torch.Tensor) -> torch.Tensor:
+        """`u` with 0 at -inf/inf/NaN entries of the input (a masked softmax's -inf): a step
+        there means nothing, so directions leave them alone."""
+        return u if self._movable is None else u * self._movable
+
+    def element_probe(self, i: int):
+        u = torch.zeros(self.cand.numel(), dtype=torch.float64)
+        u[i] = 1.0
+        return self.probe(u.view(self.cand.shape).to(self.cand.device))
+
+    def index(self, flat: int) -> tuple[int, ...]:
+        return tuple(int(j) for j in torch.unravel_index(torch.tensor(flat), self.cand.shape))
+
+

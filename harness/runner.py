@@ -159,7 +159,7 @@ def run_check(spec: Check, ex, settings: Settings, started: float | None = None)
     saved = None
     if finding.searched is not None and settings.report_dir is not None:
         saved = save_failing_inputs(settings.report_dir, f"{ex.case.name.replace('/', '__')}-"
-                                    f"{finding.searched.check}-{dtype_name(ex.dtype)}",
+                                    f"{spec.searches}-{dtype_name(ex.dtype)}",
                                     finding.searched.inputs)
     return record_of(ex, spec, finding, time.perf_counter() - started, saved)
 

@@ -64,8 +64,7 @@ def searched(target: Check, ex, run_settings) -> Finding:
     return Finding(searched=SearchFailure(
         tried=tried, profile=run_settings.profile,
         smallest=drawn.describe(input_labels(case, len(drawn.tensors))), found=found,
-        inputs={"case": case.name, "inputs": drawn.tensors, "cotangent_seed": drawn.seed},
-        check=target.name))
+        inputs={"case": case.name, "inputs": drawn.tensors, "cotangent_seed": drawn.seed}))
 
 
 def check_search(ex, run_settings) -> Finding:

@@ -80,7 +80,6 @@ class SearchFailure:
     smallest: str
     found: Any  # the searched check's Record there, or the exception it raised
     inputs: dict = field(default_factory=dict)  # what to save: torch.load(...)['inputs']
-    check: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,8 +92,7 @@ class Finding:
     `hints` on who is wrong. `notes` go into the message either way. `view`: the example the
     verdicts were measured on, when it is not the item's own (complex as real pairs);
     `preface` lines open a failure's message and `pattern` replaces its derived pattern.
-    `label`: the row's check name when it is not the family's ("search-fd"). `error`: the
-    check could not run at all. `searched`: a searched failure.
+    `error`: the check could not run at all. `searched`: a searched failure.
     """
 
     skip: str = ""
@@ -107,7 +105,6 @@ class Finding:
     view: Any = None
     preface: tuple[str, ...] = ()
     pattern: str = ""
-    label: str = ""
     error: str = ""
     searched: SearchFailure | None = None
 

@@ -207,6 +207,7 @@ def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
         for s, x in zip(specs, inputs)
     )
     reference_dtype, note = (torch.complex128 if dtype.is_complex else torch.float64), ""
+    fn = case.fn
     with torch.no_grad():
         try:
             result = case.fn(*(cast(x, torch.float64) for x in inputs))
@@ -214,10 +215,7 @@ def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
             if dtype in (torch.float64, torch.complex128):
                 raise
             result = case.fn(*inputs)  # raises the case's own error if it cannot run at all
-            reference_dtype = dtype
-            note = (f"fn does not run in float64 ({type(exc).__name__}: {str(exc)[:80]}); "
-                    f"references are evaluated in {str(dtype).removeprefix('torch.')}, with "
-                    "coarser finite differences")
+            fn, reference_dtype, note = _reference_fn(case, inputs, dtype, result, exc)
         outs = as_outputs(result, case.name)
     for k, out in enumerate(outs):
         bad = ~torch.isfinite(out.to_dense() if out.is_sparse else out)
@@ -229,11 +227,38 @@ def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
                 "cannot be checked; draw inputs inside the function's domain")
     cotangents = tuple(_draw_cotangent(o, gen).to(device) for o in outs)
     return Example(
-        case=case, fn=case.fn, dtype=dtype, device=device, seed=seed, inputs=inputs,
+        case=case, fn=fn, dtype=dtype, device=device, seed=seed, inputs=inputs,
         labels=tuple(labels), wrt=tuple(wrt), cotangents=cotangents,
         scalar_output=len(outs) == 1 and outs[0].dim() == 0, safe_radius=radius,
         reference_dtype=reference_dtype, note=note,
     )
+
+
+def _reference_fn(case: Case, inputs, dtype: torch.dtype, result, exc: Exception):
+    """(fn, reference dtype, note) where fn does not run on float64 inputs: fn with every
+    torch call promoted to float64 (harness.promote) when that runs and agrees with the dtype
+    under test to its precision, else fn itself with references in that dtype."""
+    from harness.promote import float64_calls
+
+    why = f"{type(exc).__name__}: {str(exc)[:80]}"
+    promoted = float64_calls(case.fn)
+    try:
+        wide = as_outputs(promoted(*(cast(x, torch.float64) for x in inputs)), case.name)
+        low = as_outputs(result, case.name)
+        agree = len(wide) == len(low) and all(
+            w.dtype in (torch.float64, torch.complex128) and w.shape == o.shape
+            and bool(torch.allclose(w, o.to(w.dtype), rtol=1e-2, atol=1e-2 * float(
+                o.abs().max()) if o.numel() else 0.0, equal_nan=True))
+            for w, o in zip(wide, low))
+    except Exception as again:
+        agree, why = False, f"{why}; promoted: {type(again).__name__}: {str(again)[:80]}"
+    if agree:
+        return promoted, torch.complex128 if dtype.is_complex else torch.float64, (
+            f"fn does not run on float64 inputs alone ({why}); references run it with every "
+            "floating tensor it uses promoted to float64")
+    return case.fn, dtype, (
+        f"fn does not run in float64 ({why}); references are evaluated in "
+        f"{str(dtype).removeprefix('torch.')}, with coarser finite differences")
 
 
 @dataclass

@@ -38,8 +38,12 @@ class Derivative:
         return self.error <= FD_UNRELIABLE * abs(self.value) + 1e-300
 
 
+STEP_CUT_MAX = 4096.0
+"""A step `cap` (see directional) cuts the default step by at most this much."""
+
+
 def _step(x: torch.Tensor, u: torch.Tensor, radius: torch.Tensor | None,
-          shrink: float = 1.0) -> float:
+          shrink: float = 1.0, cap: float | None = None) -> float:
     umax = float(u.abs().max())
     if umax == 0:  # nothing moves (every entry along u is inf or masked): any step will do
         return fd_step(x.dtype)
@@ -47,7 +51,10 @@ def _step(x: torch.Tensor, u: torch.Tensor, radius: torch.Tensor | None,
     if not math.isfinite(scale):  # -inf entries (masked softmax): scale by the finite ones
         finite = x.abs()[torch.isfinite(x)]
         scale = float(finite.max()) if finite.numel() else 1.0
-    h = fd_step(x.dtype) * max(1.0, scale) / umax / shrink
+    h = fd_step(x.dtype) * max(1.0, scale) / umax
+    if cap is not None:
+        h = max(min(h, cap), h / STEP_CUT_MAX)
+    h = h / shrink
     if radius is not None:
         moved = u != 0
         if moved.any():
@@ -75,11 +82,12 @@ def one_sided(
     u: torch.Tensor,
     radius: torch.Tensor | None = None,
     shrink: float = 1.0,
+    cap: float | None = None,
 ) -> tuple[Derivative, Derivative]:
     """(right, left) one-sided derivatives along u at step h, with |d(h) - d(2h)| as the
     error: at a kink they differ by the jump in slope, at a smooth point by O(h). Not
     Richardson-corrected: next to (not on) a kink that extrapolation overshoots."""
-    h = _step(xs[position], u, radius, shrink)
+    h = _step(xs[position], u, radius, shrink, cap)
     at = _along(phi, xs, position, u)
     f0, m0 = at(0.0)
     sides = []
@@ -99,8 +107,13 @@ def directional(
     radius: torch.Tensor | None = None,
     shrink: float = 1.0,
     accept: Callable[[float, float], bool] | None = None,
+    cap: float | None = None,
 ) -> Derivative:
     """d/dt phi(xs with xs[position] + t*u) at t=0, at the step divided by shrink.
+
+    `cap` caps the step (before the shrink; at most STEP_CUT_MAX below the default): a
+    direction over many elements crosses a kink (a ReLU unit) with a probability that grows
+    with the step, and needs no more step than its rounding allows (see checks.probes).
 
     Evaluated in the dtype of `xs` (float64, unless fn cannot run in it). With `accept`, the
     two evaluations at +-h come first: when accept(d(h), its rounding error) says the
@@ -108,7 +121,7 @@ def directional(
     the other two evaluations are saved.
     """
     x = xs[position]
-    h = _step(x, u, radius, shrink)
+    h = _step(x, u, radius, shrink, cap)
     at = _along(phi, xs, position, u)
     for _ in range(EDGE_RETRIES):
         (fp1, m1), (fm1, m2) = at(h), at(-h)

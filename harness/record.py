@@ -13,7 +13,9 @@ class Record:
 
     For a failure, `input`/`index` locate the worst element, `expected` is the trusted
     reference there and `actual` the checked value; `pattern` is the diagnosis in a phrase and
-    `message` the full explanation with a reproduction line.
+    `message` the full explanation with a reproduction line. `detects`, for checks that
+    compare against a reference: the smallest error on any one element of any input that the
+    comparison would have caught (absolute, in the compared quantity's units).
     """
 
     case: str
@@ -29,6 +31,7 @@ class Record:
     max_abs_err: float | None = None
     max_rel_err: float | None = None
     allowed: float | None = None
+    detects: float | None = None
     pattern: str = ""
     seed: int | None = None
     seconds: float = 0.0

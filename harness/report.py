@@ -14,7 +14,7 @@ import torch
 from harness.record import Record
 
 COLUMNS = ["case", "check", "dtype", "device", "status", "max_abs_err", "max_rel_err",
-           "input", "index", "expected", "actual", "allowed", "pattern", "message", "seed",
+           "input", "index", "expected", "actual", "allowed", "detects", "pattern", "message", "seed",
            "seconds", "source"]
 
 

@@ -26,6 +26,15 @@ class Tolerance:
     rtol: float
     atol: float
     floor: float
+    along: Tolerance | None = None
+    """The tolerance of each element in a sum along a direction over many elements, where the
+    dtype's rounding is measured (checks.common.rounding_noise) and added, so the table's
+    per-element budget for it (an element's worst rounding, as a float32 reduction's
+    sqrt(n) eps) need not be; None: this tolerance itself."""
+
+    @property
+    def directional(self) -> Tolerance:
+        return self.along or self
 
 
 # float64: a 0.01% error must fail, so rtol sits well below 1e-4 but above what float64
@@ -36,7 +45,8 @@ class Tolerance:
 # the largest element; the measured rounding noise covers conditioning beyond that.
 TOLERANCES: dict[torch.dtype, Tolerance] = {
     torch.float64: Tolerance(rtol=1e-6, atol=1e-8, floor=1e-12),
-    torch.float32: Tolerance(rtol=3e-5, atol=1e-5, floor=1e-6),
+    torch.float32: Tolerance(rtol=3e-5, atol=1e-5, floor=1e-6,
+                             along=Tolerance(rtol=1e-6, atol=0.0, floor=1e-12)),
     torch.float16: Tolerance(rtol=1e-2, atol=2e-3, floor=1e-3),
     torch.bfloat16: Tolerance(rtol=2e-2, atol=5e-3, floor=1e-5),
 }
@@ -89,6 +99,11 @@ DIRECTION_SIGMAS = 4.0
 allowances t_i add up to sum(e_i u_i), whose spread is sqrt(sum (t_i u_i)^2), not
 sum |t_i u_i|: a direction is allowed this many of those spreads (or the plain sum, if
 smaller). Summing linearly would let a 10,000-element float32 tensor hide a wrong element."""
+
+DIRECTION_STEP_SAFETY = 4.0
+"""A direction's step is cut until its finite-difference rounding, with FD_SAFETY, is at most
+1/DIRECTION_STEP_SAFETY of its allowance (never cut more than numerical.STEP_CUT_MAX)."""
+
 
 def fd_step(dtype: torch.dtype) -> float:
     """Central-difference step relative to the input's scale: the optimum eps^(1/3), ~6e-6 in

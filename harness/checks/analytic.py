@@ -23,7 +23,9 @@ def _verdicts(ex: Example, expected, actual, allowed) -> list[InputVerdict]:
     for k, pos in enumerate(ex.wrt):
         m, max_abs, max_rel = compare(ex.labels[pos], expected[k], actual[k],
                                                allowed[k], values=xs[pos])
-        verdicts.append(InputVerdict(ex.labels[pos], m, max_abs, max_rel))
+        detects = float((allowed[k] + (expected[k] - actual[k].to(expected[k])).abs()).max()
+                        ) if expected[k].numel() else 0.0
+        verdicts.append(InputVerdict(ex.labels[pos], m, max_abs, max_rel, detects=detects))
     return verdicts
 
 

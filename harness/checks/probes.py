@@ -13,10 +13,12 @@ from harness.diagnose.mismatch import format_index, kink_phrase
 from harness.numerical import Derivative, ScalarFn, directional, one_sided
 from harness.tolerances import (
     DIRECTION_SIGMAS,
+    DIRECTION_STEP_SAFETY,
     FD_CONFIRM_SHRINKS,
     FD_SAFETY,
     NOISE_SAFETY,
     Tolerance,
+    fd_rounding,
 )
 
 REDRAWS = 3
@@ -34,6 +36,19 @@ class Probe(NamedTuple):
     def agrees(self) -> bool:
         return abs(self.actual - self.derivative.value) <= self.allowed  # NaN disagrees
 
+    @property
+    def detects(self) -> float:
+        """The smallest error on one element that would have made this probe disagree, for a
+        direction whose components are all +-1 or 0 (the element's own component): its error
+        moves <g, u> by exactly its size, on top of the gap already there."""
+        return self.allowed + abs(self.actual - self.derivative.value)
+
+
+
+def signs(n: int, gen: torch.Generator) -> torch.Tensor:
+    """n independent random signs (Rademacher): every element's component has size 1, so
+    none can hide an error behind a small weight, as a Gaussian direction's can."""
+    return torch.randint(0, 2, (n,), generator=gen, dtype=torch.float64) * 2 - 1
 
 
 @dataclass(frozen=True)
@@ -84,7 +99,8 @@ class Target:
         # Largest step first: an exact kink shows at any step, and small steps pay in rounding;
         # a point merely near a kink shows only once the step no longer reaches across it.
         for shrink in FD_CONFIRM_SHRINKS:
-            right, left = one_sided(self.phi, self.xs, self.pos, w, self.radius, shrink)
+            right, left = one_sided(self.phi, self.xs, self.pos, w, self.radius, shrink,
+                                    cap=self._budget(w)[1])
             slack = ((base.allowed - FD_SAFETY * base.derivative.error)
                      + FD_SAFETY * (right.error + left.error))
             low, high = sorted((left.value, right.value))
@@ -109,20 +125,49 @@ class Target:
                                     (left.value, right.value), actual)
 
     def _probe(self, u: torch.Tensor, shrink: float) -> Probe:
-        c = self.cand.abs()
-        per_element = self.tol.rtol * c + self.tol.atol * float(c.max()) + self.tol.floor
-        if self.noise is not None:
-            per_element = per_element + NOISE_SAFETY * self.noise
-        spread = per_element * u.abs()
-        linear, quadrature = float(spread.sum()), float(spread.norm())
-        base = min(linear, DIRECTION_SIGMAS * quadrature)
+        """One reading along u. An element's allowance is the table's tolerance, as element
+        by element; a direction over many elements sums the directional tolerance's budget
+        in quadrature (DIRECTION_SIGMAS spreads, or the plain sum if smaller), the measured
+        rounding noise included, and takes a step cut until the finite difference's rounding
+        is a small part of that: fewer kinks crossed (see numerical.directional)."""
+        base, cap = self._budget(u)
         actual = float((self.cand * u).sum())
-        d = directional(self.phi, self.xs, self.pos, u, self.radius, shrink,
+        d = directional(self.phi, self.xs, self.pos, u, self.radius, shrink, cap=cap,
                         accept=lambda d1, err: abs(actual - d1) <= base + FD_SAFETY * err)
         return Probe(d, actual, base + FD_SAFETY * d.error)
 
+    def _budget(self, u: torch.Tensor) -> tuple[float, float | None]:
+        """(allowance before the finite difference's own error, step cap) along u."""
+        moved = int((u != 0).sum())
+        per_element = self._per_element[moved > 1]
+        spread = per_element * u.abs()
+        linear, quadrature = float(spread.sum()), float(spread.norm())
+        base = min(linear, DIRECTION_SIGMAS * quadrature)
+        if moved <= 1:
+            return base, None
+        rounding = fd_rounding(self.xs[self.pos].dtype) * self.magnitude
+        return base, DIRECTION_STEP_SAFETY * FD_SAFETY * rounding / max(base, 1e-300)
+
+    @functools.cached_property
+    def _per_element(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each element's budget for (an element probe, a direction over many elements)."""
+        c = self.cand.abs()
+        out = []
+        for tol in (self.tol, self.tol.directional):
+            out.append(tol.rtol * c + tol.atol * float(c.max()) + tol.floor)
+        if self.noise is not None and self.noise.numel():
+            # the tensor's largest: rounding is quantized, one element may sit still while
+            # its neighbours move (see checks.common.rounding_noise)
+            out = [o + NOISE_SAFETY * float(self.noise.max()) for o in out]
+        return out[0], out[1]
+
+    @functools.cached_property
+    def magnitude(self) -> float:
+        """The size of phi's terms at the inputs, which sets its rounding."""
+        return self.phi(self.xs)[1]
+
     def random_probe(self, support: torch.Tensor, gen: torch.Generator, confirm: bool = True):
-        """A probe along a random direction on `support`, redrawn where FD is unreliable and
+        """A probe along random signs on `support`, redrawn where FD is unreliable and
         its error is not small beside the allowance.
 
         Unconfirmed (one step size, no kink test) inside localization: a kink artefact there
@@ -130,7 +175,7 @@ class Target:
         """
         for _ in range(REDRAWS):
             u = torch.zeros(self.cand.numel(), dtype=torch.float64)
-            u[support] = torch.randn(len(support), generator=gen, dtype=torch.float64)
+            u[support] = signs(len(support), gen)
             u = self.movable(u)
             u = u.view(self.cand.shape).to(self.cand.device)
             result = self.probe(u) if confirm else self._probe(u, 1.0)

@@ -1,9 +1,14 @@
 """Compare candidate gradients with finite differences of a scalar function, per input.
 
-Small inputs are compared element by element; large ones along random directions (mixed
-signs, a fresh draw per direction), and a failing direction is localized by group testing:
-split the index set, probe each half with a direction restricted to it, recurse into the
-halves that disagree. One wrong element among N is named in about 2*log2(N) probes.
+Small inputs are compared element by element; large ones along random sign directions (every
+component +-1, a fresh draw per direction), and a failing direction is localized by group
+testing: split the index set, probe each half with a direction restricted to it, recurse into
+the halves that disagree. One wrong element among N is named in about 2*log2(N) probes.
+
+Every verdict states its power (`detects`): the smallest error on any one element that it
+would have caught. Element by element that is the element's allowance plus the gap already
+there; along a sign direction an element's error moves <g, u> by exactly its size, so it is
+the direction's allowance plus its gap, the smallest over the directions drawn.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import NamedTuple
 import torch
 
 from harness.checks.common import with_measured_rounding
-from harness.checks.probes import Target
+from harness.checks.probes import Target, signs
 from harness.diagnose.mismatch import (
     Mismatch,
     allowance,
@@ -59,6 +64,16 @@ class InputVerdict:
     reference: torch.Tensor | None = None
     allowed: torch.Tensor | None = None
     kinks: tuple[str, ...] = ()
+    detects: float = math.nan
+    directions: int = 0
+    """How the input was compared: 0 element by element, else along this many directions."""
+
+    @property
+    def power(self) -> str:
+        """What a pass rules out, in words."""
+        how = ("every element compared" if not self.directions else
+               f"{self.directions} random sign direction{'s' * (self.directions > 1)}")
+        return f"{self.label}: any single element off by more than {self.detects:.2g} ({how})"
 
 
 class Located(NamedTuple):
@@ -100,13 +115,21 @@ class Sweep:
                    settings.localize_probes, settings.localize_max)
 
 
-def _localize(t: Target, gen, sweep: Sweep) -> tuple[list[Located], bool]:
-    """Group testing: the flat indices whose gradient disagrees, and whether the search ended."""
+class Localized(NamedTuple):
+    """What group testing found: the wrong elements, whether the search ended, its probes."""
+
+    found: list[Located]
+    complete: bool
+    probes: int
+
+
+def _localize(t: Target, gen, sweep: Sweep) -> Localized:
+    """Group testing: the flat indices whose gradient disagrees."""
     queue = [torch.arange(t.cand.numel())]
     found, probes = [], 0
     while queue:
         if probes >= sweep.localize_probes or len(queue) + len(found) > sweep.localize_max:
-            return found, False
+            return Localized(found, False, probes)
         support = queue.pop(0)
         if len(support) == 1:
             reading = t.element_probe(int(support[0]))
@@ -127,7 +150,7 @@ def _localize(t: Target, gen, sweep: Sweep) -> tuple[list[Located], bool]:
             if failing:
                 queue.extend(failing)
                 break
-    return found, True
+    return Localized(found, True, probes)
 
 
 def _unlocated(t: Target, e, a, allow, bad, story: str) -> Mismatch:
@@ -157,26 +180,34 @@ def _nonfinite_verdict(t: Target, sweep: Sweep) -> InputVerdict:
 
 
 def _screen(t: Target, gen) -> InputVerdict | None:
-    """A pass along SCREEN_DIRECTIONS random directions, each at one step, when every
+    """A pass along SCREEN_DIRECTIONS random sign directions, each at one step, when every
     one agrees with half the allowance to spare and an accurate finite difference; None
     (look element by element) otherwise. Saves the elementwise sweep on correct gradients."""
     worst_abs = worst_rel = 0.0
+    detects = math.inf
     for _ in range(SCREEN_DIRECTIONS):
-        u = t.movable(torch.randn(t.cand.numel(), generator=gen, dtype=torch.float64))
-        d, actual, allowed = t._probe(u.view(t.cand.shape).to(t.cand.device), 1.0)
+        u = t.movable(signs(t.cand.numel(), gen))
+        probe = t._probe(u.view(t.cand.shape).to(t.cand.device), 1.0)
+        d, actual, allowed = probe
         fd_part = FD_SAFETY * d.error
         gap = abs(actual - d.value)
         if not (math.isfinite(gap) and fd_part <= allowed / 2 and gap <= (allowed - fd_part) / 2):
             return None
         worst_abs = max(worst_abs, gap)
         worst_rel = max(worst_rel, gap / max(abs(d.value), 1e-300))
-    return InputVerdict(t.label, None, worst_abs, worst_rel)
+        detects = min(detects, probe.detects)
+    return InputVerdict(t.label, None, worst_abs, worst_rel, detects=detects,
+                        directions=SCREEN_DIRECTIONS)
 
 
 def _directional_verdict(t: Target, sweep: Sweep, gen) -> InputVerdict:
     everywhere = torch.arange(t.cand.numel())
-    probes = [t.random_probe(everywhere, gen, confirm=not sweep.quick)
-              for _ in range(sweep.directions)]
+    probes = []
+    for _ in range(sweep.directions):
+        # once one disagreement stood its confirmation the failure is sure: the other
+        # directions are read once, for the count and the pattern
+        sure = any(not p.agrees for p in probes) and not sweep.quick
+        probes.append(t.random_probe(everywhere, gen, confirm=not (sweep.quick or sure)))
     unreliable = sum(not d.reliable for d, _, _ in probes)
     kinks = tuple(kink_phrase(f"{t.label} along a random direction", d.kink, a)
                   for d, a, _ in probes if d.kink)
@@ -187,14 +218,15 @@ def _directional_verdict(t: Target, sweep: Sweep, gen) -> InputVerdict:
     max_abs, max_rel = float(diff.max()), float((diff / e.abs().clamp_min(1e-300)).max())
     bad = ~(diff <= allow)  # a NaN gradient is wrong, never within tolerance
     if not bool(bad.any()):
-        return InputVerdict(t.label, None, max_abs, max_rel, unreliable, kinks=kinks)
+        return InputVerdict(t.label, None, max_abs, max_rel, unreliable, kinks=kinks,
+                            detects=min(p.detects for p in probes), directions=len(probes))
     along = pattern(e, a, bad, allow)
     if not sweep.localize or sweep.quick:
         m = _unlocated(t, e, a, allow, bad, f"along random directions: {along}")
         return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
-    found, complete = _localize(t, gen, sweep)
+    found, complete, tried = _localize(t, gen, sweep)
     if not found:
-        m = _unlocated(t, e, a, allow, bad, spread_phrase(along))
+        m = _unlocated(t, e, a, allow, bad, spread_phrase(along, tried, complete))
         return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
     worst = max(found, key=lambda f: f.excess)
     if complete:
@@ -203,7 +235,7 @@ def _directional_verdict(t: Target, sweep: Sweep, gen) -> InputVerdict:
         story = located_phrase(count, where, along)
     else:
         count = max(len(found), sweep.localize_max + 1)
-        story = unlocated_phrase(sweep.localize_max, along)
+        story = unlocated_phrase(sweep.localize_max, along, tried)
     gap = abs(worst.actual - worst.reference)
     m = Mismatch(label=t.label, count=count, total=t.cand.numel(), index=t.index(worst.flat),
                  expected=worst.reference, actual=worst.actual, abs_err=gap,
@@ -271,7 +303,7 @@ def compare_with_fd(
         t = Target(phi, xs, pos, ex.labels[pos], candidates[k].detach().double(), tol,
                     ex.safe_radius[pos], None if noise is None else noise[k])
         if t.cand.numel() == 0:
-            verdicts.append(InputVerdict(t.label, None, 0.0, 0.0))
+            verdicts.append(InputVerdict(t.label, None, 0.0, 0.0, detects=0.0))
         elif not bool(torch.isfinite(t.cand).all()):
             verdicts.append(_nonfinite_verdict(t, sweep))
         elif t.cand.numel() > SCREEN_MIN and (screened := _screen(t, gen)):
@@ -293,8 +325,9 @@ def compare_with_fd(
                 kinks += tuple(k for k in (t.kink_at(i) for i in shaky)
                                if k and k not in kinks)
             m, max_abs, max_rel = compare(t.label, ref, t.cand, allowed, values=xs[pos])
+            detects = float((allowed + (t.cand.cpu() - ref).abs()).max())
             verdicts.append(InputVerdict(t.label, m, max_abs, max_rel, unreliable, ref, allowed,
-                                         kinks))
+                                         kinks, detects))
         else:
             verdicts.append(_directional_verdict(t, sweep, gen))
     return verdicts

@@ -8,6 +8,7 @@ line per broken clause, hints, notes, and a reproduction line.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,8 +46,10 @@ def _verdicts(ex, finding, common: dict) -> Record:
     header and reproduction line from the example they were measured on (a view, maybe)."""
     shown = finding.view or ex
     verdicts = finding.verdicts
+    powers = [v.detects for v in verdicts if math.isfinite(v.detects)]
     common.update(max_abs_err=max((v.max_abs for v in verdicts), default=0.0),
-                  max_rel_err=max((v.max_rel for v in verdicts), default=0.0))
+                  max_rel_err=max((v.max_rel for v in verdicts), default=0.0),
+                  detects=max(powers) if len(powers) == len(verdicts) and powers else None)
     notes = [shown.note] if shown.note else []
     kinks = [k for v in verdicts for k in v.kinks]
     if kinks:
@@ -59,6 +62,9 @@ def _verdicts(ex, finding, common: dict) -> Record:
     notes += finding.notes
     failed = [v for v in verdicts if v.mismatch is not None]
     if not failed:
+        power = [v.power for v in verdicts if math.isfinite(v.detects)]
+        if power:
+            notes.insert(0, "would have caught " + "; ".join(power))
         return Record(status="pass", message="; ".join(notes), **common)
     m = max(failed, key=lambda v: v.mismatch.abs_err / max(v.mismatch.allowed, 1e-300)).mismatch
     reference, checked = finding.reference, finding.checked

@@ -93,11 +93,19 @@ def _tensor_case(fn, tensors, name, grad, **options) -> Case:
                 devices=(device,), source="check_gradients", **options)
 
 
+SHORT_FORMS: dict[str, tuple[str, ...]] = {
+    "gradients": ("analytic", "fd", "second-order"),
+    "first-order": ("analytic", "fd"),
+}
+"""`checks=` names for narrow nets: the gradient values alone (the net before every family ran
+by default), or first derivatives alone."""
+
+
 def check_gradients(
     fn: Callable | nn.Module,
     *inputs: torch.Tensor,
     grad: Callable | None = None,
-    checks: Iterable[str] = ("analytic", "fd", "second-order"),
+    checks: Iterable[str] | str | None = None,
     twice_differentiable: bool | None = None,
     name: str | None = None,
     seed: int = 0,
@@ -106,18 +114,27 @@ def check_gradients(
     """Check the gradients of `fn` at `inputs` (those with requires_grad; all float ones if none).
 
     `fn` may be an nn.Module: its parameters are checked too and named in failures. `grad` is
-    an optional analytic gradient (see harness.Case). Double backward is checked where the
-    backward builds a graph (`twice_differentiable=True` demands it, False skips it).
-    Returns a GradientReport of records.
+    an optional analytic gradient (see harness.Case). With no `checks`, every family that
+    applies runs, as `harness check` runs them (forward mode, batched, layouts, undefined
+    gradients, the semantics checks...); `checks` names families, or a short form of
+    SHORT_FORMS ("gradients": analytic, fd and second order). Double backward is checked
+    where the backward builds a graph (`twice_differentiable=True` demands it, False skips
+    it). Returns a GradientReport of records.
     """
     for i, x in enumerate(inputs):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"check_gradients: input {i} is {type(x).__name__}, not a tensor")
-    checks = tuple(checks)
+    if isinstance(checks, str):
+        if checks not in SHORT_FORMS and checks not in CHECKS:
+            raise ValueError(f"check_gradients: unknown checks {checks!r}; short forms: "
+                             f"{list(SHORT_FORMS)}, families: {list(CHECKS)}")
+        checks = SHORT_FORMS.get(checks, (checks,))
     known = [spec.name for spec in CHECKS.values() if spec.applies_to == "case"]
-    unknown = [c for c in checks if c not in known]
-    if unknown:
-        raise ValueError(f"check_gradients: unknown checks {unknown}; known: {known}")
+    if checks is not None:
+        checks = tuple(checks)
+        unknown = [c for c in checks if c not in known]
+        if unknown:
+            raise ValueError(f"check_gradients: unknown checks {unknown}; known: {known}")
     name = name or _name_of(fn)
     if isinstance(fn, nn.Module):
         case = _module_case(fn, inputs, name, grad, twice_differentiable)
@@ -127,7 +144,7 @@ def check_gradients(
     if any(isinstance(x, torch.Tensor) and x.is_sparse for x in inputs):
         # the other families perturb dense tensors
         checks = tuple(spec.name for spec in CHECKS.values() if spec.sparse)
-    elif case.dtypes[0].is_complex:  # the families of complex dtypes (as real pairs)
+    elif case.dtypes[0].is_complex and checks is not None:  # complex ones as real pairs too
         checks = (*(spec.name for spec in CHECKS.values()
                     if spec.dtypes == "complex" and spec.name not in checks), *checks)
     settings = settings or Settings(seed=seed)

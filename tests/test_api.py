@@ -65,9 +65,40 @@ def test_bad_arguments_are_named():
 
 def test_report_frame():
     x = torch.randn(4, dtype=torch.float64, requires_grad=True)
-    frame = check_gradients(torch.sin, x).to_frame()
+    frame = check_gradients(torch.sin, x, checks="gradients").to_frame()
     assert list(frame["check"]) == ["analytic", "fd", "second-order"]
     assert list(frame["status"]) == ["skip", "pass", "pass"]
+    assert frame["detects"].iloc[1] > 0  # a pass says what it rules out
+
+
+def test_the_default_net_is_every_family_that_applies():
+    x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    report = check_gradients(planted.square, x)
+    assert report.ok, str(report)
+    checks = [r.check for r in report.records]
+    for family in ("fd", "second-order", "forward-ad", "fwd-over-rev", "batched-grad",
+                   "layouts", "undefined-grad", "accumulation", "retain-graph"):
+        assert family in checks
+    assert "compiled" not in checks  # opt-in families stay opt-in
+    assert [r.check for r in check_gradients(planted.square, x, checks="first-order").records
+            ] == ["analytic", "fd"]
+    with pytest.raises(ValueError, match="short forms"):
+        check_gradients(planted.square, x, checks="everything")
+
+
+def test_defaults_catch_a_backward_that_misreads_a_strided_cotangent():
+    x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    assert check_gradients(planted.square_ignores_strides, x, checks="gradients").ok
+    with pytest.raises(AssertionError, match="assumes contiguous") as info:
+        assert_gradients(planted.square_ignores_strides, x)
+    assert "layouts" in str(info.value) or "strided" in str(info.value)
+
+
+def test_defaults_catch_a_wrong_jvp_under_a_right_backward():
+    x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    assert check_gradients(planted.SquareWrongJvp.apply, x, checks="gradients").ok
+    with pytest.raises(AssertionError, match="the jvp is wrong"):
+        assert_gradients(planted.SquareWrongJvp.apply, x)
 
 
 def test_module_inputs_that_require_grad_are_checked_too():

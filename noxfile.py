@@ -32,6 +32,6 @@ def bench(session: nox.Session) -> None:
     in the session first."""
     _install(session)
     session.run("python", "-m", "harness", "bench", *session.posargs)
-    session.run("python", "-m", "pytest", "tests/bench_checks.py",
+    session.run("python", "-m", "pytest", "tests/bench_checks.py", "tests/bench_power.py",
                 "tests/bench_timing_agreement.py", "--benchmark-only", "-p", "no:xdist", "-s")
     session.run("python", "-m", "pytest", "tests/bench_opinfo.py", "-p", "no:xdist", "-s")

@@ -125,16 +125,14 @@ def check_gradients(
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"check_gradients: input {i} is {type(x).__name__}, not a tensor")
     if isinstance(checks, str):
-        if checks not in SHORT_FORMS and checks not in CHECKS:
-            raise ValueError(f"check_gradients: unknown checks {checks!r}; short forms: "
-                             f"{list(SHORT_FORMS)}, families: {list(CHECKS)}")
         checks = SHORT_FORMS.get(checks, (checks,))
-    known = [spec.name for spec in CHECKS.values() if spec.applies_to == "case"]
     if checks is not None:
         checks = tuple(checks)
+        known = [spec.name for spec in CHECKS.values() if spec.applies_to == "case"]
         unknown = [c for c in checks if c not in known]
         if unknown:
-            raise ValueError(f"check_gradients: unknown checks {unknown}; known: {known}")
+            raise ValueError(f"check_gradients: unknown checks {unknown}; known: {known}; "
+                             f"short forms: {list(SHORT_FORMS)}")
     name = name or _name_of(fn)
     if isinstance(fn, nn.Module):
         case = _module_case(fn, inputs, name, grad, twice_differentiable)

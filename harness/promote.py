@@ -3,10 +3,10 @@
 A loss written as `lambda w: ((x @ w - y) ** 2).sum()` with float32 `x` and `y` cannot take
 float64 weights, so its references (finite differences, rounding noise) would have to run in
 float32, too coarse to see one wrong element among 10^5 (a float32 finite difference along a
-direction over every weight carries ~1e-3 of the derivative in rounding). Under `float64()`,
-a torch function mode promotes every lower-precision floating tensor and dtype argument to
-float64 as each torch call is made: above autograd, so the graph, its saved tensors and its
-backward are float64 too.
+direction over every weight carries ~1e-3 of the derivative in rounding). Under
+`float64_calls(fn)`, a torch function mode promotes every lower-precision floating tensor and
+dtype argument to float64 as each torch call is made: above autograd, so the graph, its saved
+tensors and its backward are float64 too.
 """
 
 from __future__ import annotations
@@ -48,5 +48,4 @@ def float64_calls(fn):
                 return fn(*args)
         return fn(*args)
 
-    wrapped.promoted = True
     return wrapped

@@ -14,8 +14,8 @@ import torch
 from harness.record import Record
 
 COLUMNS = ["case", "check", "dtype", "device", "status", "max_abs_err", "max_rel_err",
-           "input", "index", "expected", "actual", "allowed", "detects", "pattern", "message", "seed",
-           "seconds", "source"]
+           "input", "index", "expected", "actual", "allowed", "detects", "pattern", "message",
+           "seed", "seconds", "source"]
 
 
 def to_frame(records: Iterable[Record]) -> pd.DataFrame:

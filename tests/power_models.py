@@ -8,8 +8,8 @@ among those whose true gradient is ordinary: |g| at least half the rms of its te
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn

@@ -12,7 +12,13 @@ from harness.checks.common import (
 )
 from harness.checks.reference import InputVerdict, Sweep, compare_with_fd
 from harness.checks.spec import Check, Finding
-from harness.diagnose.mismatch import allowance, compare, swap_phrase, triangulate
+from harness.diagnose.mismatch import (
+    allowance,
+    compare,
+    element_power,
+    swap_phrase,
+    triangulate,
+)
 from harness.inputs import Example
 from harness.tolerances import tolerance_for
 
@@ -23,9 +29,8 @@ def _verdicts(ex: Example, expected, actual, allowed) -> list[InputVerdict]:
     for k, pos in enumerate(ex.wrt):
         m, max_abs, max_rel = compare(ex.labels[pos], expected[k], actual[k],
                                                allowed[k], values=xs[pos])
-        detects = float((allowed[k] + (expected[k] - actual[k].to(expected[k])).abs()).max()
-                        ) if expected[k].numel() else 0.0
-        verdicts.append(InputVerdict(ex.labels[pos], m, max_abs, max_rel, detects=detects))
+        verdicts.append(InputVerdict(ex.labels[pos], m, max_abs, max_rel,
+                                     detects=element_power(expected[k], actual[k], allowed[k])))
     return verdicts
 
 

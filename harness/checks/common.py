@@ -26,10 +26,8 @@ def rounding_noise(ex: Example, compute, base: list[torch.Tensor]) -> list[torch
     result's change differs from the float64 result's change over the same step:
     |(g(x') - g(x)) - (g64(x') - g64(x))|. The true change cancels, the rounding (now
     decorrelated between x and x') remains, and a systematic bug cancels too, so it cannot
-    excuse itself. Per element, the largest over the draws; an element's allowance takes its
-    tensor's largest (rounding is quantized, and one element may sit still while its
-    neighbours move), a direction's the elements' sum in quadrature. None in float64, where
-    rounding is far below every tolerance.
+    excuse itself. Taken per tensor: rounding is quantized, and one element may sit still
+    while its neighbours move. None in float64, where rounding is far below every tolerance.
     """
     if ex.dtype == ex.reference_dtype:
         return None
@@ -37,7 +35,7 @@ def rounding_noise(ex: Example, compute, base: list[torch.Tensor]) -> list[torch
     for drifts in rounding_drifts(ex, compute, base, NOISE_DRAWS):
         for n, drift in zip(noise, drifts):
             torch.maximum(n, drift.abs(), out=n)
-    return noise
+    return [torch.full_like(n, float(n.max()) if n.numel() else 0.0) for n in noise]
 
 
 def rounding_drifts(ex: Example, compute, base: list[torch.Tensor], draws: int):

@@ -44,7 +44,6 @@ class Probe(NamedTuple):
         return self.allowed + abs(self.actual - self.derivative.value)
 
 
-
 def signs(n: int, gen: torch.Generator) -> torch.Tensor:
     """n independent random signs (Rademacher): every element's component has size 1, so
     none can hide an error behind a small weight, as a Gaussian direction's can."""
@@ -96,11 +95,11 @@ class Target:
         w = u if one_hot else u.abs()
         base = first if one_hot else self._probe(w, 1.0)
         actual = base.actual
+        cap = self._budget(w)[1]
         # Largest step first: an exact kink shows at any step, and small steps pay in rounding;
         # a point merely near a kink shows only once the step no longer reaches across it.
         for shrink in FD_CONFIRM_SHRINKS:
-            right, left = one_sided(self.phi, self.xs, self.pos, w, self.radius, shrink,
-                                    cap=self._budget(w)[1])
+            right, left = one_sided(self.phi, self.xs, self.pos, w, self.radius, shrink, cap)
             slack = ((base.allowed - FD_SAFETY * base.derivative.error)
                      + FD_SAFETY * (right.error + left.error))
             low, high = sorted((left.value, right.value))
@@ -155,10 +154,8 @@ class Target:
         out = []
         for tol in (self.tol, self.tol.directional):
             out.append(tol.rtol * c + tol.atol * float(c.max()) + tol.floor)
-        if self.noise is not None and self.noise.numel():
-            # the tensor's largest: rounding is quantized, one element may sit still while
-            # its neighbours move (see checks.common.rounding_noise)
-            out = [o + NOISE_SAFETY * float(self.noise.max()) for o in out]
+        if self.noise is not None:
+            out = [o + NOISE_SAFETY * self.noise for o in out]
         return out[0], out[1]
 
     @functools.cached_property

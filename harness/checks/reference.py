@@ -25,6 +25,7 @@ from harness.diagnose.mismatch import (
     Mismatch,
     allowance,
     compare,
+    element_power,
     format_index,
     kink_phrase,
     located_phrase,
@@ -325,9 +326,8 @@ def compare_with_fd(
                 kinks += tuple(k for k in (t.kink_at(i) for i in shaky)
                                if k and k not in kinks)
             m, max_abs, max_rel = compare(t.label, ref, t.cand, allowed, values=xs[pos])
-            detects = float((allowed + (t.cand.cpu() - ref).abs()).max())
             verdicts.append(InputVerdict(t.label, m, max_abs, max_rel, unreliable, ref, allowed,
-                                         kinks, detects))
+                                         kinks, element_power(ref, t.cand, allowed)))
         else:
             verdicts.append(_directional_verdict(t, sweep, gen))
     return verdicts

@@ -61,9 +61,17 @@ def allowance(
     allowed = tol.rtol * ref + tol.atol * scale + tol.floor
     if fd_error is not None:
         allowed = allowed + FD_SAFETY * fd_error
-    if noise is not None and noise.numel():  # the tensor's largest (see rounding_noise)
-        allowed = allowed + NOISE_SAFETY * float(noise.max())
+    if noise is not None:
+        allowed = allowed + NOISE_SAFETY * noise.to(allowed.device)
     return allowed
+
+
+def element_power(reference: torch.Tensor, actual: torch.Tensor, allowed: torch.Tensor) -> float:
+    """The smallest error on one element that an element-by-element comparison would have
+    caught: its allowance plus the gap already there, the largest over the elements."""
+    if not reference.numel():
+        return 0.0
+    return float((allowed + (actual.to(reference) - reference).abs()).max())
 
 
 def compare(

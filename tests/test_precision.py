@@ -3,7 +3,10 @@
 import pytest
 import torch
 
+from cases import all_cases
 from harness import check_gradients
+from harness.checks.precision import check_low_precision
+from harness.inputs import draw_example
 
 import planted
 
@@ -51,3 +54,18 @@ def test_an_op_without_a_bfloat16_kernel_is_a_skip():
     record = run(cholesky_loss, torch.randn(4, 4, dtype=torch.float64))
     assert record.status == "skip"
     assert "does not run in bfloat16 on cpu" in record.message
+
+
+
+@pytest.mark.parametrize("seed", [59, 84])
+def test_a_saturated_sigmoid_is_not_a_false_alarm(seed):
+    # sigmoid's backward reads its saved output: at x = 5.94, bfloat16 keeps 1 - y as one ulp
+    # of 1 (0.0039 for 0.0026), so the correct kernel's gradient is 50% off; no jitter of x
+    # by a few ulps moves that rounding (block/sigmoid cried wolf on it at these seeds)
+    (case,) = [c for c in all_cases() if c.name == "block/sigmoid"]
+    ex = draw_example(case, torch.bfloat16, "cpu", seed)
+    assert float(ex.leaves()[0].detach().double().abs().max()) > 5.5
+    finding = check_low_precision(ex, None)
+    assert not finding.problems, finding.problems
+    wrong = run(planted.sin_one_wrong_in_bfloat16, X[468:532])
+    assert wrong.status == "fail"  # the saved-rounding term does not hide a wrong element

@@ -89,3 +89,32 @@ def test_a_search_that_cannot_run_is_an_error_not_a_pass():
     record = run_search(case)
     assert record.status == "error"
     assert "input search could not run: RuntimeError: no data" in record.message
+
+
+@pytest.mark.parametrize("fn", [planted.sin_missing_half, planted.square_sign_flip,
+                                planted.square_tiny_error, planted.square, torch.sin])
+def test_verdict_only_gives_the_full_verdict(fn):
+    """The search's probes ask for a verdict only; it must be the whole check's."""
+    x = torch.randn(6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    ex = draw_example(Case(name="t/v", fn=fn, inputs=lambda gen: (x,)), torch.float64, "cpu",
+                      0)
+    full, quick = (on_example("fd", ex, settings)
+                   for settings in (Settings(), Settings(verdict_only=True)))
+    assert quick.status == full.status
+
+
+def test_the_smallest_failure_gets_the_whole_diagnosis_and_a_cut_shrink_says_so(monkeypatch):
+    one_wrong = Case(name="t/one-wrong", fn=planted.sin_one_wrong,
+                     inputs=[Input((40, 40), name="x")])
+    record = run_search(one_wrong)  # the probes do not localize; the last run does
+    assert record.status == "fail" and record.index == "12,34", record.message
+    assert "budget" not in record.message
+    case = Case(name="t/above4", fn=planted.square_wrong_above_4, sizes={"n": (1, 3)},
+                inputs=[Input(("n",), low=-8, high=8, name="x")])
+    import harness.checks.search as search
+
+    monkeypatch.setattr(search, "SHRINK_CALLS", 1)
+    cut = run_search(case)
+    assert cut.status == "fail"
+    assert "smallest failing input found: " in cut.message
+    assert "(the shrink stopped at its budget of 1 inputs)" in cut.message

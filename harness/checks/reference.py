@@ -94,7 +94,8 @@ class Located(NamedTuple):
 class Sweep:
     """How hard one comparison looks: inputs up to `full_max` elements element by element,
     larger ones along `directions` random directions, a failing direction `localize`d in at
-    most `localize_probes` probes naming at most `localize_max` elements. `quick`: no
+    most `localize_probes` probes naming at most `localize_max` elements, `confirm_max`
+    disagreeing elements re-measured before the rest stand on their first reading. `quick`: no
     confirmation at smaller steps, no kink analysis, no localization (a pass is a pass, a
     failure only means 'look properly')."""
 
@@ -104,9 +105,13 @@ class Sweep:
     localize_max: int
     localize: bool = True
     quick: bool = False
+    confirm_max: int = CONFIRM_MAX
 
     @classmethod
     def first_order(cls, settings, localize: bool = True) -> Sweep:
+        if settings.verdict_only:
+            return cls(settings.full_max, settings.directions, settings.localize_probes,
+                       settings.localize_max, localize=False, confirm_max=1)
         return cls(settings.full_max, settings.directions, settings.localize_probes,
                    settings.localize_max, localize)
 
@@ -245,9 +250,9 @@ def _directional_verdict(t: Target, sweep: Sweep, gen) -> InputVerdict:
     return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
 
 
-def _confirm_elements(t: Target, ref, err, allowed):
+def _confirm_elements(t: Target, ref, err, allowed, confirm_max: int = CONFIRM_MAX):
     """Re-measure disagreeing elements at smaller steps, then one-sided at kinks; keep the
-    reading that agrees, if any. Once CONFIRM_MAX of them stood with no kink met, the others
+    reading that agrees, if any. Once confirm_max of them stood with no kink met, the others
     keep their first reading (a failure is sure; its count and pattern stay those measured).
     Returns (ref, err, allowed, kink descriptions)."""
     bad = (~((t.cand.cpu() - ref).abs() <= allowed)).flatten().nonzero().flatten()
@@ -257,7 +262,7 @@ def _confirm_elements(t: Target, ref, err, allowed):
     flat_ref, flat_err, flat_allowed = ref.view(-1), err.view(-1), allowed.view(-1)
     kinks, standing = [], 0
     for i in bad.tolist():
-        if standing >= CONFIRM_MAX and not kinks:
+        if standing >= confirm_max and not kinks:
             break  # the first ones all stood: the rest stand on their first reading
         d, actual, allow = t.element_probe(i)
         if abs(actual - d.value) <= allow:
@@ -282,8 +287,27 @@ def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, 
     if not any(v.mismatch for v in verdicts):
         return verdicts
     gen = make_gen()
-    return compare_with_fd(ex, with_measured_rounding(phi, ex, gen), candidates, tol, sweep,
-                           gen, noise)
+    measured = with_measured_rounding(phi, ex, gen)
+    if sweep.confirm_max == 1 and _one_stands(ex, measured, candidates, tol, verdicts, noise):
+        return verdicts  # a verdict only: the failure is sure, its description is not asked
+    return compare_with_fd(ex, measured, candidates, tol, sweep, gen, noise)
+
+
+def _one_stands(ex: Example, phi: ScalarFn, candidates, tol, verdicts, noise) -> bool:
+    """Whether the first element the quick element-by-element pass found wrong stays wrong
+    when re-measured as the full pass would (smaller steps, kinks, measured rounding)."""
+    xs = ex.reference_inputs()
+    for k, (pos, v) in enumerate(zip(ex.wrt, verdicts)):
+        if v.mismatch is None or v.reference is None or v.allowed is None:
+            continue
+        t = Target(phi, xs, pos, ex.labels[pos], candidates[k].detach().double(), tol,
+                   ex.safe_radius[pos], None if noise is None else noise[k])
+        bad = (~((t.cand.cpu() - v.reference).abs() <= v.allowed)).flatten().nonzero()
+        if len(bad):
+            d, actual, allow = t.element_probe(int(bad[0]))
+            if not abs(actual - d.value) <= allow:
+                return True
+    return False
 
 
 def compare_with_fd(
@@ -319,7 +343,8 @@ def compare_with_fd(
             allowed = allowance(ref, tol, err, t.noise)
             kinks = ()
             if not sweep.quick:
-                ref, err, allowed, kinks = _confirm_elements(t, ref, err, allowed)
+                ref, err, allowed, kinks = _confirm_elements(t, ref, err, allowed,
+                                                            sweep.confirm_max)
                 # kink notes where the finite-difference error, not the tolerance, set the bar
                 shaky = ((err > FD_UNRELIABLE * ref.abs()) & (FD_SAFETY * err > allowed / 2)
                          ).flatten().nonzero().flatten().tolist()

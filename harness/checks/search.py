@@ -11,6 +11,8 @@ the runner saves them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from hypothesis import HealthCheck, Phase, given, seed
 from hypothesis import settings as hypothesis_settings
@@ -20,15 +22,25 @@ from harness.checks.settings import PROFILES
 from harness.checks.spec import Check, Finding, SearchFailure
 from harness.diagnose.findings import record_of
 from harness.inputs import Drawn, build_example, input_labels, item_seed, strategy
+from harness.record import Record
 from harness.tolerances import dtype_name
+
+SHRINK_CALLS = 24
+"""Inputs the shrinker may check after the first failure. Hypothesis's own limit is 500: a
+case whose fd check takes 5 ms then spends ~1 s making the failing input smaller, most of
+it after the sizes and values are already near their smallest. Past this many, further
+candidates pass unchecked, which ends the shrink with the smallest failure found so far."""
 
 
 def searched(target: Check, ex, run_settings) -> Finding:
     """Run `target` over searched inputs of `ex`'s case, dtype and device: pass (how many
-    inputs), or the smallest failing input with the check's record there."""
+    inputs), or the smallest failing input with the check's record there. The probes ask
+    for a verdict only (a wrong gradient fails every shrink step, and its diagnosis is 20x
+    its verdict's cost); the whole check runs once more where the shrink ended."""
     case, dtype, device = ex.case, ex.dtype, ex.device
+    quick_settings = replace(run_settings, verdict_only=True)
     failures: list[tuple[Drawn, object]] = []
-    tried = 0
+    tried = shrunk = 0
 
     @seed(item_seed(run_settings.seed, f"search|{case.name}", dtype))
     @hypothesis_settings(max_examples=PROFILES[run_settings.profile], deadline=None,
@@ -36,12 +48,16 @@ def searched(target: Check, ex, run_settings) -> Finding:
                          phases=[Phase.explicit, Phase.generate, Phase.shrink])
     @given(drawn=strategy(case))
     def probe(drawn: Drawn) -> None:
-        nonlocal tried
+        nonlocal tried, shrunk
+        if failures:
+            shrunk += 1
+            if shrunk > SHRINK_CALLS:
+                return
         tried += 1
         gen = torch.Generator().manual_seed(drawn.seed)
         try:
             example = build_example(case, drawn.tensors, dtype, device, run_settings.seed, gen)
-            found = target.run(example, run_settings)
+            found = target.run(example, quick_settings)
         except Exception as exc:  # a crash on some input is a finding too
             failures.append((drawn, exc))
             raise
@@ -61,8 +77,15 @@ def searched(target: Check, ex, run_settings) -> Finding:
     if not failures:
         return Finding(notes=(f"{tried} searched inputs ({run_settings.profile} profile)",))
     drawn, found = failures[-1]  # hypothesis replays the shrunk example last
+    if isinstance(found, Record):  # the whole diagnosis, there
+        gen = torch.Generator().manual_seed(drawn.seed)
+        example = build_example(case, drawn.tensors, dtype, device, run_settings.seed, gen)
+        full = target.run(example, run_settings)
+        if full.failed:
+            found = record_of(example, target, full, 0.0)
     return Finding(searched=SearchFailure(
         tried=tried, profile=run_settings.profile,
+        shrink_cut=SHRINK_CALLS if shrunk > SHRINK_CALLS else 0,
         smallest=drawn.describe(input_labels(case, len(drawn.tensors))), found=found,
         inputs={"case": case.name, "inputs": drawn.tensors, "cotangent_seed": drawn.seed}))
 

@@ -20,6 +20,9 @@ class Settings:
     `profile` sets how many inputs the search check tries; failing searched inputs are saved
     under `report_dir`/failing when it is set. `compile_backend` is the torch.compile backend
     of the compiled check ("inductor"; "aot_eager" compiles in a fraction of the time).
+    `verdict_only`: a failure stands once one disagreeing element or direction is confirmed,
+    with no localization and no further confirmations (the search's probes; it re-runs the
+    whole check on the smallest failing input it found).
     """
 
     seed: int = 0
@@ -32,6 +35,7 @@ class Settings:
     localize_probes: int = 400
     localize_max: int = 8
     compile_backend: str = "inductor"
+    verdict_only: bool = False
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:

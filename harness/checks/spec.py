@@ -80,6 +80,7 @@ class SearchFailure:
     smallest: str
     found: Any  # the searched check's Record there, or the exception it raised
     inputs: dict = field(default_factory=dict)  # what to save: torch.load(...)['inputs']
+    shrink_cut: int = 0  # the shrinker stopped after this many tries: the smallest found
 
 
 @dataclass(frozen=True)

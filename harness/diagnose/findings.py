@@ -95,7 +95,10 @@ def _searched(ex, spec, searched, saved: Path | None, common: dict) -> Record:
     name = spec.searches
     lines = [header(ex.case.name, ex.dtype, ex.device, f"input search ({name}, "
                     f"{searched.profile} profile): failed within {searched.tried} inputs"),
-             f"  smallest failing input: {searched.smallest}",
+             f"  smallest failing input{' found' if searched.shrink_cut else ''}: "
+             f"{searched.smallest}"
+             + (f" (the shrink stopped at its budget of {searched.shrink_cut} inputs)"
+                if searched.shrink_cut else ""),
              *("  " + line for line in diagnosis.splitlines() if "reproduce:" not in line),
              f"  reproduce: harness search --cases '{ex.case.name}' --check {name} "
              f"--dtype {dtype_name(ex.dtype)} --device {ex.device} --seed {ex.seed}"

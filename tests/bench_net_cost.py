@@ -1,0 +1,156 @@
+"""Benchmark: the default one-call net against gradcheck with the same coverage, in one run.
+
+Run with `python -m pytest tests/bench_net_cost.py --benchmark-only -p no:xdist -s` (part of
+`nox -s bench`). Over every built-in case (float64, seed 0, its drawn inputs; no `grad=`, as
+a user with only a function would call it) and the planted Functions of tests/planted.py
+(right and wrong ones, on an 8x6 float64 input), it times, alternately in this process:
+
+* harness: `check_gradients(fn, *inputs)` with no `checks=`, the whole default net (first
+  and second order, forward mode, fwd-over-rev, batched, vmap, layouts, undefined gradients,
+  bfloat16, an input search and the semantics checks);
+* gradcheck: `gradcheck(fn, inputs, check_forward_ad=True, check_batched_grad=True)` plus
+  `gradgradcheck(fn, inputs)` (`raise_exception=False`), in its default (slow) mode and in
+  fast mode. Where gradcheck raises (no jvp, a sparse input) its time to the raise counts
+  and its verdict is "raised".
+
+Prints each item's verdicts and seconds (the best of ROUNDS) and the totals; with
+HARNESS_COST_REPORT it writes the table as markdown.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+
+import pytest
+import torch
+
+from cases import all_cases
+from harness import check_gradients
+from harness.case import Case
+from harness.inputs import draw_example
+
+import planted
+
+ROUNDS = int(os.environ.get("HARNESS_COST_ROUNDS", "3"))
+SLOW_MODE_MAX = 2000
+"""gradcheck's default (slow) mode builds the whole Jacobian, a column per input element:
+above this many elements (the tutorials' TinyModel has 101,110: hours) it is not run."""
+ROWS = []
+
+PLANTED = {
+    "Square": planted.square,
+    "SquareSignFlip": planted.square_sign_flip,
+    "SquareIgnoresGrad": planted.square_ignores_grad,
+    "SquareTinyError": planted.square_tiny_error,
+    "SinMissingHalf": planted.sin_missing_half,
+    "SinOneWrong": planted.sin_one_wrong,
+    "SquareIgnoresStrides": planted.square_ignores_strides,
+    "SquareWithJvp": planted.SquareWithJvp.apply,
+    "SquareWrongJvp": planted.SquareWrongJvp.apply,
+    "CubeWrongSecond": planted.CubeWrongSecond.apply,
+    "SquareFunc": planted.SquareFunc.apply,
+    "SquareFuncWrongVmap": planted.SquareFuncWrongVmap.apply,
+    "SquareScalesGradOutput": planted.square_scales_grad_output,
+}
+
+
+def _items():
+    for case in all_cases():
+        if isinstance(case, Case):
+            leaves = draw_example(case, torch.float64, "cpu", seed=0).leaves()
+            yield case.name, case.fn, leaves
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 6, generator=gen, dtype=torch.float64)
+    big = torch.randn(40, 40, generator=gen, dtype=torch.float64)  # SinOneWrong: at [12, 34]
+    for name, fn in PLANTED.items():
+        yield f"planted/{name}", fn, ((big if name == "SinOneWrong" else x).clone()
+                                      .requires_grad_(),)
+
+
+def _fresh(leaves):
+    return tuple(t.detach().clone().requires_grad_(t.requires_grad) if t.is_floating_point()
+                 or t.is_complex() else t for t in leaves)
+
+
+def _harness(fn, leaves) -> str:
+    report = check_gradients(fn, *_fresh(leaves))
+    if report.ok:
+        return "pass"
+    return "fail: " + ",".join(sorted({r.check for r in report.failures}))
+
+
+def _gradcheck(fn, leaves, fast: bool) -> str:
+    inputs = _fresh(leaves)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            first = torch.autograd.gradcheck(fn, inputs, check_forward_ad=True,
+                                             check_batched_grad=True, fast_mode=fast,
+                                             raise_exception=False)
+            second = torch.autograd.gradgradcheck(fn, inputs, fast_mode=fast,
+                                                  raise_exception=False)
+        except Exception as exc:  # noqa: BLE001 - a raise is gradcheck's verdict here
+            return f"raised {type(exc).__name__}"
+    return "pass" if first and second else "fail"
+
+
+def _best(call, *args) -> tuple[str, float]:
+    best, verdict = float("inf"), None
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        verdict = call(*args)
+        best = min(best, time.perf_counter() - start)
+    return verdict, best
+
+
+def _sweep() -> list[dict]:
+    _harness(torch.sin, (torch.randn(4, dtype=torch.float64, requires_grad=True),))  # warm-up
+    rows = []
+    for name, fn, leaves in _items():
+        harness, harness_s = _best(_harness, fn, leaves)
+        elements = sum(t.numel() for t in leaves if t.requires_grad)
+        slow, slow_s = (_best(_gradcheck, fn, leaves, False)
+                        if elements <= SLOW_MODE_MAX else ("not run", float("nan")))
+        fast, fast_s = _best(_gradcheck, fn, leaves, True)
+        print(f"{name}: {elements} elements, harness {harness} {harness_s:.3f} s, gradcheck "
+              f"{slow} {slow_s:.3f} s, fast mode {fast} {fast_s:.3f} s", flush=True)
+        rows.append(dict(item=name, elements=elements,
+                         harness=harness, harness_s=harness_s, gradcheck=slow,
+                         gradcheck_s=slow_s, fast=fast, fast_s=fast_s))
+    return rows
+
+
+def test_net_cost(benchmark):
+    ROWS.extend(benchmark.pedantic(_sweep, rounds=1, iterations=1))
+
+
+def _table(rows) -> list[str]:
+    lines = ["| item | elements | harness default net | s | gradcheck + gradgradcheck | s | "
+             "same, fast mode | s |", "|" + "---|" * 8]
+    for r in rows:
+        lines.append(f"| {r['item']} | {r['elements']} | {r['harness']} | {r['harness_s']:.3f} "
+                     f"| {r['gradcheck']} | {r['gradcheck_s']:.3f} | {r['fast']} | "
+                     f"{r['fast_s']:.3f} |")
+    total = {k: sum(r[k] for r in rows) for k in ("harness_s", "gradcheck_s", "fast_s")}
+    lines.append(f"| **total ({len(rows)} items)** | | | **{total['harness_s']:.2f}** | | "
+                 f"**{total['gradcheck_s']:.2f}** | | **{total['fast_s']:.2f}** |")
+    return lines
+
+
+def teardown_module():
+    if not ROWS:
+        return
+    lines = _table(ROWS)
+    print(f"\n\nDefault one-call net against gradcheck with the same coverage (best of "
+          f"{ROUNDS} rounds, seconds)")
+    print("\n".join(lines))
+    out = os.environ.get("HARNESS_COST_REPORT")
+    if out:
+        with open(out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    pytest.main([__file__, "--benchmark-only", "-p", "no:xdist", "-s"])

@@ -146,19 +146,23 @@ def elementwise(
     position: int,
     radius: torch.Tensor | None = None,
     accept: Callable[[int, float, float], bool] | None = None,
+    stop: Callable[[int, float, float], bool] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The full gradient of phi with respect to xs[position], one element at a time.
 
     Returns (values, error estimates), shaped like the input. `accept(i, d, error)` lets an
     element that already agrees at one step skip the Richardson evaluations (see directional).
+    `stop(i, d, error)`: true ends the sweep there; the elements not reached are NaN.
     """
     x = xs[position]
-    values = torch.zeros(x.numel(), dtype=torch.float64)
-    errors = torch.zeros(x.numel(), dtype=torch.float64)
+    values = torch.full((x.numel(),), math.nan, dtype=torch.float64)
+    errors = torch.full((x.numel(),), math.nan, dtype=torch.float64)
     for i in range(x.numel()):
         u = torch.zeros(x.numel(), dtype=torch.float64, device=x.device)
         u[i] = 1.0
         d = directional(phi, xs, position, u.view_as(x), radius,
                         accept=None if accept is None else lambda d1, e, i=i: accept(i, d1, e))
         values[i], errors[i] = d.value, d.error
+        if stop is not None and stop(i, d.value, d.error):
+            break
     return values.view(x.shape), errors.view(x.shape)

@@ -275,6 +275,20 @@ def _confirm_elements(t: Target, ref, err, allowed, confirm_max: int = CONFIRM_M
     return ref, err, allowed, tuple(kinks)
 
 
+class _FirstDoubt:
+    """elementwise's stop for a verdict only: the first element past `bar` ends the sweep
+    (`reached` elements were read); the full pass or _one_stands looks at it properly."""
+
+    def __init__(self, cand: torch.Tensor, bar: torch.Tensor):
+        self.cand, self.bar, self.reached = cand, bar, cand.numel()
+
+    def __call__(self, i: int, d: float, error: float) -> bool:
+        if abs(float(self.cand[i]) - d) <= float(self.bar[i]) + FD_SAFETY * error:
+            return False
+        self.reached = i + 1
+        return True
+
+
 def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, tol,
                                         sweep: Sweep, make_gen, noise=None
                                         ) -> list[InputVerdict]:
@@ -336,9 +350,13 @@ def compare_with_fd(
         elif t.cand.numel() <= sweep.full_max:
             strict = allowance(t.cand, tol, noise=t.noise).flatten() / 2
             cand = t.cand.flatten()
+            doubt = _FirstDoubt(cand, 2 * strict) if sweep.confirm_max == 1 else None
             ref, err = elementwise(
                 phi, xs, pos, t.radius, accept=lambda i, d, e, cand=cand, strict=strict:
-                abs(float(cand[i]) - d) <= float(strict[i]) + FD_SAFETY * e)
+                abs(float(cand[i]) - d) <= float(strict[i]) + FD_SAFETY * e, stop=doubt)
+            if doubt is not None:  # a verdict only: elements not reached read as agreeing
+                unread = (torch.arange(cand.numel()) >= doubt.reached).view(ref.shape)
+                ref, err = torch.where(unread, t.cand.cpu(), ref), err.masked_fill(unread, 0.0)
             unreliable = int((err > FD_UNRELIABLE * ref.abs()).sum())
             allowed = allowance(ref, tol, err, t.noise)
             kinks = ()

@@ -27,11 +27,12 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Backward-pass timing on CPU and CUDA into reports/bench.*, then the benchmarks: the
-    harness against gradcheck (TinyModel, and every OpInfo sample), and the timing agreement
+    harness against gradcheck (TinyModel, detection power, the default net's cost, and every
+    OpInfo sample), and the timing agreement
     (reports/timing-agreement-<device>.md). On a GPU machine, install the CUDA torch you want
     in the session first."""
     _install(session)
     session.run("python", "-m", "harness", "bench", *session.posargs)
     session.run("python", "-m", "pytest", "tests/bench_checks.py", "tests/bench_power.py",
-                "tests/bench_timing_agreement.py", "--benchmark-only", "-p", "no:xdist", "-s")
+                "tests/bench_net_cost.py", "tests/bench_timing_agreement.py", "--benchmark-only", "-p", "no:xdist", "-s")
     session.run("python", "-m", "pytest", "tests/bench_opinfo.py", "-p", "no:xdist", "-s")

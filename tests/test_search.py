@@ -118,3 +118,15 @@ def test_the_smallest_failure_gets_the_whole_diagnosis_and_a_cut_shrink_says_so(
     assert cut.status == "fail"
     assert "smallest failing input found: " in cut.message
     assert "(the shrink stopped at its budget of 1 inputs)" in cut.message
+
+
+def test_quick_failures_that_the_whole_check_rescues_are_not_reported():
+    from harness.checks.search import searched as search_with
+    from harness.checks.spec import Check, Finding
+
+    doubts_only = Check("doubts", lambda ex, settings: Finding(
+        problems=["quick doubt"] if settings.verdict_only else []), doc="test double")
+    case = Case(name="t/sin", fn=torch.sin, inputs=[Input((3,), name="x")])
+    finding = search_with(doubts_only, draw_example(case, torch.float64, "cpu", 0), Settings())
+    assert not finding.failed and finding.searched is None
+    assert "did not stand the whole check" in finding.notes[0]

@@ -76,18 +76,32 @@ def searched(target: Check, ex, run_settings) -> Finding:
                        f"not run: {type(raised).__name__}: {raised}")
     if not failures:
         return Finding(notes=(f"{tried} searched inputs ({run_settings.profile} profile)",))
-    drawn, found = failures[-1]  # hypothesis replays the shrunk example last
-    if isinstance(found, Record):  # the whole diagnosis, there
-        gen = torch.Generator().manual_seed(drawn.seed)
-        example = build_example(case, drawn.tensors, dtype, device, run_settings.seed, gen)
-        full = target.run(example, run_settings)
-        if full.failed:
-            found = record_of(example, target, full, 0.0)
+    confirmed = _confirmed(target, case, dtype, device, run_settings, failures)
+    if confirmed is None:
+        return Finding(notes=(f"{tried} searched inputs ({run_settings.profile} profile); "
+                              f"{len(failures)} quick verdicts of failure did not stand the "
+                              "whole check",))
+    drawn, found = confirmed
     return Finding(searched=SearchFailure(
         tried=tried, profile=run_settings.profile,
         shrink_cut=SHRINK_CALLS if shrunk > SHRINK_CALLS else 0,
         smallest=drawn.describe(input_labels(case, len(drawn.tensors))), found=found,
         inputs={"case": case.name, "inputs": drawn.tensors, "cotangent_seed": drawn.seed}))
+
+
+def _confirmed(target: Check, case, dtype, device, run_settings, failures):
+    """The smallest failure whose whole check fails too, with that diagnosis (hypothesis
+    replays the shrunk example last); a crash stands as it is. None when no quick verdict
+    stands: the whole check can rescue what the quick one doubted (kinks, rounding)."""
+    for drawn, found in reversed(failures):
+        if not isinstance(found, Record):
+            return drawn, found
+        gen = torch.Generator().manual_seed(drawn.seed)
+        example = build_example(case, drawn.tensors, dtype, device, run_settings.seed, gen)
+        full = target.run(example, run_settings)
+        if full.failed:
+            return drawn, record_of(example, target, full, 0.0)
+    return None
 
 
 def check_search(ex, run_settings) -> Finding:

@@ -307,6 +307,7 @@ class Drawn:
     def describe(self, labels) -> str:
         parts = [f"sizes {self.sizes}"] if self.sizes else []
         for label, t, flip in zip(labels, self.tensors, self.transposed):
+            t = t.detach()  # a user's tensor that requires grad: reading it warns otherwise
             values = (", ".join(f"{v:.6g}" for v in t.flatten().tolist())
                       if t.numel() <= 8 else f"{t.numel()} values in [{float(t.min()):.4g}, "
                       f"{float(t.max()):.4g}]")

@@ -130,3 +130,14 @@ def test_quick_failures_that_the_whole_check_rescues_are_not_reported():
     finding = search_with(doubts_only, draw_example(case, torch.float64, "cpu", 0), Settings())
     assert not finding.failed and finding.searched is None
     assert "did not stand the whole check" in finding.notes[0]
+
+
+def test_describing_a_searched_input_that_requires_grad_does_not_warn():
+    import warnings
+
+    from harness.inputs import Drawn
+
+    drawn = Drawn({}, (torch.randn(20, dtype=torch.float64, requires_grad=True),), (False,), 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "20 values in [" in drawn.describe(["x"])

@@ -67,3 +67,21 @@ def test_message_shape():
     assert "(0.01%)" in diagnose.describe(story(big, one_off), "fd", "autograd")[0]
     assert lines[1].startswith("  worst at x[123]: autograd 4.5, finite differences 1")
     assert "allowed" in lines[1]
+
+
+def test_worst_line_says_reference_is_0_and_not_finite_instead_of_numbers():
+    from harness.diagnose.mismatch import Mismatch, describe
+
+    def worst_line(expected, actual):
+        m = Mismatch(label="x", count=1, total=4, index=(2,), expected=expected, actual=actual,
+                     abs_err=abs(actual - expected),
+                     rel_err=abs(actual - expected) / max(abs(expected), 1e-300),
+                     allowed=float("nan") if actual != actual else 1e-6, rest_err=0.0,
+                     pattern="one element wrong")
+        return describe(m, "finite differences", "autograd")[1]
+
+    zero = worst_line(0.0, 0.5)
+    assert "reference is 0" in zero and "rel " not in zero and "allowed 1e-06" in zero
+    nan = worst_line(1.0, float("nan"))
+    assert "autograd is not finite" in nan and "allowed nan" not in nan
+    assert "rel 0.5" in worst_line(1.0, 1.5)

@@ -57,8 +57,9 @@ def _verdicts(ex, finding, common: dict) -> Record:
         notes.append(f"{len(kinks)} kink(s), accepted: {listed}")
     unreliable = sum(v.unreliable for v in verdicts)
     if unreliable:
-        notes.append(f"{unreliable} finite-difference probes crossed a kink or domain edge "
-                     "and were not trusted")
+        notes.append(f"{unreliable} finite-difference probe{'s' * (unreliable > 1)} crossed "
+                     f"a kink or domain edge and {'were' if unreliable > 1 else 'was'} not "
+                     "trusted")
     notes += finding.notes
     failed = [v for v in verdicts if v.mismatch is not None]
     if not failed:

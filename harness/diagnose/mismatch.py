@@ -198,6 +198,16 @@ def triangulate(analytic_vs_autograd: bool, autograd_vs_fd: bool, analytic_vs_fd
     return "the three sources agree"
 
 
+def _errors(m: Mismatch, checked: str) -> str:
+    """'abs 1.44, rel 0.5; allowed 2.97e-06', without a relative error against a reference of
+    0 or an allowance that a non-finite value made NaN."""
+    rel = "reference is 0" if m.expected == 0 else f"rel {m.rel_err:.3g}"
+    if math.isfinite(m.actual) and math.isfinite(m.expected):
+        return f"abs {m.abs_err:.3g}, {rel}; allowed {m.allowed:.3g}"
+    which = checked if not math.isfinite(m.actual) else "the reference"
+    return f"{which} is not finite"
+
+
 def describe(m: Mismatch, reference: str, checked: str) -> list[str]:
     """The assert_close-shaped lines for one input's mismatch."""
     if m.directions_of:
@@ -205,14 +215,13 @@ def describe(m: Mismatch, reference: str, checked: str) -> list[str]:
             f"  disagrees along {m.count} of {m.total} random directions "
             f"(over all {m.directions_of} elements)",
             f"  worst direction u: {checked} <g, u> = {m.actual:.6g}, {reference} "
-            f"{m.expected:.6g} (abs {m.abs_err:.3g}, rel {m.rel_err:.3g}; "
-            f"allowed {m.allowed:.3g})",
+            f"{m.expected:.6g} ({_errors(m, checked)})",
             f"  pattern: {m.pattern}",
         ]
     return [
         f"  mismatched elements: {m.count} / {m.total} ({100 * m.count / m.total:.3g}%)",
         f"  worst at {m.where}: {checked} {m.actual:.6g}, {reference} {m.expected:.6g} "
-        f"(abs {m.abs_err:.3g}, rel {m.rel_err:.3g}; allowed {m.allowed:.3g})",
+        f"({_errors(m, checked)})",
         f"  pattern: {m.pattern}",
     ]
 

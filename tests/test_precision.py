@@ -56,7 +56,6 @@ def test_an_op_without_a_bfloat16_kernel_is_a_skip():
     assert "does not run in bfloat16 on cpu" in record.message
 
 
-
 @pytest.mark.parametrize("seed", [59, 84])
 def test_a_saturated_sigmoid_is_not_a_false_alarm(seed):
     # sigmoid's backward reads its saved output: at x = 5.94, bfloat16 keeps 1 - y as one ulp

@@ -94,10 +94,10 @@ class Located(NamedTuple):
 class Sweep:
     """How hard one comparison looks: inputs up to `full_max` elements element by element,
     larger ones along `directions` random directions, a failing direction `localize`d in at
-    most `localize_probes` probes naming at most `localize_max` elements, `confirm_max`
-    disagreeing elements re-measured before the rest stand on their first reading. `quick`: no
+    most `localize_probes` probes naming at most `localize_max` elements. `quick`: no
     confirmation at smaller steps, no kink analysis, no localization (a pass is a pass, a
-    failure only means 'look properly')."""
+    failure only means 'look properly'). `verdict_only` (Settings.verdict_only): no
+    localization, and a failure stands once one disagreeing element stood its confirmation."""
 
     full_max: int
     directions: int
@@ -105,15 +105,18 @@ class Sweep:
     localize_max: int
     localize: bool = True
     quick: bool = False
-    confirm_max: int = CONFIRM_MAX
+    verdict_only: bool = False
+
+    @property
+    def confirm_max(self) -> int:
+        """Disagreeing elements re-measured before the rest stand on their first reading."""
+        return 1 if self.verdict_only else CONFIRM_MAX
 
     @classmethod
     def first_order(cls, settings, localize: bool = True) -> Sweep:
-        if settings.verdict_only:
-            return cls(settings.full_max, settings.directions, settings.localize_probes,
-                       settings.localize_max, localize=False, confirm_max=1)
         return cls(settings.full_max, settings.directions, settings.localize_probes,
-                   settings.localize_max, localize)
+                   settings.localize_max, localize and not settings.verdict_only,
+                   verdict_only=settings.verdict_only)
 
     @classmethod
     def second_order(cls, settings) -> Sweep:
@@ -302,25 +305,25 @@ def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, 
         return verdicts
     gen = make_gen()
     measured = with_measured_rounding(phi, ex, gen)
-    if sweep.confirm_max == 1 and _one_stands(ex, measured, candidates, tol, verdicts, noise):
+    if sweep.verdict_only and _one_stands(ex, measured, candidates, tol, verdicts, noise):
         return verdicts  # a verdict only: the failure is sure, its description is not asked
     return compare_with_fd(ex, measured, candidates, tol, sweep, gen, noise)
 
 
 def _one_stands(ex: Example, phi: ScalarFn, candidates, tol, verdicts, noise) -> bool:
-    """Whether the first element the quick element-by-element pass found wrong stays wrong
-    when re-measured as the full pass would (smaller steps, kinks, measured rounding)."""
+    """Whether an element the quick element-by-element pass found wrong stays wrong when
+    re-measured as the full pass would (_confirm_elements: smaller steps, kinks, measured
+    rounding), until one stands."""
     xs = ex.reference_inputs()
     for k, (pos, v) in enumerate(zip(ex.wrt, verdicts)):
         if v.mismatch is None or v.reference is None or v.allowed is None:
             continue
         t = Target(phi, xs, pos, ex.labels[pos], candidates[k].detach().double(), tol,
                    ex.safe_radius[pos], None if noise is None else noise[k])
-        bad = (~((t.cand.cpu() - v.reference).abs() <= v.allowed)).flatten().nonzero()
-        if len(bad):
-            d, actual, allow = t.element_probe(int(bad[0]))
-            if not abs(actual - d.value) <= allow:
-                return True
+        ref, _, allowed, _ = _confirm_elements(t, v.reference, torch.zeros_like(v.reference),
+                                               v.allowed, confirm_max=1)
+        if not bool(((t.cand.cpu() - ref).abs() <= allowed).all()):
+            return True
     return False
 
 
@@ -350,7 +353,7 @@ def compare_with_fd(
         elif t.cand.numel() <= sweep.full_max:
             strict = allowance(t.cand, tol, noise=t.noise).flatten() / 2
             cand = t.cand.flatten()
-            doubt = _FirstDoubt(cand, 2 * strict) if sweep.confirm_max == 1 else None
+            doubt = _FirstDoubt(cand, 2 * strict) if sweep.verdict_only else None
             ref, err = elementwise(
                 phi, xs, pos, t.radius, accept=lambda i, d, e, cand=cand, strict=strict:
                 abs(float(cand[i]) - d) <= float(strict[i]) + FD_SAFETY * e, stop=doubt)

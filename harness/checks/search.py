@@ -54,9 +54,8 @@ def searched(target: Check, ex, run_settings) -> Finding:
             if shrunk > SHRINK_CALLS:
                 return
         tried += 1
-        gen = torch.Generator().manual_seed(drawn.seed)
         try:
-            example = build_example(case, drawn.tensors, dtype, device, run_settings.seed, gen)
+            example = _example(case, drawn, dtype, device, run_settings.seed)
             found = target.run(example, quick_settings)
         except Exception as exc:  # a crash on some input is a finding too
             failures.append((drawn, exc))
@@ -89,6 +88,12 @@ def searched(target: Check, ex, run_settings) -> Finding:
         inputs={"case": case.name, "inputs": drawn.tensors, "cotangent_seed": drawn.seed}))
 
 
+def _example(case, drawn: Drawn, dtype, device, seed: int):
+    """The example of one searched input, its cotangent drawn from the input's seed."""
+    gen = torch.Generator().manual_seed(drawn.seed)
+    return build_example(case, drawn.tensors, dtype, device, seed, gen)
+
+
 def _confirmed(target: Check, case, dtype, device, run_settings, failures):
     """The smallest failure whose whole check fails too, with that diagnosis (hypothesis
     replays the shrunk example last); a crash stands as it is. None when no quick verdict
@@ -96,8 +101,7 @@ def _confirmed(target: Check, case, dtype, device, run_settings, failures):
     for drawn, found in reversed(failures):
         if not isinstance(found, Record):
             return drawn, found
-        gen = torch.Generator().manual_seed(drawn.seed)
-        example = build_example(case, drawn.tensors, dtype, device, run_settings.seed, gen)
+        example = _example(case, drawn, dtype, device, run_settings.seed)
         full = target.run(example, run_settings)
         if full.failed:
             return drawn, record_of(example, target, full, 0.0)

@@ -1,4 +1,8 @@
-"""Command line: `harness check` runs every selected case and writes reports; `harness list`."""
+"""Command line: `harness check` runs every selected case and writes reports; `harness list`.
+
+torch and the checks are imported inside main(), after the fork server the workers come from
+has been launched (harness.processes), so its imports run alongside this process's own.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,13 @@ import signal
 import sys
 import time
 
-import torch
-
-from harness import registry, report
-from harness.case import TrainingCase
-from harness.checks import CHECKS, Settings
-from harness.diagnose.events import interrupted_record
-from harness.runner import device_available, run_items
-from harness.tolerances import DTYPES
-from harness.workers import Selection, run_isolated
+from harness import processes
 
 
 def _parser() -> argparse.ArgumentParser:
+    from harness.checks import CHECKS
+    from harness.tolerances import DTYPES
+
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="check every selected case and write reports")
@@ -76,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--no-isolate", action="store_true",
                              help="run items in this process (for a debugger); a crashing "
                              "case then ends the run, and --timeout does not apply")
+        command.add_argument("-n", "--workers", type=_workers, default=None, metavar="N",
+                             help="worker processes running items side by side: a number, "
+                             f"or auto (the default: one per usable core, at most "
+                             f"{AUTO_WORKERS_MAX})")
     for spec in CHECKS.values():
         if spec.flag:
             check.add_argument(spec.flag, action="store_true", help=spec.flag_help)
@@ -88,6 +91,32 @@ def _parser() -> argparse.ArgumentParser:
 def _dest(flag: str) -> str:
     """argparse's attribute for a flag: --compiled -> compiled."""
     return flag.removeprefix("--").replace("-", "_")
+
+
+AUTO_WORKERS_MAX = 8
+"""`--workers auto` uses one worker per usable core, at most this many: past it, a typical
+run has too few items per worker for its start (a registry load, ~0.4 GB) to pay off."""
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of workers (1 or more) "
+                                         "or auto")
+    return count
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def _size_setting(text: str) -> dict[str, int]:
@@ -144,6 +173,12 @@ def _interruptible():
 
 
 def _check(args) -> int:
+    from harness import report
+    from harness.checks import CHECKS, Settings
+    from harness.diagnose.events import interrupted_record
+    from harness.runner import device_available, run_items
+    from harness.workers import Selection, run_isolated
+
     devices = args.device or [d for d in ("cpu", "cuda") if device_available(d)]
     checks = args.check
     flagged = [spec.name for spec in CHECKS.values()
@@ -168,34 +203,32 @@ def _check(args) -> int:
     settings = Settings(seed=args.seed, profile="thorough" if args.thorough else "quick",
                         report_dir=args.report_dir,
                         compile_backend=getattr(args, "compile_backend", "inductor"))
-    show = _progress(sys.stderr)
-    started = [0]
-
-    def progress(n, total, item):
-        started[0] = n
-        show(n, total, item)
-
-    runner = (run_items(items, settings, progress=progress) if args.no_isolate else
-              run_isolated(items, selection, settings, args.timeout, args.memory_limit,
-                           progress=progress))
+    workers = args.workers or "auto"
+    if workers == "auto":
+        workers = min(_usable_cores(), AUTO_WORKERS_MAX)
+    runner = (run_items(items, settings, progress=_progress(sys.stderr)) if args.no_isolate
+              else run_isolated(items, selection, settings, args.timeout, args.memory_limit,
+                                progress=_progress(sys.stderr), workers=workers))
     start = time.perf_counter()
-    records = list(reg.errors)
+    finished = []
     with _interruptible() as stopped:
         try:
-            records.extend(runner)
+            finished.extend(runner)
         finally:
-            runner.close()  # stops the worker
+            runner.close()  # stops the workers
     interrupted = stopped["signal"]
     if sys.stderr.isatty():
         sys.stderr.write("\r" + " " * 100 + "\r")
+    finished.sort(key=lambda done: done.index)  # workers finish out of order
+    records = [*reg.errors, *(done.record for done in finished)]
+    done_items = len({done.index for done in finished})
     if interrupted:
-        records.append(interrupted_record(interrupted, started[0], len(items),
-                                                   args.seed))
+        records.append(interrupted_record(interrupted, done_items, len(items), args.seed))
     frame = report.to_frame(records)
     name = "search" if args.command == "search" else "correctness"
     paths = report.write(frame, args.report_dir, seed=args.seed, name=name)
     if interrupted:
-        print(f"harness: interrupted by {interrupted} after {started[0]} of {len(items)} "
+        print(f"harness: interrupted by {interrupted} after {done_items} of {len(items)} "
               f"items; {', '.join(str(p) for p in paths)} hold the finished rows, marked "
               "incomplete", file=sys.stderr)
         return EXIT_CODES[interrupted]
@@ -209,7 +242,12 @@ def _check(args) -> int:
 
 
 def _bench(args) -> int:
-    from harness import bench, bench_report
+    import torch
+
+    from harness import bench, bench_report, registry
+    from harness.case import TrainingCase
+    from harness.runner import device_available
+    from harness.tolerances import DTYPES
 
     reg = registry.load(args.load, patterns=args.cases or (), tags=args.tag or ())
     cases = [c for c in registry.select(reg.cases, args.cases or list(bench.DEFAULT_CASES),
@@ -267,6 +305,8 @@ def _bench(args) -> int:
 
 
 def _list(args) -> int:
+    from harness import registry
+
     reg = registry.load(args.load)
     for case in reg.cases:
         print(f"{case.name:<40} {case.source:<40} {','.join(case.tags)}")
@@ -279,7 +319,14 @@ def _list(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["check"], ["search"]) and "--no-isolate" not in argv:
+        processes.start()  # imports torch for the workers while this process does too
     args = _parser().parse_args(argv)
+    if getattr(args, "no_isolate", False) and args.workers not in (None, 1):
+        print("harness: --no-isolate runs items one at a time in this process; drop "
+              f"--workers {args.workers} or --no-isolate", file=sys.stderr)
+        return 2
     try:
         if args.command == "bench":
             code = _bench(args)

@@ -192,12 +192,20 @@ def run_item(item: Item, settings: Settings) -> list[Record]:
     return [item_record(item, settings, "error", message, time.perf_counter() - start)]
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A record with the position of its item in the run (workers finish out of order)."""
+
+    index: int
+    record: Record
+
+
 def run_items(
     items: list[Item], settings: Settings,
     progress: Callable[[int, int, Item], None] | None = None,
-) -> Iterator[Record]:
-    """Run items in order, yielding records as they come."""
+) -> Iterator[Finished]:
+    """Run items in order, in this process, yielding records as they come."""
     for n, item in enumerate(items):
         if progress:
             progress(n, len(items), item)
-        yield from run_item(item, settings)
+        yield from (Finished(n, r) for r in run_item(item, settings))

@@ -1,27 +1,30 @@
-"""Run items in a worker process, so a case that crashes the interpreter or hangs takes down
-only its worker.
+"""Run items in worker processes, so a case that crashes the interpreter or hangs takes down
+only its worker, and several workers share the items of one run.
 
-Cases hold lambdas and closures, which cannot be sent to another process, so the worker is
-given the run's Selection (plain data) and builds the same items itself. Workers start with
-`spawn`: forking a process whose torch has already run parallel kernels deadlocks the child's
-OpenMP pool. A worker lives for the whole run; only a crash or a time-out costs a new one
-(a few seconds of torch import and registry load). Its row then says "crashed: signal N" or
-"timed out after T s", and the next item runs in the new worker.
+Cases hold lambdas and closures, which cannot be sent to another process, so each worker is
+given the run's Selection (plain data) and builds the same items itself. Workers fork from
+the fork server of harness.processes (torch and the checks already imported), so a worker
+costs its registry load, not a torch import. A worker lives for the whole run; only a crash
+or a time-out costs a new one. Its row then says "crashed: signal N" or "timed out after
+T s", and the next item runs in the new worker.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 
-from harness import registry
+import torch
+
+from harness import processes, registry
 from harness.checks import Settings
 from harness.diagnose.events import crashed_phrase, timed_out_phrase, with_worker_note
 from harness.record import Record
-from harness.runner import Item, item_record, items_for, run_item
+from harness.runner import Finished, Item, item_record, items_for, run_item
 from harness.tolerances import DTYPES
 
 
@@ -46,7 +49,8 @@ class Selection:
         return items_for(cases, self.checks, dtypes, self.devices)
 
 
-def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: float | None):
+def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: float | None,
+           threads: int | None):
     """The worker: build the items, then run the index it is sent, until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     if memory_limit_gb:
@@ -54,6 +58,8 @@ def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: floa
 
         limit = int(memory_limit_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if threads:
+        torch.set_num_threads(threads)
     _, cases = selection.build()
     items = selection.items(cases)
     conn.send([item.id for item in items])
@@ -70,19 +76,35 @@ EXIT_WAIT = 30.0
 
 
 class _Worker:
+    """A worker process, started at once; the first `send` waits until it has built the
+    run's items and checks they are the same."""
+
     def __init__(self, selection: Selection, settings: Settings,
-                 memory_limit_gb: float | None, expected_ids: list[str]):
-        context = multiprocessing.get_context("spawn")
+                 memory_limit_gb: float | None, threads: int | None):
+        context = processes.context()
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, daemon=True,
-                                       args=(child, selection, settings, memory_limit_gb))
+        self.process = context.Process(target=_serve, daemon=True, args=(
+            child, selection, settings, memory_limit_gb, threads))
         self.process.start()
         child.close()
-        ids = self.conn.recv()  # EOFError if the worker could not even build the items
-        if ids != expected_ids:
-            self.stop()
-            raise RuntimeError("the worker built different items from the same selection "
-                               "(a plugin whose cases change between imports?)")
+        self.built = False
+        self.index: int | None = None
+        self.sent = self.limit = 0.0
+
+    def send(self, index: int, limit: float, expected_ids: list[str]) -> None:
+        if not self.built:
+            ids = self.conn.recv()  # EOFError if the worker could not even build the items
+            if ids != expected_ids:
+                self.stop()
+                raise RuntimeError("the worker built different items from the same selection "
+                                   "(a plugin whose cases change between imports?)")
+            self.built = True
+        self.conn.send(index)
+        self.index, self.sent, self.limit = index, time.monotonic(), limit
+
+    @property
+    def deadline(self) -> float:
+        return self.sent + self.limit
 
     def stop(self) -> None:
         self.conn.close()
@@ -94,47 +116,74 @@ class _Worker:
 def run_isolated(
     items: list[Item], selection: Selection, settings: Settings, timeout: float,
     memory_limit_gb: float | None = None,
-    progress: Callable[[int, int, Item], None] | None = None,
-) -> Iterator[Record]:
-    """Run `items` (built from `selection`) in a worker, one at a time, each within
-    `timeout` seconds (or its case's own `timeout`); a crash or a time-out becomes the
-    item's error row. If no worker can start, the items run in this process, and the first
-    row says why."""
+    progress: Callable[[int, int, Item], None] | None = None, workers: int = 1,
+) -> Iterator[Finished]:
+    """Run `items` (built from `selection`) in up to `workers` worker processes, each item
+    within `timeout` seconds (or its case's own `timeout`); a crash or a time-out becomes the
+    item's error row. Records come as items finish, not in item order. Each worker gets its
+    share of torch's threads. If no worker can start, the items run in this process, and the
+    first row says why."""
     ids = [item.id for item in items]
-    worker, in_process = None, False
+    wanted = max(1, min(workers, len(items)))
+    threads = max(1, torch.get_num_threads() // wanted) if wanted > 1 else None
+    todo, busy, idle = deque(range(len(items))), [], []
+    done = 0
     try:
-        for n, item in enumerate(items):
-            if progress:
-                progress(n, len(items), item)
-            if in_process:
-                yield from run_item(item, settings)
-                continue
-            if worker is None:
+        while todo or busy:
+            while todo and len(busy) < wanted:
+                index = todo.popleft()
+                item = items[index]
+                if progress:
+                    progress(done, len(items), item)
                 try:
-                    worker = _Worker(selection, settings, memory_limit_gb, ids)
-                except Exception as exc:  # the rest runs here, unprotected but not lost
-                    in_process = True
-                    yield from (with_worker_note(r, exc)
-                                for r in run_item(item, settings))
+                    worker = idle.pop() if idle else _Worker(selection, settings,
+                                                             memory_limit_gb, threads)
+                    worker.send(index, getattr(item.case, "timeout", None) or timeout, ids)
+                except Exception as exc:
+                    if busy or idle:  # the others carry on
+                        todo.appendleft(index)
+                        wanted = len(busy) + len(idle)
+                        continue
+                    yield from _in_process(items, [index, *todo], settings, exc, progress)
+                    return
+                busy.append(worker)
+            ready = wait([w.conn for w in busy],
+                         max(0.0, min(w.deadline for w in busy) - time.monotonic()))
+            for worker in list(busy):
+                item = items[worker.index]
+                if worker.conn in ready:
+                    try:
+                        rows = worker.conn.recv()
+                    except (EOFError, ConnectionError):
+                        worker.process.join(EXIT_WAIT)  # it died: let it finish dying
+                        message = crashed_phrase(worker.process.exitcode)
+                    else:
+                        busy.remove(worker)
+                        idle.append(worker)
+                        done += 1
+                        yield from (Finished(worker.index, Record(**row)) for row in rows)
+                        continue
+                elif time.monotonic() >= worker.deadline:
+                    message = timed_out_phrase(worker.limit)
+                else:
                     continue
-            start = time.perf_counter()
-            limit = getattr(item.case, "timeout", None) or timeout
-            worker.conn.send(n)
-            answered = worker.conn.poll(limit)  # also True when the worker's end closed
-            try:
-                if answered:
-                    yield from (Record(**row) for row in worker.conn.recv())
-                    continue
-            except (EOFError, ConnectionError):
-                worker.process.join(EXIT_WAIT)  # it died: let it finish dying
-            seconds = time.perf_counter() - start
-            if not answered:
-                message = timed_out_phrase(limit)
-            else:
-                message = crashed_phrase(worker.process.exitcode)
-            worker.stop()
-            worker = None
-            yield item_record(item, settings, "error", f"{item.id}: {message}", seconds)
+                busy.remove(worker)
+                worker.stop()
+                done += 1
+                yield Finished(worker.index, item_record(
+                    item, settings, "error", f"{item.id}: {message}",
+                    time.monotonic() - worker.sent))
     finally:
-        if worker is not None:
+        for worker in busy + idle:
             worker.stop()
+
+
+def _in_process(items, indices, settings, exc, progress) -> Iterator[Finished]:
+    """The items left when no worker could start, run here; the first row says why."""
+    for n, index in enumerate(indices):
+        if progress and n:
+            progress(len(items) - len(indices) + n, len(items), items[index])
+        records = run_item(items[index], settings)
+        if n == 0:
+            records = [with_worker_note(r, exc) for r in records]
+        yield from (Finished(index, r) for r in records)

@@ -70,6 +70,41 @@ def test_crashes_hangs_and_memory_exhaustion_take_down_only_their_worker(tmp_pat
     assert rows["bad/zz-fine"].status == "pass"  # ran after all of them, in a new worker
 
 
+def test_two_workers_share_the_items_a_crash_stays_in_its_worker_and_rows_keep_item_order(
+        tmp_path):
+    (tmp_path / "bad_cases.py").write_text(BAD)
+    frames = {}
+    for workers in ("1", "2"):
+        code = main(["check", "--load", str(tmp_path / "bad_cases.py"), "--cases", "bad/abort",
+                     "--cases", "bad/leaks-grad-mode", "--cases", "bad/zz-fine", "--check",
+                     "fd", "--check", "reentrancy", "--workers", workers, "--report-dir",
+                     str(tmp_path / workers)])
+        assert code == 1
+        frames[workers] = pd.read_csv(tmp_path / workers / "correctness.csv")
+    one, two = frames["1"], frames["2"]
+    columns = ["case", "check", "dtype", "status"]
+    assert one[columns].values.tolist() == two[columns].values.tolist()
+    assert list(two["case"]) == sorted(two["case"])  # the items' order, not finishing order
+    crashed = two[two["case"] == "bad/abort"]
+    assert crashed["message"].str.contains(r"crashed: signal 6 \(SIGABRT\)").all()
+    assert (two[two["case"] == "bad/zz-fine"]["status"] == "pass").all()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--workers", "0"], "expected a number of workers"),
+    (["--workers", "many"], "expected a number of workers"),
+    (["--no-isolate", "--workers", "2"], "drop --workers 2 or --no-isolate"),
+])
+def test_bad_worker_counts_are_usage_errors_before_any_item(argv, says, tmp_path, capsys):
+    try:
+        code = main(["check", "--cases", "block/exp", *argv, "--report-dir", str(tmp_path)])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "correctness.csv").exists()
+
+
 def test_global_state_a_case_changes_is_restored_and_named():
     def leaks(x):
         torch.set_default_dtype(torch.float64)

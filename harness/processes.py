@@ -1,0 +1,50 @@
+"""Where worker processes come from: a fork server that imported torch and the checks once.
+
+`spawn` costs every worker a fresh interpreter and a torch import (2-4 s, more the first time
+an item touches torch.func, torch._dynamo, sympy or hypothesis); forking the run's own
+process is unsafe once torch has run parallel kernels in it (the child's OpenMP pool
+deadlocks) or once a case file has run anything at import. The fork server is a fresh
+process that only imports modules, so forking it is safe and a worker starts in a few
+milliseconds plus its registry load. `start()` launches it early, so its imports overlap the
+parent's own; this module imports nothing heavy for that reason.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+
+PRELOAD = [
+    "harness.workers",
+    "harness.checks",
+    "harness.api",
+    "torch.func",
+    "torch._dynamo",  # imported by the first call of any decomposition torch wraps in dynamo
+    "torch._decomp.decompositions_for_jvp",  # scripted on the first make_dual (0.25 s)
+    "torch.fx.experimental.symbolic_shapes",  # sympy, which autograd's shape checks import
+    "hypothesis",
+    "hypothesis.strategies",
+]
+"""Modules every worker would otherwise import on its first item: torch._dynamo alone is
+about 1.9 s on the first forward-mode check of a tutorial case."""
+
+
+def context() -> multiprocessing.context.BaseContext:
+    """The fork-server context where the platform has one (Linux, macOS), else spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    forkserver = multiprocessing.get_context("forkserver")
+    forkserver.set_forkserver_preload(PRELOAD)
+    return forkserver
+
+
+def start() -> None:
+    """Launch the fork server now (it imports PRELOAD while the caller goes on); a failure
+    here is left to the first worker start, which reports it in its row."""
+    if context().get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    try:
+        forkserver.ensure_running()
+    except OSError:
+        pass

@@ -18,14 +18,13 @@ PRELOAD = [
     "harness.checks",
     "harness.api",
     "torch.func",
-    "torch._dynamo",  # imported by the first call of any decomposition torch wraps in dynamo
     "torch._decomp.decompositions_for_jvp",  # scripted on the first make_dual (0.25 s)
-    "torch.fx.experimental.symbolic_shapes",  # sympy, which autograd's shape checks import
-    "hypothesis",
-    "hypothesis.strategies",
 ]
-"""Modules every worker would otherwise import on its first item: torch._dynamo alone is
-about 1.9 s on the first forward-mode check of a tutorial case."""
+"""What every worker imports before or on its first items. Left out on purpose: torch._dynamo
+(1.9 s; imported by the first call of a decomposition torch wraps in dynamo, and by every
+optimizer) and sympy (0.6 s; autograd's symbolic shape checks): preloading them made the main
+job ~0.5 s faster and every small run (`--cases one/case`) ~1.8 s slower, because the fork
+server's imports are the critical path of a run's start."""
 
 
 def context() -> multiprocessing.context.BaseContext:

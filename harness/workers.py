@@ -73,6 +73,8 @@ def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: floa
 
 EXIT_WAIT = 30.0
 """Seconds to wait for a worker whose pipe closed to exit, before reading its exit code."""
+STOP_WAIT = 5.0
+"""Seconds to wait for a killed worker's exit to be reported, so stopping never hangs."""
 
 
 class _Worker:
@@ -110,7 +112,7 @@ class _Worker:
         self.conn.close()
         if self.process.is_alive():
             self.process.kill()
-        self.process.join()
+        self.process.join(STOP_WAIT)
 
 
 def run_isolated(

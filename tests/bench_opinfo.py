@@ -87,15 +87,32 @@ def _harness(op, case):
     return out
 
 
-def _gradcheck(op, case):
+def _harness_fd(op, case):
+    """The first-order comparison alone: the harness's `fd` item."""
+    from harness.checks import Settings
+    from harness.runner import items_for, run_item
+
+    (item,) = items_for([case], checks=["fd"], devices=["cpu"])
+    (record,) = run_item(item, Settings())
+    first = (record.message or "").splitlines()[0] if record.status != "pass" else ""
+    return {"fd": (record.status, (record.pattern or first)[:300])}
+
+
+def _gradcheck_fd(op, case):
+    """The same work for gradcheck: fast mode, first order, nothing batched or undefined."""
+    return _gradcheck(op, case, fd_only=True)
+
+
+def _gradcheck(op, case, fd_only: bool = False):
     import torch
     from torch.autograd.gradcheck import GradcheckError
 
     inputs = tuple(case.inputs(torch.Generator()))
     runs = {"fd": lambda: torch.autograd.gradcheck(
-        case.fn, inputs, fast_mode=True, check_batched_grad=op.check_batched_grad,
-        check_grad_dtypes=True, nondet_tol=op.gradcheck_nondet_tol, check_undefined_grad=True)}
-    if op.supports_gradgrad:
+        case.fn, inputs, fast_mode=True,
+        check_batched_grad=op.check_batched_grad and not fd_only, check_grad_dtypes=True,
+        nondet_tol=op.gradcheck_nondet_tol, check_undefined_grad=not fd_only)}
+    if op.supports_gradgrad and not fd_only:
         runs["second-order"] = lambda: torch.autograd.gradgradcheck(
             case.fn, inputs, fast_mode=True, check_batched_grad=op.check_batched_gradgrad,
             check_grad_dtypes=True, nondet_tol=op.gradcheck_nondet_tol)
@@ -118,7 +135,8 @@ def sweep(tool: str, path: str) -> None:
     torch.set_num_threads(1)
     samples = list(_samples())
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    check = {"harness": _harness, "gradcheck": _gradcheck}[tool]
+    check = {"harness": _harness, "gradcheck": _gradcheck, "harness-fd": _harness_fd,
+             "gradcheck-fd": _gradcheck_fd}[tool]
     verdicts, start = {}, time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -144,15 +162,40 @@ def _explain(key, ours, theirs) -> str:
     return (known or "UNEXPLAINED") + marked
 
 
+def _first_order_alone(runs) -> list[str]:
+    """The table of the fd-only sweeps: sweep seconds and process wall (imports included)."""
+    rows = ["| tool | checks | pass | sweep seconds | process wall seconds |",
+            "|---|---|---|---|---|"]
+    for tool in ("harness-fd", "gradcheck-fd"):
+        rounds = runs[tool]
+        passed = sum(v[0] == "pass" for v in rounds[0]["verdicts"].values())
+        each = ", ".join(f"{r['seconds']:.1f}" for r in rounds)
+        rows.append(f"| {tool} | {len(rounds[0]['verdicts'])} | {passed} | "
+                    f"{statistics.median(r['seconds'] for r in rounds):.1f} ({each}) | "
+                    f"{statistics.median(r['wall'] for r in rounds):.1f} |")
+    ours, theirs = runs["harness-fd"][0]["verdicts"], runs["gradcheck-fd"][0]["verdicts"]
+    differ = sorted(k for k in set(ours) | set(theirs)
+                    if (ours.get(k, ["-"])[0] == "pass") != (theirs.get(k, ["-"])[0] == "pass"))
+    rows += ["", f"Verdicts that differ ({len(differ)}): " + (", ".join(
+        f"{k.split('|')[0].removeprefix('opinfo/')} (harness {ours.get(k, ['-'])[0]}, "
+        f"gradcheck {theirs.get(k, ['-'])[0]})" for k in differ) or "none")]
+    return rows
+
+
 def test_harness_and_gradcheck_agree_on_opinfo():
-    results, runs = {}, {"harness": [], "gradcheck": []}
+    results = {}
+    runs = {"harness": [], "gradcheck": [], "harness-fd": [], "gradcheck-fd": []}
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(ROUNDS):  # interleaved, so drift on a shared machine hits both alike
-            for tool in ("harness", "gradcheck"):
+            for tool in runs:
                 path = os.path.join(tmp, f"{tool}-{k}.json")
+                began = time.perf_counter()
                 subprocess.run([sys.executable, __file__, tool, path], check=True, cwd=ROOT)
-                runs[tool].append(json.loads(Path(path).read_text()))
-    for tool, rounds in runs.items():
+                wall = time.perf_counter() - began
+                runs[tool].append({**json.loads(Path(path).read_text()), "wall": wall})
+    first_order = _first_order_alone(runs)
+    for tool in ("harness", "gradcheck"):
+        rounds = runs[tool]
         results[tool] = {**rounds[0], "seconds": statistics.median(r["seconds"] for r in rounds),
                          "peak_rss_kib": max(r["peak_rss_kib"] for r in rounds),
                          "all_seconds": [round(r["seconds"], 1) for r in rounds]}
@@ -194,6 +237,12 @@ def test_harness_and_gradcheck_agree_on_opinfo():
         "| tool | checks | pass | pass (unmarked) | seconds | seconds (unmarked) | peak RSS MiB "
         "| RSS before sweep MiB |", "|---|---|---|---|---|---|---|---|",
         line("harness", ours), line("gradcheck", theirs), "",
+        "## First order alone: `fd` against gradcheck's fast mode", "",
+        "The same samples, the harness's `fd` item alone against `gradcheck(fast_mode=True)` "
+        "with nothing batched or undefined (one thread, each tool in its own process; sweep: "
+        "the loop over samples; process wall: start to exit, imports and the OpInfo database "
+        "included; medians of the rounds).", "",
+        *first_order, "",
         f"## Disagreements ({len(rows)}; {unexplained} unexplained)", "",
         "| case | check | harness | gradcheck | explanation |", "|---|---|---|---|---|",
         *rows, ""])

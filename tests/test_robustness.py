@@ -41,7 +41,7 @@ def leaks_grad_mode(x):
 
 aborting = Case(name="bad/abort", fn=aborts, inputs=[Input((3,))])
 segfaulting = Case(name="bad/segfault", fn=segfaults, inputs=[Input((3,))])
-hanging = Case(name="bad/hang", fn=hangs, inputs=[Input((3,))])
+hanging = Case(name="bad/hang", fn=hangs, inputs=[Input((3,))], dtypes=(torch.float64,))
 hanging_briefly = Case(name="bad/hang-own-limit", fn=hangs, inputs=[Input((3,))], timeout=1)
 hogging = Case(name="bad/memory-hog", fn=hog, inputs=[Input((3,))])
 leaking = Case(name="bad/leaks-grad-mode", fn=leaks_grad_mode, inputs=[Input((3,))])
@@ -148,8 +148,9 @@ second = Case(name="slow/b-waits", fn=waits, inputs=[Input((3,))])
 ''')
     process = subprocess.Popen(
         [sys.executable, "-m", "harness.cli", "check", "--load", str(tmp_path / "slow_cases.py"),
-         "--cases", "slow/*", "--check", "fd", "--dtype", "float64", "--report-dir",
-         str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--cases", "slow/*", "--check", "fd", "--dtype", "float64", "--workers", "1",
+         "--report-dir", str(tmp_path)],  # one worker: the wait starts after the fine row
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.1)
@@ -227,7 +228,7 @@ def test_invalid_case_specs_raise_a_value_error_naming_the_case(sizes, shape):
 def test_under_pytest_xdist_replaces_a_crashed_worker_and_pytest_timeout_stops_a_hang(tmp_path):
     (tmp_path / "bad_cases.py").write_text(BAD)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "1", "--timeout", "5",
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "1", "--timeout", "3",
          "--harness-cases", "--harness-load", str(tmp_path / "bad_cases.py"),
          "--harness-select", "bad/abort", "--harness-select", "bad/hang",
          "--harness-select", "bad/zz-fine", "--harness-check", "fd", "-q", str(tmp_path)],
@@ -236,7 +237,7 @@ def test_under_pytest_xdist_replaces_a_crashed_worker_and_pytest_timeout_stops_a
     assert result.returncode == 1
     assert "FAILED harness::bad/abort-fd-float64-cpu - worker 'gw" in out
     assert "crashed while running" in out
-    assert "FAILED harness::bad/hang-fd-float64-cpu - Failed: Timeout (>5.0s)" in out
+    assert "FAILED harness::bad/hang-fd-float64-cpu - Failed: Timeout (>3.0s)" in out
     assert "2 passed" in out  # bad/zz-fine, both dtypes, after the crash and the hangs
 
 

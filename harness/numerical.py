@@ -44,10 +44,10 @@ STEP_CUT_MAX = 4096.0
 
 def _step(x: torch.Tensor, u: torch.Tensor, radius: torch.Tensor | None,
           shrink: float = 1.0, cap: float | None = None) -> float:
-    umax = float(u.abs().max())
+    umax = float(torch.linalg.vector_norm(u, math.inf))  # max |u| without a temporary
     if umax == 0:  # nothing moves (every entry along u is inf or masked): any step will do
         return fd_step(x.dtype)
-    scale = float(x.abs().max()) if x.numel() else 1.0
+    scale = float(torch.linalg.vector_norm(x.detach(), math.inf)) if x.numel() else 1.0
     if not math.isfinite(scale):  # -inf entries (masked softmax): scale by the finite ones
         finite = x.abs()[torch.isfinite(x)]
         scale = float(finite.max()) if finite.numel() else 1.0
@@ -69,7 +69,7 @@ def _along(phi: ScalarFn, xs, position: int, u: torch.Tensor):
 
     def at(t: float) -> tuple[float, float]:
         moved = list(xs)
-        moved[position] = (x.double() + t * u).to(x.dtype)
+        moved[position] = torch.add(x.double(), u, alpha=t).to(x.dtype)  # x + t*u, one pass
         return phi(tuple(moved))
 
     return at

@@ -47,7 +47,7 @@ class Probe(NamedTuple):
 def signs(n: int, gen: torch.Generator) -> torch.Tensor:
     """n independent random signs (Rademacher): every element's component has size 1, so
     none can hide an error behind a small weight, as a Gaussian direction's can."""
-    return torch.randint(0, 2, (n,), generator=gen, dtype=torch.float64) * 2 - 1
+    return torch.randint(0, 2, (n,), generator=gen, dtype=torch.float64).mul_(2).sub_(1)
 
 
 @dataclass(frozen=True)
@@ -130,16 +130,16 @@ class Target:
         rounding noise included, and takes a step cut until the finite difference's rounding
         is a small part of that: fewer kinks crossed (see numerical.directional)."""
         base, cap = self._budget(u)
-        actual = float((self.cand * u).sum())
+        actual = float(torch.dot(self.cand.reshape(-1), u.reshape(-1)))  # <g, u>, no temporary
         d = directional(self.phi, self.xs, self.pos, u, self.radius, shrink, cap=cap,
                         accept=lambda d1, err: abs(actual - d1) <= base + FD_SAFETY * err)
         return Probe(d, actual, base + FD_SAFETY * d.error)
 
     def _budget(self, u: torch.Tensor) -> tuple[float, float | None]:
         """(allowance before the finite difference's own error, step cap) along u."""
-        moved = int((u != 0).sum())
+        moved = int(torch.count_nonzero(u))
         per_element = self._per_element[moved > 1]
-        spread = per_element * u.abs()
+        spread = (per_element * u).abs_()  # = per_element * |u|: the budgets are >= 0
         linear, quadrature = float(spread.sum()), float(spread.norm())
         base = min(linear, DIRECTION_SIGMAS * quadrature)
         if moved <= 1:
@@ -151,11 +151,13 @@ class Target:
     def _per_element(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each element's budget for (an element probe, a direction over many elements)."""
         c = self.cand.abs()
+        largest = float(c.max()) if c.numel() else 0.0
         out = []
-        for tol in (self.tol, self.tol.directional):
-            out.append(tol.rtol * c + tol.atol * float(c.max()) + tol.floor)
-        if self.noise is not None:
-            out = [o + NOISE_SAFETY * self.noise for o in out]
+        for tol in (self.tol, self.tol.directional):  # in place: inputs can be 10^7 elements
+            budget = c.mul(tol.rtol).add_(tol.atol * largest).add_(tol.floor)
+            if self.noise is not None:
+                budget.add_(NOISE_SAFETY * self.noise)
+            out.append(budget)
         return out[0], out[1]
 
     @functools.cached_property

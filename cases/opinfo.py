@@ -97,26 +97,31 @@ def _recomposed(op, sample) -> Callable[..., tuple[torch.Tensor, ...]]:
     storages = [None if v is None else t.detach().as_strided((v[3],), (1,), 0).clone()
                 for t, v in zip(tensors, views)]
 
+    # What each slot gets, decided once (fn runs thousands of times per sample): the next
+    # differentiable tensor, a list with some of them, or the sample's own value.
+    plan = [(label.startswith("kwargs"), value,
+             [_is_grad_tensor(t) for t in value] if _is_tensor_list(value) else None,
+             _is_grad_tensor(value)) for label, value in slots]
+    names = list(sample.kwargs)
+    wrapper, operator, post = op.gradcheck_wrapper, op.get_op(), sample.output_process_fn_grad
+
     def fn(*tensors):
         device = tensors[0].device
         feed = iter(x if v is None else _in_storage(x, v, s)
                     for x, v, s in zip(tensors, views, storages))
-
-        def put(value):
-            if _is_tensor_list(value):
-                return type(value)(next(feed) if _is_grad_tensor(t) else t.to(device)
-                                   for t in value)
-            if _is_grad_tensor(value):
-                return next(feed)
-            return value.to(device) if isinstance(value, torch.Tensor) else value
-
-        values = [(label, put(value)) for label, value in slots]
-        args = [v for label, v in values if not label.startswith("kwargs")]
-        kwargs = dict(zip(sample.kwargs, (v for label, v in values
-                                          if label.startswith("kwargs"))))
-        output = op.gradcheck_wrapper(op.get_op(), *args, **kwargs)
-        if sample.output_process_fn_grad is not None:
-            output = sample.output_process_fn_grad(output)
+        args, kwargs = [], []
+        for is_kwarg, value, fed, grad in plan:
+            if fed is not None:
+                value = type(value)(next(feed) if f else t.to(device)
+                                    for t, f in zip(value, fed))
+            elif grad:
+                value = next(feed)
+            elif isinstance(value, torch.Tensor):
+                value = value.to(device)
+            (kwargs if is_kwarg else args).append(value)
+        output = wrapper(operator, *args, **dict(zip(names, kwargs)))
+        if post is not None:
+            output = post(output)
         outs = _real_outputs(output)
         return outs if keep is None else tuple(outs[k] for k in keep)
 

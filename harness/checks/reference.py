@@ -327,6 +327,21 @@ def _one_stands(ex: Example, phi: ScalarFn, candidates, tol, verdicts, noise) ->
     return False
 
 
+def _center_kept(phi: ScalarFn, xs) -> ScalarFn:
+    """phi that evaluates the unmoved inputs `xs` once: every input's Target asks for the
+    value there (its magnitude sets the rounding), and each evaluation is a forward call."""
+    kept = []
+
+    def at(inputs):
+        if inputs is not xs:
+            return phi(inputs)
+        if not kept:
+            kept.append(phi(inputs))
+        return kept[0]
+
+    return at
+
+
 def compare_with_fd(
     ex: Example,
     phi: ScalarFn,
@@ -340,6 +355,7 @@ def compare_with_fd(
     as `sweep` says; `noise` is the candidates' measured rounding noise (see
     checks.common.rounding_noise)."""
     xs = ex.reference_inputs()
+    phi = _center_kept(phi, xs)
     verdicts = []
     for k, pos in enumerate(ex.wrt):
         t = Target(phi, xs, pos, ex.labels[pos], candidates[k].detach().double(), tol,

@@ -34,5 +34,6 @@ def bench(session: nox.Session) -> None:
     _install(session)
     session.run("python", "-m", "harness", "bench", *session.posargs)
     session.run("python", "-m", "pytest", "tests/bench_checks.py", "tests/bench_power.py",
-                "tests/bench_net_cost.py", "tests/bench_timing_agreement.py", "--benchmark-only", "-p", "no:xdist", "-s")
+                "tests/bench_net_cost.py", "tests/bench_timing_agreement.py",
+                "tests/bench_phases.py", "--benchmark-only", "-p", "no:xdist", "-s")
     session.run("python", "-m", "pytest", "tests/bench_opinfo.py", "-p", "no:xdist", "-s")

@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("-n", "--workers", type=_workers, default=None, metavar="N",
                              help="worker processes running items side by side: a number, "
                              f"or auto (the default: one per usable core, at most "
-                             f"{AUTO_WORKERS_MAX})")
+                             f"{AUTO_WORKERS_MAX}, fewer where the items' estimated time "
+                             "would not repay each worker's registry load)")
     for spec in CHECKS.values():
         if spec.flag:
             check.add_argument(spec.flag, action="store_true", help=spec.flag_help)
@@ -109,6 +110,15 @@ def _workers(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a number of workers (1 or more) "
                                          "or auto")
     return count
+
+
+def _auto_workers(items, load_seconds: float) -> int:
+    """One worker per usable core, at most AUTO_WORKERS_MAX, and no more than the items'
+    estimated time (their families' declared `cost`) repays: every worker loads the registry
+    itself, which took `load_seconds` here (the OpInfo database: ~5 s, for items of ~4 ms)."""
+    estimate = sum(item.spec.cost for item in items)
+    repaid = int(estimate / (2 * max(load_seconds, 0.05)))
+    return max(1, min(_usable_cores(), AUTO_WORKERS_MAX, repaid))
 
 
 def _usable_cores() -> int:
@@ -177,7 +187,7 @@ def _check(args) -> int:
     from harness.checks import CHECKS, Settings
     from harness.diagnose.events import interrupted_record
     from harness.runner import device_available, run_items
-    from harness.workers import Selection, run_isolated
+    from harness.workers import Selection, run_isolated, start_worker
 
     devices = args.device or [d for d in ("cpu", "cuda") if device_available(d)]
     checks = args.check
@@ -194,21 +204,33 @@ def _check(args) -> int:
                           checks=tuple(checks) if checks is not None else None,
                           dtypes=tuple(args.dtype) if args.dtype else None,
                           devices=tuple(devices))
-    reg, cases = selection.build()
+    settings = Settings(seed=args.seed, profile="thorough" if args.thorough else "quick",
+                        report_dir=args.report_dir,
+                        compile_backend=getattr(args, "compile_backend", "inductor"))
+    # the first worker loads the registry while this process does (the OpInfo database: ~5 s)
+    early = None if args.no_isolate else start_worker(selection, settings, args.memory_limit)
+    loading = time.perf_counter()
+    try:
+        reg, cases = selection.build()
+    except BaseException:
+        if early is not None:
+            early.stop()
+        raise
+    load_seconds = time.perf_counter() - loading
     if not cases and not reg.errors:
+        if early is not None:
+            early.stop()
         print(f"harness: no case matches --cases {args.cases} --tag {args.tag}; "
               "see `harness list`", file=sys.stderr)
         return 2
     items = selection.items(cases)
-    settings = Settings(seed=args.seed, profile="thorough" if args.thorough else "quick",
-                        report_dir=args.report_dir,
-                        compile_backend=getattr(args, "compile_backend", "inductor"))
     workers = args.workers or "auto"
     if workers == "auto":
-        workers = min(_usable_cores(), AUTO_WORKERS_MAX)
+        workers = _auto_workers(items, load_seconds)
     runner = (run_items(items, settings, progress=_progress(sys.stderr)) if args.no_isolate
               else run_isolated(items, selection, settings, args.timeout, args.memory_limit,
-                                progress=_progress(sys.stderr), workers=workers))
+                                progress=_progress(sys.stderr), workers=workers,
+                                started=early))
     start = time.perf_counter()
     finished = []
     with _interruptible() as stopped:

@@ -65,10 +65,13 @@ def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: floa
     conn.send([item.id for item in items])
     while True:
         try:
-            index = conn.recv()
+            message = conn.recv()
         except EOFError:
             return
-        conn.send([r.as_dict() for r in run_item(items[index], settings)])
+        if isinstance(message, tuple):  # ("threads", n): its share, set before its items
+            torch.set_num_threads(message[1])
+            continue
+        conn.send([r.as_dict() for r in run_item(items[message], settings)])
 
 
 EXIT_WAIT = 30.0
@@ -89,11 +92,13 @@ class _Worker:
             child, selection, settings, memory_limit_gb, threads))
         self.process.start()
         child.close()
+        self.threads = threads
         self.built = False
         self.index: int | None = None
         self.sent = self.limit = 0.0
 
-    def send(self, index: int, limit: float, expected_ids: list[str]) -> None:
+    def send(self, index: int, limit: float, expected_ids: list[str],
+             threads: int | None) -> None:
         if not self.built:
             ids = self.conn.recv()  # EOFError if the worker could not even build the items
             if ids != expected_ids:
@@ -101,6 +106,9 @@ class _Worker:
                 raise RuntimeError("the worker built different items from the same selection "
                                    "(a plugin whose cases change between imports?)")
             self.built = True
+        if threads != self.threads:  # a worker started before the run knew its worker count
+            self.conn.send(("threads", threads or torch.get_num_threads()))
+            self.threads = threads
         self.conn.send(index)
         self.index, self.sent, self.limit = index, time.monotonic(), limit
 
@@ -115,20 +123,33 @@ class _Worker:
         self.process.join(STOP_WAIT)
 
 
+def start_worker(selection: Selection, settings: Settings,
+                 memory_limit_gb: float | None = None) -> _Worker | None:
+    """A worker started before this process builds the items, so its registry load (the
+    OpInfo database: seconds) runs alongside ours; hand it to run_isolated. None if it
+    cannot start: run_isolated then tries again and says why in its first row."""
+    try:
+        return _Worker(selection, settings, memory_limit_gb, None)
+    except Exception:
+        return None
+
+
 def run_isolated(
     items: list[Item], selection: Selection, settings: Settings, timeout: float,
     memory_limit_gb: float | None = None,
     progress: Callable[[int, int, Item], None] | None = None, workers: int = 1,
+    started: _Worker | None = None,
 ) -> Iterator[Finished]:
     """Run `items` (built from `selection`) in up to `workers` worker processes, each item
     within `timeout` seconds (or its case's own `timeout`); a crash or a time-out becomes the
     item's error row. Records come as items finish, not in item order. Each worker gets its
-    share of torch's threads. If no worker can start, the items run in this process, and the
+    share of torch's threads. `started`: a worker from start_worker, now run_isolated's to
+    use and stop. If no worker can start, the items run in this process, and the
     first row says why."""
     ids = [item.id for item in items]
     wanted = max(1, min(workers, len(items)))
     threads = max(1, torch.get_num_threads() // wanted) if wanted > 1 else None
-    todo, busy, idle = deque(range(len(items))), [], []
+    todo, busy, idle = deque(range(len(items))), [], [started] if started else []
     done = 0
     try:
         while todo or busy:
@@ -137,11 +158,15 @@ def run_isolated(
                 item = items[index]
                 if progress:
                     progress(done, len(items), item)
+                worker = None
                 try:
                     worker = idle.pop() if idle else _Worker(selection, settings,
                                                              memory_limit_gb, threads)
-                    worker.send(index, getattr(item.case, "timeout", None) or timeout, ids)
+                    worker.send(index, getattr(item.case, "timeout", None) or timeout, ids,
+                                threads)
                 except Exception as exc:
+                    if worker is not None:
+                        worker.stop()
                     if busy or idle:  # the others carry on
                         todo.appendleft(index)
                         wanted = len(busy) + len(idle)

@@ -131,3 +131,14 @@ def test_list_into_a_closed_pipe_is_not_an_error(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("\n") == 1
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_auto_workers_are_one_per_core_unless_the_items_would_not_repay_their_load():
+    from harness import registry
+    from harness.cli import AUTO_WORKERS_MAX, _auto_workers, _usable_cores
+    from harness.runner import items_for
+
+    items = items_for(registry.load(()).cases, devices=["cpu"])  # the main job: ~14 s
+    assert _auto_workers(items, load_seconds=0.02) == min(_usable_cores(), AUTO_WORKERS_MAX)
+    fd_items = [item for item in items if item.check == "fd"][:40]  # ~0.16 s of work
+    assert _auto_workers(fd_items, load_seconds=5.0) == 1  # the OpInfo database's load

@@ -49,17 +49,15 @@ class Selection:
         return items_for(cases, self.checks, dtypes, self.devices)
 
 
-def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: float | None,
-           threads: int | None):
-    """The worker: build the items, then run the index it is sent, until the pipe closes."""
+def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: float | None):
+    """The worker: build the items, then run the index it is sent, until the pipe closes;
+    a ("threads", n) message sets its share of torch's threads before its items."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     if memory_limit_gb:
         import resource
 
         limit = int(memory_limit_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    if threads:
-        torch.set_num_threads(threads)
     _, cases = selection.build()
     items = selection.items(cases)
     conn.send([item.id for item in items])
@@ -68,7 +66,7 @@ def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: floa
             message = conn.recv()
         except EOFError:
             return
-        if isinstance(message, tuple):  # ("threads", n): its share, set before its items
+        if isinstance(message, tuple):
             torch.set_num_threads(message[1])
             continue
         conn.send([r.as_dict() for r in run_item(items[message], settings)])
@@ -81,18 +79,18 @@ STOP_WAIT = 5.0
 
 
 class _Worker:
-    """A worker process, started at once; the first `send` waits until it has built the
-    run's items and checks they are the same."""
+    """A worker process, started at once with torch's default threads; the first `send`
+    waits until it has built the run's items and checks they are the same."""
 
     def __init__(self, selection: Selection, settings: Settings,
-                 memory_limit_gb: float | None, threads: int | None):
+                 memory_limit_gb: float | None):
         context = processes.context()
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_serve, daemon=True, args=(
-            child, selection, settings, memory_limit_gb, threads))
+            child, selection, settings, memory_limit_gb))
         self.process.start()
         child.close()
-        self.threads = threads
+        self.threads: int | None = None  # None: torch's default
         self.built = False
         self.index: int | None = None
         self.sent = self.limit = 0.0
@@ -106,7 +104,7 @@ class _Worker:
                 raise RuntimeError("the worker built different items from the same selection "
                                    "(a plugin whose cases change between imports?)")
             self.built = True
-        if threads != self.threads:  # a worker started before the run knew its worker count
+        if threads != self.threads:
             self.conn.send(("threads", threads or torch.get_num_threads()))
             self.threads = threads
         self.conn.send(index)
@@ -129,7 +127,7 @@ def start_worker(selection: Selection, settings: Settings,
     OpInfo database: seconds) runs alongside ours; hand it to run_isolated. None if it
     cannot start: run_isolated then tries again and says why in its first row."""
     try:
-        return _Worker(selection, settings, memory_limit_gb, None)
+        return _Worker(selection, settings, memory_limit_gb)
     except Exception:
         return None
 
@@ -161,7 +159,7 @@ def run_isolated(
                 worker = None
                 try:
                     worker = idle.pop() if idle else _Worker(selection, settings,
-                                                             memory_limit_gb, threads)
+                                                             memory_limit_gb)
                     worker.send(index, getattr(item.case, "timeout", None) or timeout, ids,
                                 threads)
                 except Exception as exc:

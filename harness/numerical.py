@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -32,10 +33,21 @@ class Derivative:
     value: float
     error: float
     kink: tuple[float, float] | None = None
+    rounding: float = 0.0
+    """The rounding part of `error`; the rest is the truncation estimate |d(h) - d(2h)|."""
 
     @property
     def reliable(self) -> bool:
-        return self.error <= FD_UNRELIABLE * abs(self.value) + 1e-300
+        """False when the steps h and 2h disagree beyond rounding and FD_UNRELIABLE of the
+        derivative: the step crossed a kink or a domain edge. A derivative of 0 read to
+        rounding precision is reliable."""
+        return untrusted(self.error, self.rounding, self.value) is False
+
+
+def untrusted(error, rounding, value):
+    """Where the truncation estimate (error - rounding) exceeds rounding plus FD_UNRELIABLE
+    of |value|: a step that crossed a kink or a domain edge (floats or tensors alike)."""
+    return (error - rounding) > rounding + FD_UNRELIABLE * abs(value) + 1e-300
 
 
 STEP_CUT_MAX = 4096.0
@@ -95,7 +107,7 @@ def one_sided(
         (f1, m1), (f2, m2) = at(sign * h), at(sign * 2 * h)
         d1, d2 = sign * (f1 - f0) / h, sign * (f2 - f0) / (2 * h)
         rounding = fd_rounding(xs[position].dtype) * max(m0, m1, m2) / h
-        sides.append(Derivative(value=d1, error=abs(d1 - d2) + rounding))
+        sides.append(Derivative(value=d1, error=abs(d1 - d2) + rounding, rounding=rounding))
     return sides[0], sides[1]
 
 
@@ -129,7 +141,7 @@ def directional(
             d1 = (fp1 - fm1) / (2 * h)
             rounding = fd_rounding(x.dtype) * max(m1, m2) / h
             if accept(d1, rounding):  # agrees without the Richardson allowance: done
-                return Derivative(value=d1, error=rounding)
+                return Derivative(value=d1, error=rounding, rounding=rounding)
         (fp2, m3), (fm2, m4) = at(2 * h), at(-2 * h)
         if all(math.isfinite(v) for v in (fp1, fm1, fp2, fm2)):
             break
@@ -137,7 +149,20 @@ def directional(
     d1 = (fp1 - fm1) / (2 * h)
     d2 = (fp2 - fm2) / (4 * h)
     rounding = fd_rounding(x.dtype) * max(m1, m2, m3, m4) / h
-    return Derivative(value=d1 + (d1 - d2) / 3, error=abs(d1 - d2) + rounding)
+    return Derivative(value=d1 + (d1 - d2) / 3, error=abs(d1 - d2) + rounding, rounding=rounding)
+
+
+class ElementwiseFD(NamedTuple):
+    """The full finite-difference gradient of one input, shaped like it."""
+
+    values: torch.Tensor
+    errors: torch.Tensor
+    roundings: torch.Tensor
+
+    @property
+    def untrusted(self) -> torch.Tensor:
+        """Where the step crossed a kink or a domain edge (see `untrusted`)."""
+        return untrusted(self.errors, self.roundings, self.values)
 
 
 def elementwise(
@@ -147,22 +172,22 @@ def elementwise(
     radius: torch.Tensor | None = None,
     accept: Callable[[int, float, float], bool] | None = None,
     stop: Callable[[int, float, float], bool] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> ElementwiseFD:
     """The full gradient of phi with respect to xs[position], one element at a time.
 
-    Returns (values, error estimates), shaped like the input. `accept(i, d, error)` lets an
-    element that already agrees at one step skip the Richardson evaluations (see directional).
-    `stop(i, d, error)`: true ends the sweep there; the elements not reached are NaN.
+    `accept(i, d, error)` lets an element that already agrees at one step skip the Richardson
+    evaluations (see directional). `stop(i, d, error)`: true ends the sweep there; the
+    elements not reached are NaN.
     """
     x = xs[position]
-    values = torch.full((x.numel(),), math.nan, dtype=torch.float64)
-    errors = torch.full((x.numel(),), math.nan, dtype=torch.float64)
+    values, errors, roundings = (torch.full((x.numel(),), math.nan, dtype=torch.float64)
+                                 for _ in range(3))
     for i in range(x.numel()):
         u = torch.zeros(x.numel(), dtype=torch.float64, device=x.device)
         u[i] = 1.0
         d = directional(phi, xs, position, u.view_as(x), radius,
                         accept=None if accept is None else lambda d1, e, i=i: accept(i, d1, e))
-        values[i], errors[i] = d.value, d.error
+        values[i], errors[i], roundings[i] = d.value, d.error, d.rounding
         if stop is not None and stop(i, d.value, d.error):
             break
-    return values.view(x.shape), errors.view(x.shape)
+    return ElementwiseFD(values.view(x.shape), errors.view(x.shape), roundings.view(x.shape))

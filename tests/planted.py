@@ -97,6 +97,59 @@ class CubeWrongSecond(torch.autograd.Function):
         return g * _CubeSlope.apply(x)
 
 
+class CubeSecondDetached(torch.autograd.Function):
+    """x^3 whose backward detaches x: first order right, the second derivative's 6x*g term
+    lost, so double backward is wrong by a different ratio on every element."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * 3 * x.detach() ** 2
+
+
+class RoundStraightThrough(torch.autograd.Function):
+    """Rounding to quarters with a straight-through backward (g passes unchanged): its
+    forward is piecewise constant, so finite differences read 0 away from the steps."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x * 4) / 4
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def sparsemax(z):
+    """Sparsemax over a 1-D input (Martins & Astudillo 2016): a projection onto the simplex."""
+    zs, _ = torch.sort(z, descending=True)
+    k = torch.arange(1, z.numel() + 1, dtype=z.dtype)
+    cs = zs.cumsum(0)
+    support = (1 + k * zs > cs).sum()
+    return torch.clamp(z - (cs[support - 1] - 1) / support, min=0)
+
+
+class SparsemaxNoMean(torch.autograd.Function):
+    """Sparsemax whose backward forgets to subtract the support's mean of g: wrong exactly on
+    the support (the non-zero outputs), whatever the inputs' signs."""
+
+    @staticmethod
+    def forward(ctx, z):
+        p = sparsemax(z)
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, g):
+        (p,) = ctx.saved_tensors
+        return (p > 0).to(g.dtype) * g
+
+
 class LinearWrongElement(torch.autograd.Function):
     """y = x @ w.T + b with the weight gradient `factor` times right at one element."""
 
@@ -152,6 +205,21 @@ class SquareKeepsInput(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         return 2 * ctx.copy * g
+
+
+class ReverseGradient(torch.autograd.Function):
+    """A gradient-reversal layer as public projects write it: saves x, never reads it.
+    Correct: nothing it saved is needed, so a second backward has nothing to refuse."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        ctx.scale = 1.0
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return -ctx.scale * g
 
 
 class MeanRowsWrongDim(torch.autograd.Function):

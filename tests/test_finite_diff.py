@@ -89,6 +89,35 @@ def test_wrong_only_for_negative_inputs():
     assert "where the input is negative" in record.pattern
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_wrong_only_for_negative_inputs_of_a_large_tensor_is_named_without_a_formula(dtype,
+                                                                                   seed):
+    record = fd(planted.square_wrong_negative, leaf(100, 100, dtype=dtype, seed=seed))
+    assert record.status == "fail"
+    assert "the error lies where the input is negative" in record.pattern
+    assert "random directions over them disagree (3 of 3)" in record.pattern
+    assert "constant factor 1.5" in record.pattern
+
+
+def test_a_straight_through_estimator_is_not_said_to_cross_kinks():
+    record = fd(planted.RoundStraightThrough.apply, leaf(24, low=0.01, high=0.24))
+    assert record.status == "fail"
+    assert "the reference is 0 on every element" in record.pattern
+    assert "kink" not in record.message
+
+
+def test_a_wrong_sparsemax_backward_gets_no_sign_story_and_no_kink_note():
+    x = leaf(24, seed=3)
+    record = fd(planted.SparsemaxNoMean.apply, x)
+    support = int((planted.sparsemax(x.detach()) > 0).sum())
+    assert record.status == "fail"
+    assert 0 < support < int((x > 0).sum())  # the support is not the positive inputs
+    assert "where the input is" not in record.pattern
+    assert "kink" not in record.message
+    assert fd(planted.sparsemax, x).status == "pass"
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_one_wrong_element_in_a_large_tensor_is_located(dtype):
     record = fd(planted.sin_one_wrong, leaf(100, 100, dtype=dtype))

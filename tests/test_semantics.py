@@ -90,10 +90,17 @@ def test_autograd_grad_must_not_touch_dot_grad():
     assert "torch.autograd.grad changed .grad" in record.message
 
 
-def test_saved_but_never_freed_graph_is_reported():
+def test_a_tensor_kept_on_ctx_outside_save_for_backward_is_reported():
     record = run("retain-graph", planted.SquareKeepsInput.apply)
     assert record.status == "fail"
-    assert "yet a second backward without retain_graph succeeded" in record.message
+    assert "succeeded because SquareKeepsInput.copy holds a tensor on ctx" in record.message
+    assert "ctx.save_for_backward" in record.message
+
+
+def test_a_saved_tensor_the_backward_never_reads_is_not_a_failure():
+    record = run("retain-graph", planted.ReverseGradient.apply)
+    assert record.status == "pass", record.message
+    assert "saved 1 tensor(s) that the backward never read" in record.message
 
 
 def test_nothing_saved_is_said_not_failed():

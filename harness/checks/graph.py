@@ -6,6 +6,7 @@ documents."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 
@@ -18,25 +19,56 @@ from harness.inputs import Example, as_outputs
 from harness.tolerances import tolerance_for
 
 
-def _saved_tensor_count(ex: Example, leaves) -> tuple[int, tuple[torch.Tensor, ...]]:
-    count = 0
+@dataclass
+class _Saved:
+    """What the forward saved for backward, and what the first backward read of it."""
+
+    packed: int = 0
+    unpacked: int = 0
+
+
+def _forward_counting_saves(ex: Example, leaves) -> tuple[_Saved, tuple[torch.Tensor, ...]]:
+    saved = _Saved()
 
     def pack(t):
-        nonlocal count
-        count += 1
+        saved.packed += 1
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    def unpack(t):
+        saved.unpacked += 1
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
         outs = as_outputs(ex.fn(*leaves), ex.case.name)
-    return count, outs
+    return saved, outs
+
+
+def _tensors_kept_on_ctx(outs) -> list[str]:
+    """'Function.attribute' for each tensor a custom Function's ctx holds outside
+    save_for_backward: torch never frees those after backward."""
+    kept, seen, stack = [], set(), [o.grad_fn for o in outs if o.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, torch.autograd.function.BackwardCFunction):
+            name = node._forward_cls.__name__
+            kept += [f"{name}.{key}" for key, value in vars(node).items()
+                     if isinstance(value, torch.Tensor)]
+        stack += [next_node for next_node, _ in node.next_functions]
+    return kept
 
 
 def check_retain_graph(ex: Example, settings) -> Finding:
-    """A second backward without retain_graph raises torch's error when the graph saved
-    tensors; with retain_graph=True it succeeds and gives the same gradient."""
+    """A second backward without retain_graph raises torch's error when the first backward
+    read saved tensors; with retain_graph=True it succeeds and gives the same gradient.
+    Only evidence fails: saved tensors read and yet still there, or tensors kept on a custom
+    Function's ctx, outside save_for_backward."""
     problems, notes = [], []
     leaves = ex.leaves()
-    saved, outs = _saved_tensor_count(ex, leaves)
+    saved, outs = _forward_counting_saves(ex, leaves)
+    kept = _tensors_kept_on_ctx(outs)
     targets, cotangents = with_graph(ex, outs)
     torch.autograd.backward(targets, grad_tensors=cotangents)
     try:
@@ -44,12 +76,17 @@ def check_retain_graph(ex: Example, settings) -> Finding:
         second_error = None
     except RuntimeError as exc:
         second_error = str(exc)
-    if saved and second_error is None:
-        problems.append(contracts.second_backward_phrase(saved))
-    elif saved and "backward through the graph a second time" not in second_error:
+    if second_error is None and kept:
+        problems.append(contracts.kept_on_ctx_phrase(kept))
+    elif saved.unpacked and second_error is None:
+        problems.append(contracts.second_backward_phrase(saved.unpacked))
+    elif second_error is not None and "backward through the graph a second time" \
+            not in second_error:
         problems.append(contracts.unexpected_error_phrase(second_error))
-    elif not saved:
+    elif not saved.packed:
         notes.append(contracts.NOTHING_SAVED)
+    elif not saved.unpacked:
+        notes.append(contracts.saved_never_read_phrase(saved.packed))
     leaves = ex.leaves()
     targets, cotangents = with_graph(ex, as_outputs(ex.fn(*leaves), ex.case.name))
     try:

@@ -39,15 +39,24 @@ class Probe(NamedTuple):
     @property
     def detects(self) -> float:
         """The smallest error on one element that would have made this probe disagree, for a
-        direction whose components are all +-1 or 0 (the element's own component): its error
-        moves <g, u> by exactly its size, on top of the gap already there."""
+        direction whose components are 0 or at least 1 in size (see `signs`): its error moves
+        <g, u> by at least its size, on top of the gap already there."""
         return self.allowed + abs(self.actual - self.derivative.value)
 
 
+SIGN_WEIGHTS = (1.0, 1.5)
+"""Each sign direction's components have a random size in this range."""
+
+
 def signs(n: int, gen: torch.Generator) -> torch.Tensor:
-    """n independent random signs (Rademacher): every element's component has size 1, so
-    none can hide an error behind a small weight, as a Gaussian direction's can."""
-    return torch.randint(0, 2, (n,), generator=gen, dtype=torch.float64).mul_(2).sub_(1)
+    """n independent random signs, each of a random size in SIGN_WEIGHTS: every component is
+    at least 1 in size, so no element hides an error behind a small weight (as a Gaussian
+    direction's can), and errors of one size on several elements cannot cancel exactly (as
+    along plain +-1, where an error constant on 2 elements, e.g. a sparsemax backward that
+    forgets the support's mean, cancels with probability 1/2 per direction)."""
+    low, high = SIGN_WEIGHTS
+    u = torch.randint(0, 2, (n,), generator=gen, dtype=torch.float64).mul_(2).sub_(1)
+    return u.mul_(torch.rand(n, generator=gen, dtype=torch.float64).mul_(high - low).add_(low))
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import NamedTuple
 
 import torch
 
 from harness.checks.common import with_measured_rounding
+from harness.checks.localize import found_pattern, localize, sign_split
 from harness.checks.probes import Target, signs
 from harness.diagnose.mismatch import (
     Mismatch,
@@ -31,6 +31,7 @@ from harness.diagnose.mismatch import (
     located_phrase,
     nonfinite_phrase,
     pattern,
+    split_phrase,
     spread_phrase,
     unlocated_phrase,
 )
@@ -38,7 +39,6 @@ from harness.inputs import Example
 from harness.numerical import ScalarFn, elementwise
 from harness.tolerances import (
     FD_SAFETY,
-    FD_UNRELIABLE,
     Tolerance,
 )
 
@@ -47,12 +47,6 @@ SCREEN_DIRECTIONS = 2
 SCREEN_MIN = 8
 """Inputs with more elements than this, checked element by element, first get a screen along
 random directions; only a screen that does not pass clearly goes element by element."""
-CLEAN_AFTER = 3
-"""When a failing index set splits into two halves that both agree, the halves are probed
-again, up to this many times: a wrong element whose random weight happened to be small must
-not throw the search off its trail."""
-
-
 @dataclass(frozen=True)
 class InputVerdict:
     """The comparison for one checked input: a mismatch or None, and the largest errors."""
@@ -75,19 +69,6 @@ class InputVerdict:
         how = ("every element compared" if not self.directions else
                f"{self.directions} random sign direction{'s' * (self.directions > 1)}")
         return f"{self.label}: any single element off by more than {self.detects:.2g} ({how})"
-
-
-class Located(NamedTuple):
-    """An element that group testing found wrong: its flat index and its probe's numbers."""
-
-    flat: int
-    reference: float
-    actual: float
-    allowed: float
-
-    @property
-    def excess(self) -> float:
-        return abs(self.actual - self.reference) / self.allowed
 
 
 @dataclass(frozen=True)
@@ -122,44 +103,6 @@ class Sweep:
     def second_order(cls, settings) -> Sweep:
         return cls(settings.second_order_full_max, settings.second_order_directions,
                    settings.localize_probes, settings.localize_max)
-
-
-class Localized(NamedTuple):
-    """What group testing found: the wrong elements, whether the search ended, its probes."""
-
-    found: list[Located]
-    complete: bool
-    probes: int
-
-
-def _localize(t: Target, gen, sweep: Sweep) -> Localized:
-    """Group testing: the flat indices whose gradient disagrees."""
-    queue = [torch.arange(t.cand.numel())]
-    found, probes = [], 0
-    while queue:
-        if probes >= sweep.localize_probes or len(queue) + len(found) > sweep.localize_max:
-            return Localized(found, False, probes)
-        support = queue.pop(0)
-        if len(support) == 1:
-            reading = t.element_probe(int(support[0]))
-            probes += 1
-            if not reading.agrees:
-                found.append(Located(int(support[0]), reading.derivative.value, reading.actual,
-                                     reading.allowed))
-            continue
-        half = len(support) // 2
-        parts = (support[:half], support[half:])
-        for _ in range(CLEAN_AFTER):
-            failing = []
-            for part in parts:
-                reading = t.random_probe(part, gen, confirm=False)
-                probes += 1
-                if not reading.agrees:
-                    failing.append(part)
-            if failing:
-                queue.extend(failing)
-                break
-    return Localized(found, True, probes)
 
 
 def _unlocated(t: Target, e, a, allow, bad, story: str) -> Mismatch:
@@ -233,18 +176,22 @@ def _directional_verdict(t: Target, sweep: Sweep, gen) -> InputVerdict:
     if not sweep.localize or sweep.quick:
         m = _unlocated(t, e, a, allow, bad, f"along random directions: {along}")
         return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
-    found, complete, tried = _localize(t, gen, sweep)
+    found, complete, tried = localize(t, gen, sweep.localize_probes, sweep.localize_max)
+    split = None if found and complete else sign_split(t, gen)
     if not found:
-        m = _unlocated(t, e, a, allow, bad, spread_phrase(along, tried, complete))
+        story = (split_phrase(split, tried, len(found), sweep.localize_max) if split
+                 else spread_phrase(along, tried, complete))
+        m = _unlocated(t, e, a, allow, bad, story)
         return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
     worst = max(found, key=lambda f: f.excess)
     if complete:
         count = len(found)
         where = ", ".join(format_index(t.label, t.index(f.flat)) for f in found)
-        story = located_phrase(count, where, along)
+        story = located_phrase(count, where, found_pattern(found))
     else:
         count = max(len(found), sweep.localize_max + 1)
-        story = unlocated_phrase(sweep.localize_max, along, tried)
+        story = (split_phrase(split, tried, len(found), sweep.localize_max) if split
+                 else unlocated_phrase(sweep.localize_max, along, tried))
     gap = abs(worst.actual - worst.reference)
     m = Mismatch(label=t.label, count=count, total=t.cand.numel(), index=t.index(worst.flat),
                  expected=worst.reference, actual=worst.actual, abs_err=gap,
@@ -370,20 +317,22 @@ def compare_with_fd(
             strict = allowance(t.cand, tol, noise=t.noise).flatten() / 2
             cand = t.cand.flatten()
             doubt = _FirstDoubt(cand, 2 * strict) if sweep.verdict_only else None
-            ref, err = elementwise(
+            fd = elementwise(
                 phi, xs, pos, t.radius, accept=lambda i, d, e, cand=cand, strict=strict:
                 abs(float(cand[i]) - d) <= float(strict[i]) + FD_SAFETY * e, stop=doubt)
+            ref, err, untrusted = fd.values, fd.errors, fd.untrusted
             if doubt is not None:  # a verdict only: elements not reached read as agreeing
                 unread = (torch.arange(cand.numel()) >= doubt.reached).view(ref.shape)
                 ref, err = torch.where(unread, t.cand.cpu(), ref), err.masked_fill(unread, 0.0)
-            unreliable = int((err > FD_UNRELIABLE * ref.abs()).sum())
+                untrusted = untrusted & ~unread
+            unreliable = int(untrusted.sum())
             allowed = allowance(ref, tol, err, t.noise)
             kinks = ()
             if not sweep.quick:
                 ref, err, allowed, kinks = _confirm_elements(t, ref, err, allowed,
                                                             sweep.confirm_max)
                 # kink notes where the finite-difference error, not the tolerance, set the bar
-                shaky = ((err > FD_UNRELIABLE * ref.abs()) & (FD_SAFETY * err > allowed / 2)
+                shaky = (untrusted & (FD_SAFETY * err > allowed / 2)
                          ).flatten().nonzero().flatten().tolist()
                 kinks += tuple(k for k in (t.kink_at(i) for i in shaky)
                                if k and k not in kinks)

@@ -82,10 +82,22 @@ def after_reset_phrase(reset: str, m: Mismatch) -> str:
             f"{m.label}: {worst_of(m)}; {m.pattern}")
 
 
-def second_backward_phrase(saved: int) -> str:
-    return (f"the graph saved {saved} tensor(s), yet a second backward without retain_graph "
-            "succeeded: saved tensors are not freed (a custom Function that keeps them "
-            "elsewhere?)")
+def second_backward_phrase(unpacked: int) -> str:
+    return (f"the first backward read {unpacked} saved tensor(s), yet a second backward "
+            "without retain_graph succeeded: saved tensors are not freed after backward")
+
+
+def kept_on_ctx_phrase(kept: list[str]) -> str:
+    return (f"a second backward without retain_graph succeeded because {', '.join(kept)} "
+            "holds a tensor on ctx outside save_for_backward: torch never frees it after "
+            "backward (memory held for the graph's life) and saved-tensor hooks never see it; "
+            "save it with ctx.save_for_backward and read it from ctx.saved_tensors")
+
+
+def saved_never_read_phrase(packed: int) -> str:
+    return (f"the graph saved {packed} tensor(s) that the backward never read (e.g. "
+            "save_for_backward without ctx.saved_tensors), so a second backward without "
+            "retain_graph has nothing to refuse")
 
 
 def unexpected_error_phrase(message: str) -> str:

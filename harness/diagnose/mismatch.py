@@ -83,7 +83,8 @@ def compare(
 ) -> tuple[Mismatch | None, float, float]:
     """Compare element-wise; return (mismatch or None, max abs error, max rel error).
 
-    `values` are the input's values, used to say "wrong only where the input is negative".
+    `values` are the input's values, used to say "wrong exactly where the input is
+    negative".
     """
     expected = expected.detach().double().cpu()
     actual = actual.detach().double().cpu()
@@ -130,6 +131,20 @@ def factor_phrase(k: float) -> str:
     return f"off by a constant factor {k:.6g} (actual = {k:.6g} x expected)"
 
 
+def factor_of(expected: torch.Tensor, actual: torch.Tensor, allowed: torch.Tensor) -> str | None:
+    """'off by a constant factor k' (or its special cases) when actual = k * expected within
+    the allowance on at least two readings whose reference exceeds its allowance: one ratio
+    alone fits any factor. None otherwise."""
+    e, a, allowed = expected.flatten(), actual.flatten(), allowed.flatten()
+    energy = float((e * e).sum())
+    if energy == 0 or not bool(torch.isfinite(a).all()) or int((e.abs() > allowed).sum()) < 2:
+        return None
+    k = float((a * e).sum()) / energy
+    if _close(a, k * e, allowed + 1e-9 * abs(k) * e.abs()):
+        return factor_phrase(k)
+    return None
+
+
 def pattern(
     expected: torch.Tensor,
     actual: torch.Tensor,
@@ -137,13 +152,24 @@ def pattern(
     allowed: torch.Tensor,
     values: torch.Tensor | None = None,
 ) -> str:
-    """The simplest story that explains the mismatch, or a plain count."""
+    """The simplest story that explains the mismatch, or a plain count. A factor is named
+    only when at least two readings with a reference above their allowance agree on it: any
+    single ratio fits 'a constant factor'."""
     e, a = expected.flatten(), actual.flatten()
     energy = float((e * e).sum())
-    if energy > 0 and torch.isfinite(a).all():
-        k = float((a * e).sum()) / energy
-        if _close(a, k * e, allowed.flatten() + 1e-9 * abs(k) * e.abs()):
-            return factor_phrase(k)
+    if e.numel() == 1 and energy > 0 and bool(torch.isfinite(a).all()):
+        k = float(a[0] / e[0])
+        exact = factor_phrase(k)  # an exact -1, 0 or integer ratio is evidence even once
+        if not exact.startswith("off by"):
+            return exact
+        return f"one reading only (actual = {k:.3g} x expected): too few readings to name a pattern"
+    factor = factor_of(e, a, allowed.flatten())
+    if factor:
+        return factor
+    if energy == 0 and bool(a.ne(0).any()) and bool(bad.all()):
+        return ("the reference is 0 on every element and the checked gradient is not (a "
+                "piecewise-constant forward such as round or sign has derivative 0: a "
+                "straight-through estimator never matches finite differences)")
     if expected.dim() == 2 and expected.shape[0] == expected.shape[1] and expected.shape[0] > 1:
         if _close(actual, expected.T, allowed.T if allowed.dim() == 2 else allowed):
             return "transposed (actual = expected.T): check the order of a matmul in backward"
@@ -153,18 +179,14 @@ def pattern(
         return f"one element wrong; the rest agree to {float(rest):.1g}"
     if values is not None and values.shape == bad.shape and count < total:
         for name, region in (("negative", values < 0), ("positive", values > 0)):
-            if bool(region[bad].all()):
-                exact = "exactly" if bool(bad[region].all()) else "only"
-                phrase = f"wrong {exact} where the input is {name} ({count} of {total} elements)"
-                sub_e, sub_a = expected[bad], actual[bad]
-                sub_energy = float((sub_e * sub_e).sum())
-                if sub_energy > 0:
-                    k = float((sub_a * sub_e).sum()) / sub_energy
-                    if _close(sub_a, k * sub_e, allowed[bad]):
-                        phrase += f"; there, {factor_phrase(k)}"
-                return phrase
+            if bool((region == bad).all()):  # the sign separates the wrong from the right
+                phrase = f"wrong exactly where the input is {name} ({count} of {total} elements)"
+                factor = factor_of(expected[bad], actual[bad], allowed[bad])
+                return phrase + (f"; there, {factor}" if factor else "")
     if count < total:
         return f"wrong on part of the elements ({count} of {total})"
+    if int((e.abs() > allowed.flatten()).sum()) < 2:
+        return "wrong everywhere; too few readings above their allowance to name a factor"
     return "wrong everywhere, with no constant factor, sign or transpose pattern"
 
 
@@ -276,6 +298,13 @@ def unlocated_phrase(limit: int, along: str, probes: int) -> str:
     return (f"more than {limit} parts of the input disagree (group testing stopped after "
             f"{probes} probes), so the error is on more elements than it can name; along "
             f"random directions: {along}")
+
+
+def split_phrase(split: str, probes: int, found: int, limit: int) -> str:
+    if not found:
+        return f"{split}; group testing named no single element within its {probes} probes"
+    return (f"{split}; group testing named {found} element(s) and stopped at its limit of "
+            f"{limit} parts after {probes} probes")
 
 
 def spread_phrase(along: str, probes: int, complete: bool) -> str:

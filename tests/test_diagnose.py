@@ -42,6 +42,23 @@ def test_part_of_the_domain():
     assert "constant factor 1.5" in m.pattern
 
 
+def test_one_reading_names_no_factor_but_an_exact_ratio():
+    e, bad, tol = torch.tensor([2.0], dtype=torch.float64), torch.ones(1, dtype=torch.bool), \
+        torch.zeros(1, dtype=torch.float64)
+    assert "one reading only (actual = 1.33 x expected)" in diagnose.pattern(e, 1.33 * e, bad, tol)
+    assert "factor" not in diagnose.pattern(e, 1.33 * e, bad, tol)
+    assert diagnose.pattern(e, -e, bad, tol).startswith("sign flipped")
+
+
+def test_a_sign_split_is_named_only_when_it_separates_wrong_from_right():
+    x = torch.linspace(-1, 1, 10, dtype=torch.float64)
+    e = 2 * x
+    a = torch.where(x > 0.5, 3 * x, 2 * x)  # wrong on 3 of the 5 positive elements
+    m = story(e, a, values=x)
+    assert "where the input is" not in m.pattern
+    assert m.pattern == "wrong on part of the elements (3 of 10)"
+
+
 def test_nan_is_a_mismatch():
     e = torch.ones(3, dtype=torch.float64)
     a = e.clone()

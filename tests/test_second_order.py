@@ -1,3 +1,4 @@
+import pytest
 """The second-order check: double backward vs finite differences of the gradient."""
 
 import torch
@@ -41,6 +42,17 @@ def test_wrong_second_derivative_fails_while_first_order_passes():
     assert so.status == "fail"
     assert "constant factor 0.5" in so.pattern  # 3x instead of 6x
     assert "double backward" in so.message
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_second_derivative_wrong_by_varying_ratios_names_no_factor(seed):
+    x, y = (torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(seed + k))
+            .requires_grad_() for k in (0, 10))
+    report = check_gradients(lambda a, b: planted.CubeSecondDetached.apply(a) * b, x, y,
+                             checks=("second-order",), seed=seed)
+    (so,) = report.records
+    assert so.status == "fail"
+    assert "factor" not in so.pattern, so.message  # one direction's ratio is no pattern
 
 
 def test_not_twice_differentiable_is_a_skip():

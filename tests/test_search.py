@@ -32,6 +32,15 @@ def test_wrong_only_above_4_is_found_and_shrunk(tmp_path):
     assert "reproduce: harness search --cases 't/above4'" in record.message
 
 
+def test_a_failure_at_every_size_shrinks_to_the_smallest_size():
+    case = Case(name="t/negative", fn=planted.square_wrong_negative, sizes={"n": (4, 200)},
+                inputs=[Input(("n",), name="x")])
+    record = run_search(case)
+    assert record.status == "fail"
+    assert "sizes {'n': 4}; x: shape (4,)" in record.message, record.message
+    assert "wrong everywhere" not in record.message
+
+
 def test_wrong_dimension_is_found_on_non_square_shapes():
     case = Case(name="t/mean-rows", fn=planted.MeanRowsWrongDim.apply,
                 sizes={"n": (1, 6), "m": (1, 6)}, inputs=[Input(("n", "m"), name="x")])

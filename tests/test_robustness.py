@@ -130,6 +130,15 @@ def test_an_integer_analytic_gradient_is_a_broken_case():
     assert "grad for input 0 has dtype torch.int64" in record.message
 
 
+def test_a_grad_with_the_wrong_signature_blames_the_case_and_says_how_it_is_called():
+    case = Case(name="cube", fn=lambda x: x**3, inputs=[Input((3,))], grad=lambda x: 3 * x**2)
+    (record,) = run_item(Item(case, "analytic", torch.float64, "cpu"), Settings())
+    assert record.status == "error"
+    assert "case 'cube': grad cannot be called with 2 argument(s)" in record.message
+    assert "grad(*inputs, v)" in record.message and "vector-Jacobian product" in record.message
+    assert "please report" not in record.message
+
+
 @pytest.mark.parametrize("signum, code, name", [(signal.SIGTERM, 143, "SIGTERM"),
                                                 (signal.SIGINT, 130, "SIGINT")])
 def test_an_interrupted_run_writes_the_finished_rows_marked_incomplete(tmp_path, signum,

@@ -1,6 +1,6 @@
-import pytest
 """The second-order check: double backward vs finite differences of the gradient."""
 
+import pytest
 import torch
 from checking import only
 

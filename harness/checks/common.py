@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -111,14 +112,29 @@ def with_measured_rounding(phi, ex: Example, gen: torch.Generator):
     return measured
 
 
+def _check_grad_signature(ex: Example, count: int) -> None:
+    """A CaseError saying how grad is called, when it cannot take `count` arguments (the
+    TypeError would otherwise be raised from the harness's line, blaming it)."""
+    try:
+        inspect.signature(ex.case.grad).bind(*range(count))
+    except ValueError:  # no signature to read (a builtin): let the call speak
+        return
+    except TypeError as exc:
+        how = ("grad(*inputs), returning d out / d input per checked input" if ex.scalar_output
+               else "grad(*inputs, v) (v: the cotangent, shaped like the output; a tuple of "
+               "them for several outputs), returning the vector-Jacobian product vᵀJ per "
+               "checked input")
+        raise CaseError(f"case {ex.case.name!r}: grad cannot be called with {count} "
+                        f"argument(s) ({exc}): for this output it is called as {how}") from None
+
+
 def analytic_gradient(ex: Example) -> list[torch.Tensor]:
     """The case's grad at the float64 inputs, as a vᵀJ, validated against the inputs."""
     xs = ex.reference_inputs()
     v = [c.to(ex.reference_dtype) for c in ex.cotangents]
-    if ex.scalar_output:
-        result = ex.case.grad(*xs)
-    else:
-        result = ex.case.grad(*xs, v[0] if len(v) == 1 else tuple(v))
+    args = xs if ex.scalar_output else (*xs, v[0] if len(v) == 1 else tuple(v))
+    _check_grad_signature(ex, len(args))
+    result = ex.case.grad(*args)
     grads = list(result) if isinstance(result, (tuple, list)) else [result]
     if len(grads) != len(ex.wrt):
         raise CaseError(

@@ -11,7 +11,7 @@ from torch import nn
 
 from harness.case import Case
 from harness.checks import CHECKS, Settings
-from harness.record import Record
+from harness.record import BAD, GOOD, Record
 from harness.runner import items_for, run_item
 
 
@@ -23,11 +23,11 @@ class GradientReport:
 
     @property
     def ok(self) -> bool:
-        return all(r.status in ("pass", "skip") for r in self.records)
+        return all(r.status in GOOD for r in self.records)
 
     @property
     def failures(self) -> tuple[Record, ...]:
-        return tuple(r for r in self.records if r.status in ("fail", "error"))
+        return tuple(r for r in self.records if r.status in BAD)
 
     def __bool__(self) -> bool:
         return self.ok

@@ -186,6 +186,7 @@ def _check(args) -> int:
     from harness import report
     from harness.checks import CHECKS, Settings
     from harness.diagnose.events import interrupted_record
+    from harness.record import GOOD
     from harness.runner import device_available, run_items
     from harness.workers import Selection, run_isolated, start_worker
 
@@ -260,7 +261,7 @@ def _check(args) -> int:
     print(report.summary(frame))
     print(f"{len(items)} items in {time.perf_counter() - start:.1f} s; "
           f"reports: {', '.join(str(p) for p in paths)}")
-    return 0 if frame["status"].isin(["pass", "skip"]).all() else 1
+    return 0 if frame["status"].isin(GOOD).all() else 1
 
 
 def _bench(args) -> int:

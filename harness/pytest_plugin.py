@@ -15,6 +15,7 @@ import torch
 
 from harness import registry
 from harness.checks import CHECKS, Settings
+from harness.record import BAD
 from harness.runner import Item, device_available, items_for, run_item
 
 
@@ -49,12 +50,13 @@ class HarnessItem(pytest.Item):
         if not device_available(self.work.device):
             pytest.skip(f"device {self.work.device} unavailable")
         records = run_item(self.work, Settings(seed=self.seed))
-        bad = [r for r in records if r.status in ("fail", "error")]
+        bad = [r for r in records if r.status in BAD]
         if bad:
             raise HarnessFailure("\n\n".join(r.message for r in bad))
-        skipped = [r for r in records if r.status == "skip"]
-        if skipped and len(skipped) == len(records):
-            pytest.skip(skipped[0].message)
+        for status, outcome in (("skip", pytest.skip), ("xfail", pytest.xfail)):
+            alike = [r for r in records if r.status == status]
+            if alike and len(alike) == len(records):
+                outcome(alike[0].message.splitlines()[0])
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, HarnessFailure):

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-STATUSES = ("pass", "fail", "error", "skip")
+STATUSES = ("pass", "fail", "error", "skip", "xfail", "xpass")
+"""xfail: a case that is wrong on purpose (a teaching case's mistake) failed as it declares;
+xpass: it passed instead, which fails the run (pytest's strict xfail)."""
+GOOD = ("pass", "skip", "xfail")
+BAD = ("fail", "error", "xpass")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from harness.record import Record
+from harness.record import BAD, STATUSES, Record
 
 COLUMNS = ["case", "check", "dtype", "device", "status", "max_abs_err", "max_rel_err",
            "input", "index", "expected", "actual", "allowed", "detects", "pattern", "message",
@@ -24,11 +24,13 @@ def to_frame(records: Iterable[Record]) -> pd.DataFrame:
 
 
 def summary(frame: pd.DataFrame) -> str:
-    """'162 rows: 150 pass, 2 fail, 0 error, 10 skip' plus one line per failing row."""
+    """'162 rows: 150 pass, 2 fail, 0 error, 10 skip' (and xfail, xpass where there are any)
+    plus one line per row that fails the run."""
     counts = frame["status"].value_counts()
-    parts = [f"{int(counts.get(s, 0))} {s}" for s in ("pass", "fail", "error", "skip")]
+    parts = [f"{int(counts.get(s, 0))} {s}" for s in STATUSES
+             if s in ("pass", "fail", "error", "skip") or counts.get(s, 0)]
     lines = [f"{len(frame)} rows, {frame['case'].nunique()} cases: {', '.join(parts)}"]
-    for row in frame[frame["status"].isin(["fail", "error"])].itertuples():
+    for row in frame[frame["status"].isin(BAD)].itertuples():
         first = str(row.message).splitlines()[0] if row.message else ""
         detail = row.pattern or first
         lines.append(f"  {row.status.upper()} {row.case} {row.check} {row.dtype} {row.device}: "
@@ -37,8 +39,8 @@ def summary(frame: pd.DataFrame) -> str:
 
 
 def failure_details(frame: pd.DataFrame, limit: int = 10) -> str:
-    """The full diagnosis of the first `limit` failing rows, then erroring ones."""
-    bad = pd.concat([frame[frame["status"] == "fail"], frame[frame["status"] == "error"]])
+    """The full diagnosis of the first `limit` failing rows, then erroring and xpass ones."""
+    bad = pd.concat([frame[frame["status"] == s] for s in BAD])
     blocks = [str(m) for m in bad["message"].head(limit)]
     if len(bad) > limit:
         blocks.append(f"... and {len(bad) - limit} more in correctness.md")
@@ -80,7 +82,7 @@ def _markdown(frame: pd.DataFrame, seed: int | None) -> str:
     for col in ("max_abs_err", "max_rel_err"):
         table[col] = table[col].map(lambda v: "" if pd.isna(v) else f"{v:.2e}")
     body = [table.to_markdown(index=False), ""]
-    failures = frame[frame["status"].isin(["fail", "error"])]
+    failures = frame[frame["status"].isin(BAD)]
     if len(failures):
         body += ["## Failures", ""]
         for row in failures.itertuples():

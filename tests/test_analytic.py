@@ -1,11 +1,13 @@
 """The analytic check and triangulation: which of the three sources is wrong."""
 
+import pandas as pd
 import pytest
 import torch
 from checking import on_example, only
 
 from harness import Case, Input, check_gradients
 from harness.checks import Settings
+from harness.cli import main
 from harness.inputs import draw_example
 
 import planted
@@ -84,22 +86,39 @@ def _items(case):
                                              ["cpu"]) for r in run_item(item, Settings())}
 
 
-def test_expected_failure_passes_when_it_fails_with_the_phrase():
+def test_expected_failure_is_an_xfail_when_it_fails_with_the_phrase():
     wrong = Case(name="t/teach", fn=torch.sin, inputs=[Input((3,))],
                  grad=lambda x, v: 2 * torch.cos(x) * v,
                  expected_failures={"analytic": "exactly 2 times"})
     records = _items(wrong)
-    assert records["analytic"].status == "pass"
+    assert records["analytic"].status == "xfail"
     assert records["analytic"].message.startswith("fails as the case expects")
     assert records["fd"].status == "pass"
 
 
-def test_expected_failure_that_does_not_happen_fails():
+def test_expected_failure_that_does_not_happen_is_an_xpass_that_fails_the_run(tmp_path,
+                                                                              capsys):
     right = Case(name="t/teach", fn=torch.sin, inputs=[Input((3,))],
                  grad=lambda x, v: torch.cos(x) * v,
                  expected_failures={"analytic": "exactly 2 times"})
     record = _items(right)["analytic"]
-    assert record.status == "fail" and "was expected to fail" in record.message
+    assert record.status == "xpass" and "was expected to fail" in record.message
+    (tmp_path / "teach.py").write_text('''
+import torch
+from harness import Case, Input
+right = Case(name="t/teach", fn=torch.sin, inputs=[Input((3,))],
+             grad=lambda x, v: torch.cos(x) * v, expected_failures={"analytic": "exactly 2"})
+wrong = Case(name="t/teach-wrong", fn=torch.sin, inputs=[Input((3,))],
+             grad=lambda x, v: 2 * torch.cos(x) * v, expected_failures={"analytic": "exactly 2"})
+''')
+    code = main(["check", "--load", str(tmp_path / "teach.py"), "--cases", "t/*", "--check",
+                 "analytic", "--report-dir", str(tmp_path), "--no-isolate"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "4 rows, 2 cases: 0 pass, 0 fail, 0 error, 0 skip, 2 xfail, 2 xpass" in out
+    assert "XPASS t/teach analytic" in out
+    frame = pd.read_csv(tmp_path / "correctness.csv")
+    assert sorted(frame["status"]) == ["xfail", "xfail", "xpass", "xpass"]
 
 
 def test_expected_failure_with_another_diagnosis_stays_a_failure():

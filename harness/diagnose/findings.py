@@ -114,13 +114,15 @@ def _searched(ex, spec, searched, saved: Path | None, common: dict) -> Record:
 
 
 def as_expected_failure(record: Record, phrase: str) -> Record:
-    """A deliberately wrong (teaching) case: failing with `phrase` in its diagnosis passes."""
+    """A deliberately wrong (teaching) case: failing with `phrase` in its diagnosis is an
+    xfail; passing is an xpass (the run fails: the mistake the case shows is gone)."""
     if record.status == "fail" and phrase in record.message + record.pattern:
-        return replace(record, status="pass",
+        return replace(record, status="xfail",
                        message=f"fails as the case expects ({phrase!r}):\n{record.message}")
     if record.status == "pass":
-        return replace(record, status="fail", message=(
+        return replace(record, status="xpass", message=(
             f"{record.case} {record.dtype} {record.device}: {record.check} was expected to "
-            f"fail with {phrase!r} but passed"))
+            f"fail with {phrase!r} but passed: the mistake this case declares is no longer "
+            "seen (fix the case or its expected_failures)"))
     return replace(record, message=f"expected a failure with {phrase!r}, got:\n"
                    f"{record.message}")

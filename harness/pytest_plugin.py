@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from harness import registry
+from harness.arguments import usable_cores
 from harness.checks import CHECKS, Settings
 from harness.record import BAD
 from harness.runner import Item, device_available, items_for, run_item
@@ -108,7 +109,7 @@ def pytest_configure(config: pytest.Config) -> None:
     slower with 2 workers on 2 cores)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     if os.environ.get("PYTEST_XDIST_WORKER") and workers > 0:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        torch.set_num_threads(max(1, usable_cores() // workers))
 
 
 def _enabled(config: pytest.Config) -> bool:

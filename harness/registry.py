@@ -159,6 +159,22 @@ def load(paths: Iterable[str | Path] = (), use_entry_points: bool = True,
     return Registry(tuple(unique.values()), tuple(errors), tuple(skipped))
 
 
+def counted_errors(errors: Iterable[Record], patterns: Iterable[str] = ()
+                   ) -> tuple[list[Record], list[Record]]:
+    """(load errors the run counts, plugin errors it only warns about). A plugin's cases are
+    unknown when it fails, so its error counts when no pattern narrows the run or a
+    pattern's first part matches the entry point's name; a --load file's always counts."""
+    heads = [p.split("/")[0] for p in patterns or ()]
+    counted, warned = [], []
+    for err in errors:
+        name = err.source.split(" ")[1] if err.source.startswith("plugin ") else None
+        if name is None or not heads or any(fnmatch.fnmatchcase(name, h) for h in heads):
+            counted.append(err)
+        else:
+            warned.append(err)
+    return counted, warned
+
+
 def select(cases, patterns: Iterable[str] = (), tags: Iterable[str] = ()) -> list:
     """The cases whose name matches any of `patterns` and that carry any of `tags` (each
     filter applies only when given)."""

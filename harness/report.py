@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,27 +24,54 @@ def to_frame(records: Iterable[Record]) -> pd.DataFrame:
     return pd.DataFrame([r.as_dict() for r in records], columns=COLUMNS)
 
 
+def _cause(row) -> str:
+    """An error row's message without the item id and case name it starts with: the same
+    text for every item one broken case took down."""
+    text = str(row.message) if isinstance(row.message, str) else ""
+    text = text.removeprefix(f"{row.case}-{row.check}-{row.dtype}-{row.device}: ")
+    return text.replace(f"case {row.case!r}: ", "")
+
+
+def _grouped(frame: pd.DataFrame) -> list[tuple[object, int]]:
+    """The rows that fail the run, as (first row, how many items share it): error rows of
+    one case with one cause are one entry (one root cause, one line)."""
+    bad = pd.concat([frame[frame["status"] == s] for s in BAD])
+    groups: dict = {}
+    for row in bad.itertuples():
+        key = (row.case, _cause(row)) if row.status == "error" else ("row", row.Index)
+        first, count = groups.get(key, (row, 0))
+        groups[key] = (first, count + 1)
+    return list(groups.values())
+
+
 def summary(frame: pd.DataFrame) -> str:
     """'162 rows: 150 pass, 2 fail, 0 error, 10 skip' (and xfail, xpass where there are any)
-    plus one line per row that fails the run."""
+    plus one line per failing row, and one per broken case with the count of its items."""
     counts = frame["status"].value_counts()
     parts = [f"{int(counts.get(s, 0))} {s}" for s in STATUSES
              if s in ("pass", "fail", "error", "skip") or counts.get(s, 0)]
     lines = [f"{len(frame)} rows, {frame['case'].nunique()} cases: {', '.join(parts)}"]
-    for row in frame[frame["status"].isin(BAD)].itertuples():
-        first = str(row.message).splitlines()[0] if row.message else ""
-        detail = row.pattern or first
+    for row, count in _grouped(frame):
+        if count > 1:
+            lines.append(f"  ERROR {row.case} ({count} items, every one with this error): "
+                         f"{_cause(row).splitlines()[0]}")
+            continue
+        first = str(row.message).splitlines()[0] if isinstance(row.message, str) else ""
+        detail = row.pattern if isinstance(row.pattern, str) and row.pattern else first
         lines.append(f"  {row.status.upper()} {row.case} {row.check} {row.dtype} {row.device}: "
                      f"{detail}")
     return "\n".join(lines)
 
 
 def failure_details(frame: pd.DataFrame, limit: int = 10) -> str:
-    """The full diagnosis of the first `limit` failing rows, then erroring and xpass ones."""
-    bad = pd.concat([frame[frame["status"] == s] for s in BAD])
-    blocks = [str(m) for m in bad["message"].head(limit)]
-    if len(bad) > limit:
-        blocks.append(f"... and {len(bad) - limit} more in correctness.md")
+    """The full diagnosis of the first `limit` failing rows, then erroring and xpass ones;
+    a broken case's items once."""
+    groups = _grouped(frame)
+    blocks = [str(row.message) + (f"\n(the same error in {count - 1} more items of "
+                                  f"{row.case})" if count > 1 else "")
+              for row, count in groups[:limit]]
+    if len(groups) > limit:
+        blocks.append(f"... and {len(groups) - limit} more in correctness.md")
     return "\n\n".join(blocks)
 
 
@@ -105,3 +133,15 @@ def write(frame: pd.DataFrame, report_dir: str | Path, seed: int | None = None,
                   "</title></head><body><h1>Gradient correctness</h1><pre>"
                   f"{summary(frame)}</pre>{styled}</body></html>\n")
     return paths
+
+
+def write_somewhere(write, report_dir: str) -> list:
+    """write(report_dir), or, when that fails at the end of a run, write(a temporary folder)
+    saying so: finished rows are never lost."""
+    try:
+        return write(report_dir)
+    except OSError as exc:
+        fallback = tempfile.mkdtemp(prefix="harness-reports-")
+        print(f"harness: could not write the reports to {report_dir} ({exc}); writing them "
+              f"to {fallback} instead", file=sys.stderr)
+        return write(fallback)

@@ -1,6 +1,10 @@
 """harness check / list: exit codes, reports, selection, --load."""
 
+import argparse
+
 import pandas as pd
+import pytest
+import torch
 
 from harness.checks import CHECKS
 from harness.cli import main
@@ -77,34 +81,134 @@ def test_tag_and_check_and_seed_selection(tmp_path):
     assert set(frame["seed"]) == {7}
 
 
-def test_no_match_is_a_usage_error(tmp_path, capsys):
-    assert main(["check", "--cases", "nothing/*", "--report-dir", str(tmp_path)]) == 2
-    assert "no case matches" in capsys.readouterr().err
+def test_no_match_is_a_usage_error_saying_what_was_given(tmp_path, capsys):
+    assert main(["check", "--tag", "no-such-tag", "--report-dir", str(tmp_path)]) == 2
+    assert "no case matches --tag 'no-such-tag'; see `harness list`" in capsys.readouterr().err
+    assert not (tmp_path / "correctness.csv").exists()
 
 
 def test_unknown_option_is_a_usage_error(capsys):
-    try:
+    with pytest.raises(SystemExit) as exc:
         main(["check", "--dtype", "float8"])
-    except SystemExit as exc:
-        assert exc.code == 2
+    assert exc.value.code == 2
 
 
-def test_cuda_requested_without_gpu_is_a_skip(tmp_path):
-    import torch
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+@pytest.mark.parametrize("command", ["check", "bench"])
+def test_cuda_requested_without_a_gpu_is_a_usage_error_before_any_item(command, tmp_path,
+                                                                       capsys):
+    assert main([command, "--cases", "block/tanh", "--device", "cuda",
+                 "--report-dir", str(tmp_path)]) == 2
+    assert "cuda requested but torch.cuda.is_available() is False" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
 
-    if torch.cuda.is_available():
-        return
-    assert main(["check", "--cases", "tutorial/poly", "--device", "cuda",
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_the_default_devices_run_what_is_here_and_say_what_they_skipped(tmp_path, capsys):
+    assert main(["check", "--cases", "block/exp", "--check", "fd", "--no-isolate",
                  "--report-dir", str(tmp_path)]) == 0
-    frame = pd.read_csv(tmp_path / "correctness.csv")
-    assert (frame["status"] == "skip").all()
-    assert frame["message"].str.contains("device cuda unavailable").all()
+    assert set(pd.read_csv(tmp_path / "correctness.csv")["device"]) == {"cpu"}
+    assert "harness: cuda is not available here (torch.cuda.is_available() is False): its " \
+        "items are not run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--load", "does_not_exist.py"], "--load does_not_exist.py: no such file or folder"),
+    (["--cases", "tutorial/poly", "--cases", "block/tahn"],
+     "--cases 'block/tahn' matches no case; closest case names: block/tanh"),
+    (["--report-dir", __file__], "is a file, not a folder"),
+])
+def test_bad_input_is_a_usage_error_before_the_first_item(argv, says, tmp_path, capsys):
+    assert main(["check", *argv, *(["--report-dir", str(tmp_path)] if "--report-dir" not in argv
+                                   else [])]) == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "correctness.csv").exists()
+
+
+def test_reports_that_cannot_be_written_go_to_a_temporary_folder_saying_where(tmp_path,
+                                                                            capsys, monkeypatch):
+    from harness import report
+
+    write = report.write
+
+    def refuse(frame, where, **kwargs):
+        if str(where) == str(tmp_path / "r"):
+            raise PermissionError(13, "Permission denied", str(where))
+        return write(frame, where, **kwargs)
+
+    monkeypatch.setattr(report, "write", refuse)
+    assert main(["check", "--cases", "block/exp", "--check", "fd", "--no-isolate",
+                 "--report-dir", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "could not write the reports to" in err and "writing them to" in err
+    fallback = err.split("writing them to ")[1].split(" instead")[0]
+    assert len(pd.read_csv(f"{fallback}/correctness.csv")) == 2
+
+
+def test_one_broken_case_is_one_summary_line_and_the_csv_keeps_its_rows(tmp_path, capsys):
+    (tmp_path / "floats.py").write_text('''
+import torch
+from harness import Case, Input
+broken = Case(name="mine/float-out", fn=lambda x: float(x.sum()), inputs=[Input((3,))])
+''')
+    assert main(["check", "--load", str(tmp_path / "floats.py"), "--cases", "mine/*",
+                 "--check", "fd", "--check", "analytic", "--check", "accumulation",
+                 "--no-isolate", "--report-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    line = "ERROR mine/float-out (6 items, every one with this error): broken case: fn returned"
+    assert out.count(line) == 1 and out.count("ERROR mine/float-out") == 1
+    assert "(the same error in 5 more items of mine/float-out)" in out
+    assert len(pd.read_csv(tmp_path / "correctness.csv")) == 6
 
 
 def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
+    assert out.startswith("case ") and "source" in out.splitlines()[0]
     assert "tutorial/tiny-model" in out and "plugin builtin" in out
+    assert "    y = 3x^2 + 4x + 2: dy/dx = 6x + 4, 22 at x = 3 (002)" in out  # descriptions
+    assert "opt-in: --cases 'opinfo/*'" in out
+    assert out.splitlines()[-1].endswith("source(s); 1 opt-in source(s) not built")
+
+
+def test_list_filters_by_name_and_tag(capsys):
+    assert main(["list", "--cases", "tutorial/*", "--tag", "teaching"]) == 0
+    out = capsys.readouterr().out
+    names = [line.split()[0] for line in out.splitlines()[1:-1] if not line.startswith(" ")]
+    assert names and all(n.startswith("tutorial/") for n in names)
+    assert "tutorial/notebook-002-poly-rerun" in names and "tutorial/poly" not in names
+    assert out.splitlines()[-1].startswith(f"{len(names)} case(s)")
+    assert main(["list", "--cases", "block/tahn"]) == 2
+    assert "closest case names: block/tanh" in capsys.readouterr().err
+
+
+def test_list_builds_an_opt_in_source_asked_for(capsys):
+    pytest.importorskip("expecttest")
+    assert main(["list", "--cases", "opinfo/sin*"]) == 0
+    out = capsys.readouterr().out
+    assert "opinfo/sin" in out and "opt-in:" not in out
+
+
+def test_version_and_the_exit_statuses_in_the_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("harness ")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "exit status:" in out and "usage error" in out and "130" in out
+
+
+@pytest.mark.parametrize("command", ["check", "search", "bench", "list"])
+def test_every_option_has_a_help_line(command):
+    from harness.arguments import parser
+
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for action in sub.choices[command]._actions:
+        assert action.help, f"harness {command} {action.option_strings} has no help"
+        if action.default not in (None, False, [], argparse.SUPPRESS) and action.dest != "help":
+            assert "default" in action.help, f"{command} {action.option_strings} hides its default"
 
 
 def test_compiled_adds_the_compiled_check_to_the_run(tmp_path):
@@ -135,10 +239,10 @@ def test_list_into_a_closed_pipe_is_not_an_error(tmp_path):
 
 def test_auto_workers_are_one_per_core_unless_the_items_would_not_repay_their_load():
     from harness import registry
-    from harness.cli import AUTO_WORKERS_MAX, _auto_workers, _usable_cores
+    from harness.arguments import AUTO_WORKERS_MAX, auto_workers, usable_cores
     from harness.runner import items_for
 
     items = items_for(registry.load(()).cases, devices=["cpu"])  # the main job: ~14 s
-    assert _auto_workers(items, load_seconds=0.02) == min(_usable_cores(), AUTO_WORKERS_MAX)
+    assert auto_workers(items, load_seconds=0.02) == min(usable_cores(), AUTO_WORKERS_MAX)
     fd_items = [item for item in items if item.check == "fd"][:40]  # ~0.16 s of work
-    assert _auto_workers(fd_items, load_seconds=5.0) == 1  # the OpInfo database's load
+    assert auto_workers(fd_items, load_seconds=5.0) == 1  # the OpInfo database's load

@@ -79,7 +79,21 @@ def test_plugin_cases_in_harness_check(plugin_site, tmp_path):
     assert out.returncode == 1
     assert "FAIL myplug/bad-sin fd float64 cpu: sign flipped" in out.stdout
     assert "myplug/sin" in (tmp_path / "correctness.csv").read_text()
-    assert "could not be loaded" in (tmp_path / "correctness.md").read_text()
+    # the broken entry point cannot hold myplug/* cases: a warning, not an error row
+    assert "harness: warning: plugin broken (myplug_missing_module:CASES) could not be " \
+        "loaded" in out.stderr
+    assert "could not be loaded" not in (tmp_path / "correctness.md").read_text()
+
+
+def test_a_broken_plugin_counts_only_where_the_selection_could_include_it(plugin_site, tmp_path):
+    fine = run(["-m", "harness", "check", "--cases", "tutorial/poly", "--check", "fd",
+                "--report-dir", str(tmp_path / "a")], plugin_site)
+    assert fine.returncode == 0, fine.stdout + fine.stderr
+    assert "plugin broken" in fine.stderr
+    counted = run(["-m", "harness", "check", "--cases", "broken/*", "--report-dir",
+                   str(tmp_path / "b")], plugin_site)
+    assert counted.returncode == 1
+    assert "ERROR plugin broken" in counted.stdout
 
 
 def test_plugin_cases_in_pytest(plugin_site, tmp_path):

@@ -222,7 +222,7 @@ def _list(args) -> int:
     reg = registry.load(args.load, patterns=args.cases or (), tags=args.tag or ())
     errors = usage.counted_load_errors(reg, args.cases)
     cases = registry.select(reg.cases, args.cases or (), args.tag or ())
-    if not cases and not errors:
+    if not cases and not errors and (args.cases or args.tag):
         raise usage.UsageError(f"no case matches {usage.selection_words(args)}")
     print(f"{'case':<44} {'source':<34} tags")
     for case in cases:

@@ -182,11 +182,50 @@ def test_list_filters_by_name_and_tag(capsys):
     assert "closest case names: block/tanh" in capsys.readouterr().err
 
 
-def test_list_builds_an_opt_in_source_asked_for(capsys):
-    pytest.importorskip("expecttest")
-    assert main(["list", "--cases", "opinfo/sin*"]) == 0
+def test_list_builds_an_opt_in_source_asked_for(capsys, monkeypatch):
+    from types import SimpleNamespace
+
+    from harness import Case, Input, OptInCases, registry
+
+    built = []
+
+    def load():
+        built.append(True)
+        return [Case(name=f"slow/op{k}", fn=torch.sin, inputs=[Input((2,))],
+                     description=f"op {k}") for k in range(3)]
+
+    source = OptInCases("slow", load, tags=("slow",), description="a source too slow to build")
+    plugin = SimpleNamespace(name="slowplug", value="slowplug:SOURCE", load=lambda: source)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [plugin])
+    assert main(["list"]) == 0
+    assert not built and "slow/*" in capsys.readouterr().out
+    assert main(["list", "--cases", "slow/*"]) == 0
     out = capsys.readouterr().out
-    assert "opinfo/sin" in out and "opt-in:" not in out
+    assert built and "slow/op2" in out and "    op 2" in out and "opt-in:" not in out
+    assert out.splitlines()[-1] == "3 case(s) from 1 source(s)"
+
+
+def test_a_broken_plugin_counts_only_where_the_selection_could_include_it(tmp_path, capsys,
+                                                                          monkeypatch):
+    from types import SimpleNamespace
+
+    from harness import registry
+
+    def missing():
+        raise ModuleNotFoundError("No module named 'brokenplug'")
+
+    real = registry.entry_points
+    broken = SimpleNamespace(name="broken", value="brokenplug:CASES", load=missing)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [*real(group=group), broken])
+    assert main(["check", "--cases", "tutorial/poly", "--check", "fd", "--no-isolate",
+                 "--report-dir", str(tmp_path / "a")]) == 0
+    assert "harness: warning: plugin broken (brokenplug:CASES) could not be loaded" \
+        in capsys.readouterr().err
+    assert "broken" not in (tmp_path / "a" / "correctness.csv").read_text()
+    assert main(["check", "--cases", "broken/*", "--no-isolate",
+                 "--report-dir", str(tmp_path / "b")]) == 1
+    assert "ERROR plugin broken (brokenplug:CASES) load - -: plugin broken" in \
+        capsys.readouterr().out
 
 
 def test_version_and_the_exit_statuses_in_the_help(capsys):

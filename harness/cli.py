@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import sys
 import time
@@ -59,7 +60,7 @@ def _interruptible():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _check(args) -> int:
+def _check(args, argv: list[str]) -> int:
     from harness import report
     from harness.checks import CHECKS, Settings
     from harness.diagnose.events import interrupted_record
@@ -90,7 +91,8 @@ def _check(args) -> int:
                           devices=tuple(devices))
     settings = Settings(seed=args.seed, profile="thorough" if args.thorough else "quick",
                         report_dir=args.report_dir,
-                        compile_backend=getattr(args, "compile_backend", "inductor"))
+                        compile_backend=getattr(args, "compile_backend", "inductor"),
+                        figures=True)
     # the first worker loads the registry while this process does (the OpInfo database: ~5 s)
     early = None if args.no_isolate else start_worker(selection, settings, args.memory_limit)
     loading = time.perf_counter()
@@ -130,8 +132,13 @@ def _check(args) -> int:
         records.append(interrupted_record(interrupted, done_items, len(items), args.seed))
     frame = report.to_frame(records)
     name = "search" if args.command == "search" else "correctness"
-    paths = report.write_somewhere(lambda where: report.write(frame, where, seed=args.seed,
-                                                        name=name), args.report_dir)
+    run = {"command": "harness " + " ".join(shlex.quote(a) for a in argv),
+           "duration": f"{time.perf_counter() - start:.1f} s for {done_items} of {len(items)} "
+                       "items"}
+    descriptions = {c.name: c.description for c in cases if c.description}
+    paths = report.write_somewhere(lambda where: report.write(
+        frame, where, seed=args.seed, name=name, run=run, descriptions=descriptions),
+        args.report_dir)
     if interrupted:
         print(f"harness: interrupted by {interrupted} after {done_items} of {len(items)} "
               f"items; {', '.join(str(p) for p in paths)} hold the finished rows, marked "
@@ -254,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             code = _bench(args)
         else:
-            code = _list(args) if args.command == "list" else _check(args)
+            code = _list(args) if args.command == "list" else _check(args, argv)
         sys.stdout.flush()  # inside the try: a closed pipe surfaces here, not at exit
         return code
     except usage.UsageError as exc:

@@ -40,6 +40,8 @@ class Record:
     seed: int | None = None
     seconds: float = 0.0
     source: str = ""
+    figure: str = ""
+    """A failure's picture (base64 PNG), for the HTML report; not in the CSV."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

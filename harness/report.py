@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from harness import html_report
 from harness.record import BAD, STATUSES, Record
 
 COLUMNS = ["case", "check", "dtype", "device", "status", "max_abs_err", "max_rel_err",
@@ -20,8 +21,9 @@ COLUMNS = ["case", "check", "dtype", "device", "status", "max_abs_err", "max_rel
 
 
 def to_frame(records: Iterable[Record]) -> pd.DataFrame:
-    """One row per record, in a fixed column order."""
-    return pd.DataFrame([r.as_dict() for r in records], columns=COLUMNS)
+    """One row per record, in a fixed column order, and the failures' pictures (`figure`,
+    for the HTML report only)."""
+    return pd.DataFrame([r.as_dict() for r in records], columns=[*COLUMNS, "figure"])
 
 
 def _cause(row) -> str:
@@ -120,18 +122,24 @@ def _markdown(frame: pd.DataFrame, seed: int | None) -> str:
 
 
 def write(frame: pd.DataFrame, report_dir: str | Path, seed: int | None = None,
-          name: str = "correctness") -> list[Path]:
-    """Write <name>.csv, <name>.md and <name>.html under `report_dir`."""
+          name: str = "correctness", run: dict | None = None,
+          descriptions: dict | None = None) -> list[Path]:
+    """Write <name>.csv, <name>.md and <name>.html under `report_dir`; `run` (command,
+    duration, ...) and the cases' `descriptions` head and label the HTML page."""
     out = Path(report_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.csv", out / f"{name}.md", out / f"{name}.html"]
-    frame = frame.assign(torch=environment()["torch"])  # every row says what produced it
-    _atomic_write(paths[0], frame.to_csv(index=False))
-    _atomic_write(paths[1], _markdown(frame, seed))
-    styled = frame.drop(columns=["message"]).to_html(index=False, na_rep="", float_format="%.3g")
-    _atomic_write(paths[2], "<html><head><meta charset='utf-8'><title>Gradient correctness"
-                  "</title></head><body><h1>Gradient correctness</h1><pre>"
-                  f"{summary(frame)}</pre>{styled}</body></html>\n")
+    env = environment()
+    frame = frame.assign(torch=env["torch"])  # every row says what produced it
+    table = frame.drop(columns=["figure"], errors="ignore")
+    _atomic_write(paths[0], table.to_csv(index=False))
+    _atomic_write(paths[1], _markdown(table, seed))
+    devices = ", ".join(sorted(set(frame["device"]) - {"", "-"}))
+    heading = {"command": "", **(run or {}), "seed": "" if seed is None else str(seed),
+               "torch": f"{env['torch']} (Python {env['python']}, {env['machine']})",
+               "devices": devices, "CUDA": env["cuda"],
+               "summary": summary(table).splitlines()[0]}
+    _atomic_write(paths[2], html_report.page(frame, _grouped(frame), heading, descriptions))
     return paths
 
 

@@ -10,11 +10,12 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
+from harness import figures
 from harness.autodiff import carries_graph
 from harness.case import Case, TrainingCase
 from harness.checks import CHECKS, Check, Finding, Settings
@@ -161,7 +162,16 @@ def run_check(spec: Check, ex, settings: Settings, started: float | None = None)
         saved = save_failing_inputs(settings.report_dir, f"{ex.case.name.replace('/', '__')}-"
                                     f"{spec.searches}-{dtype_name(ex.dtype)}",
                                     finding.searched.inputs)
-    return record_of(ex, spec, finding, time.perf_counter() - started, saved)
+    record = record_of(ex, spec, finding, time.perf_counter() - started, saved)
+    if settings.figures and record.status == "fail" and finding.verdicts:
+        try:
+            figure = figures.gradient_figure(finding.verdicts, finding.reference,
+                                             finding.checked)
+        except Exception as exc:  # a picture must never cost the row
+            record = replace(record, message=record.message + f"\n  (no picture: {exc})")
+        else:
+            record = replace(record, figure=figure)
+    return record
 
 
 def run_item(item: Item, settings: Settings) -> list[Record]:

@@ -174,15 +174,19 @@ def test_bench_command_writes_reports_and_plots(tmp_path, capsys):
                  "--report-dir", str(tmp_path)])
     assert code == 0
     names = {p.name for p in tmp_path.iterdir()}
-    assert {"bench.csv", "bench.md", "bench.html", "bench-backward.png",
-            "bench-speedup.png"} <= names
+    assert {"bench.csv", "bench.md", "bench.html", "bench-backward.png"} <= names
+    assert ("bench-speedup.png" in names) == torch.cuda.is_available()  # no empty axis
     frame = pd.read_csv(tmp_path / "bench.csv")
     assert set(frame["size"]) == {"n=1024", "n=4096"}
     assert (frame[frame["device"] == "cpu"]["repeats"] >= 3).all()
     html = (tmp_path / "bench.html").read_text()
     assert "<td>tf32 (pinned)</td><td>False</td>" in html
     assert "<td>cudnn.benchmark (pinned)</td><td>False</td>" in html
-    assert "<h2>Summary</h2>" in html and "bench-backward.png" in html
+    assert "<h2 id='summary'>Summary</h2>" in html and "bench-backward.png" in html
+    assert html.index("bench-backward.png") < html.index("<h2 id='summary'>")  # plots first
+    assert "<a href='#plots'>plots</a>" in html
+    if not torch.cuda.is_available():
+        assert "<b>No CUDA device</b> was measured on this machine" in html
     md = (tmp_path / "bench.md").read_text()
     assert "| block/tanh | n=1024 | backward |" in md
     assert "measurements" in capsys.readouterr().out

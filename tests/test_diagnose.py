@@ -59,6 +59,21 @@ def test_a_sign_split_is_named_only_when_it_separates_wrong_from_right():
     assert m.pattern == "wrong on part of the elements (3 of 10)"
 
 
+def test_a_sign_split_ignores_elements_too_small_to_show_the_error():
+    x = torch.tensor([-1.0, -2.0, -1e-300, 0.0, 1.0, 2.0], dtype=torch.float64)
+    e = 2 * x
+    a = torch.where(x < 0, 3 * x, 2 * x)  # -1e-300 is wrong too, but far below any allowance
+    assert ("wrong where the input is negative (2 of 6 elements; the 1 other negative ones "
+            "have a gradient within its allowance of 0)") in story(e, a, values=x).pattern
+
+
+def test_no_sign_split_without_right_elements_to_contrast():
+    x = torch.tensor([-1.0, -2.0, 1.0, 2.0], dtype=torch.float64)
+    e = torch.tensor([0.0, 0.0, 1.0, 2.0], dtype=torch.float64)  # only positives carry signal
+    a = torch.tensor([0.0, 0.0, 2.0, 3.0], dtype=torch.float64)
+    assert story(e, a, values=x).pattern == "wrong on part of the elements (2 of 4)"
+
+
 def test_nan_is_a_mismatch():
     e = torch.ones(3, dtype=torch.float64)
     a = e.clone()

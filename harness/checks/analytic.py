@@ -30,7 +30,9 @@ def _verdicts(ex: Example, expected, actual, allowed) -> list[InputVerdict]:
         m, max_abs, max_rel = compare(ex.labels[pos], expected[k], actual[k],
                                                allowed[k], values=xs[pos])
         verdicts.append(InputVerdict(ex.labels[pos], m, max_abs, max_rel,
-                                     detects=element_power(expected[k], actual[k], allowed[k])))
+                                     reference=expected[k], allowed=allowed[k],
+                                     detects=element_power(expected[k], actual[k], allowed[k]),
+                                     checked=actual[k], values=xs[pos]))
     return verdicts
 
 

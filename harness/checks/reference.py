@@ -62,6 +62,10 @@ class InputVerdict:
     detects: float = math.nan
     directions: int = 0
     """How the input was compared: 0 element by element, else along this many directions."""
+    checked: torch.Tensor | None = None
+    """Element by element: the checked gradient beside `reference`, for the failure's picture."""
+    values: torch.Tensor | None = None
+    """Element by element: the input's values there."""
 
     @property
     def power(self) -> str:
@@ -338,7 +342,8 @@ def compare_with_fd(
                                if k and k not in kinks)
             m, max_abs, max_rel = compare(t.label, ref, t.cand, allowed, values=xs[pos])
             verdicts.append(InputVerdict(t.label, m, max_abs, max_rel, unreliable, ref, allowed,
-                                         kinks, element_power(ref, t.cand, allowed)))
+                                         kinks, element_power(ref, t.cand, allowed),
+                                         checked=t.cand, values=xs[pos]))
         else:
             verdicts.append(_directional_verdict(t, sweep, gen))
     return verdicts

@@ -36,6 +36,9 @@ class Settings:
     localize_max: int = 8
     compile_backend: str = "inductor"
     verdict_only: bool = False
+    figures: bool = False
+    """Draw a picture of each element-by-element failure (harness.figures), for the HTML
+    report."""
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:

@@ -178,11 +178,20 @@ def pattern(
         rest = (a - e).abs()[~bad.flatten()].max()
         return f"one element wrong; the rest agree to {float(rest):.1g}"
     if values is not None and values.shape == bad.shape and count < total:
+        # elements whose reference is within its allowance of 0 cannot show a proportional
+        # error: the split must hold on the others, with right ones outside it to contrast
+        shows = expected.abs() > allowed
         for name, region in (("negative", values < 0), ("positive", values > 0)):
-            if bool((region == bad).all()):  # the sign separates the wrong from the right
-                phrase = f"wrong exactly where the input is {name} ({count} of {total} elements)"
-                factor = factor_of(expected[bad], actual[bad], allowed[bad])
-                return phrase + (f"; there, {factor}" if factor else "")
+            if not (bool(region[bad].all()) and bool((region == bad)[shows].all())
+                    and bool((shows & ~region).any())):
+                continue
+            quiet = int((region & ~bad).sum())
+            phrase = (f"wrong exactly where the input is {name} ({count} of {total} elements)"
+                      if not quiet else
+                      f"wrong where the input is {name} ({count} of {total} elements; the "
+                      f"{quiet} other {name} ones have a gradient within its allowance of 0)")
+            factor = factor_of(expected[bad], actual[bad], allowed[bad])
+            return phrase + (f"; there, {factor}" if factor else "")
     if count < total:
         return f"wrong on part of the elements ({count} of {total})"
     if int((e.abs() > allowed.flatten()).sum()) < 2:

@@ -1,0 +1,78 @@
+"""Pictures of a wrong gradient, for the HTML report: where people would rather look than read.
+
+For each input compared element by element and found wrong: the checked gradient against the
+reference per element (a scatter, the wrong elements marked), beside the error as a heatmap
+for a 2-D input or against the input's value for a 1-D one (a sign split shows as the wrong
+marks on one side of 0). A small PNG, base64 for inlining; drawn only for failing rows of a
+run that writes an HTML report (Settings.figures), so check_gradients never pays for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import torch
+
+MAX_POINTS = 20_000
+"""Elements drawn at most per input: past that, the wrong ones and an even sample of the rest."""
+
+
+def _drawn(n: int, bad: torch.Tensor) -> torch.Tensor:
+    if n <= MAX_POINTS:
+        return torch.arange(n)
+    sample = torch.linspace(0, n - 1, MAX_POINTS).long()
+    return torch.unique(torch.cat([sample, bad.nonzero().flatten()[:MAX_POINTS]]))
+
+
+def gradient_figure(verdicts, reference: str, checked: str) -> str:
+    """Base64 PNG of the failing element-by-element verdicts, or "" when none has the data."""
+    shown = [v for v in verdicts if v.mismatch is not None and v.checked is not None
+             and v.reference is not None and v.allowed is not None]
+    if not shown:
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    shown = shown[:3]
+    fig, axes = plt.subplots(len(shown), 2, figsize=(9, 3.1 * len(shown)), squeeze=False)
+    for (left, right), v in zip(axes, shown):
+        e, a = (t.detach().double().cpu().flatten() for t in (v.reference, v.checked))
+        allowed = v.allowed.detach().double().cpu().expand_as(v.reference).flatten()
+        err = (a - e).abs()
+        bad = ~(err <= allowed)
+        keep = _drawn(len(e), bad)
+        ok, wrong = keep[~bad[keep]], keep[bad[keep]]
+        left.scatter(e[ok], a[ok], s=8, c="#1a7f37", label="agree")
+        left.scatter(e[wrong], a[wrong], s=18, c="#cf222e", marker="x", label="wrong")
+        low, high = float(torch.minimum(e.min(), a.min())), float(torch.maximum(e.max(), a.max()))
+        left.plot([low, high], [low, high], c="#6e7781", lw=0.8, ls="--")
+        left.set_xlabel(reference)
+        left.set_ylabel(checked)
+        left.set_title(f"{v.label}: {int(bad.sum())} of {len(e)} elements wrong", fontsize=10)
+        left.legend(fontsize=8, loc="best")
+        ratio = (err / allowed.clamp_min(1e-300)).clamp(max=1e6)
+        if v.reference.dim() == 2:
+            image = right.imshow(torch.log10(ratio.clamp_min(1e-3)).view(v.reference.shape),
+                                 cmap="magma", aspect="auto")
+            fig.colorbar(image, ax=right, label="log10 |error| / allowed")
+            right.set_title("error per element (> 0: wrong)", fontsize=10)
+        elif v.values is not None and v.values.numel() == len(e):
+            x = v.values.detach().double().cpu().flatten()
+            right.scatter(x[ok], ratio[ok], s=8, c="#1a7f37")
+            right.scatter(x[wrong], ratio[wrong], s=18, c="#cf222e", marker="x")
+            right.axhline(1.0, c="#6e7781", lw=0.8, ls="--")
+            right.set_yscale("symlog", linthresh=1e-2)
+            right.set_xlabel(f"input value of {v.label}")
+            right.set_ylabel("|error| / allowed")
+            right.set_title("error against the input's value (above the line: wrong)",
+                            fontsize=10)
+        else:
+            right.axis("off")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=72)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

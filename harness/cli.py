@@ -6,6 +6,7 @@ has been launched (harness.processes), so its imports run alongside this process
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import shlex
@@ -13,23 +14,7 @@ import signal
 import sys
 import time
 
-from harness import arguments, processes, usage
-
-
-def _progress(stream):
-    interactive = stream.isatty()
-
-    def show(n, total, item):
-        if interactive:
-            width = 30
-            filled = int(width * n / max(total, 1))
-            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {n}/{total} "
-                         f"{item.id[:60]:<60}")
-            stream.flush()
-        elif n % 25 == 0:
-            stream.write(f"  {n}/{total} {item.id}\n")
-
-    return show
+from harness import arguments, processes, progress, usage
 
 
 class _Terminated(BaseException):
@@ -111,10 +96,14 @@ def _check(args, argv: list[str]) -> int:
     workers = args.workers or "auto"
     if workers == "auto":
         workers = arguments.auto_workers(items, load_seconds)
-    runner = (run_items(items, settings, progress=_progress(sys.stderr)) if args.no_isolate
+    bar = progress.Progress(len(items))
+
+    def show(n, total, item):
+        bar(n, total, item.id)
+
+    runner = (run_items(items, settings, progress=show) if args.no_isolate
               else run_isolated(items, selection, settings, args.timeout, args.memory_limit,
-                                progress=_progress(sys.stderr), workers=workers,
-                                started=early))
+                                progress=show, workers=workers, started=early))
     start = time.perf_counter()
     finished = []
     with _interruptible() as stopped:
@@ -123,8 +112,8 @@ def _check(args, argv: list[str]) -> int:
         finally:
             runner.close()  # stops the workers
     interrupted = stopped["signal"]
-    if sys.stderr.isatty():
-        sys.stderr.write("\r" + " " * 100 + "\r")
+    bar.close()
+    raised = collections.Counter(text for done in finished for text in dict.fromkeys(done.warnings))
     finished.sort(key=lambda done: done.index)  # workers finish out of order
     records = [*load_errors, *(done.record for done in finished)]
     done_items = len({done.index for done in finished})
@@ -144,6 +133,8 @@ def _check(args, argv: list[str]) -> int:
               f"items; {', '.join(str(p) for p in paths)} hold the finished rows, marked "
               "incomplete", file=sys.stderr)
         return EXIT_CODES[interrupted]
+    if raised:
+        print(progress.warnings_summary(raised), file=sys.stderr)
     details = report.failure_details(frame)
     if details:
         print(details + "\n")
@@ -182,11 +173,18 @@ def _bench(args) -> int:
     items = bench.bench_items(cases, devices, dtypes, args.mode or bench.MODES, args.size)
     start = time.perf_counter()
     rows = []
+    bar = progress.Progress(len(items), unit="measurement")
+    measured = iter(range(len(items) + 1))
+
+    def show(name):
+        bar(next(measured), len(items), name)
+
     with _interruptible() as stopped, bench.pinned_flags(args.tf32,
                                                          args.cudnn_benchmark) as flags:
         rows.extend(bench.iter_bench(items, args.min_run_time, args.repeats,
-                                     progress=lambda s: print(f"  {s}", file=sys.stderr)))
+                                     progress=show))
     interrupted = stopped["signal"]
+    bar.close()
     if interrupted:
         if not rows:
             print(f"harness: interrupted by {interrupted} before any measurement finished",

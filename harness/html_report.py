@@ -30,7 +30,8 @@ h1{font-size:22px;margin:18px 0 6px}h2{font-size:18px;margin:26px 0 8px;
 table{border-collapse:collapse;width:100%;table-layout:fixed;margin:6px 0}
 td,th{border:1px solid #d0d7de;padding:3px 6px;text-align:left;vertical-align:top;
  overflow-wrap:anywhere}
-th{background:#f6f8fa}table.run{width:auto;table-layout:auto}table.run th{white-space:nowrap}table.counts{width:auto}
+th{background:#f6f8fa}table.run{width:auto;table-layout:auto}table.run th{white-space:nowrap}
+table.counts{width:auto}
 table.counts td.n{text-align:right;min-width:48px}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f8fa;padding:8px;
  border-radius:6px;margin:6px 0;font:12.5px/1.4 ui-monospace,Menlo,Consolas,monospace}
@@ -45,7 +46,8 @@ button{cursor:pointer}.filters{position:sticky;top:0;background:#fff;padding:8px
  border-bottom:1px solid #d0d7de;z-index:1}.filters label{margin-right:10px}
 .muted{color:#656d76}.top{display:flex;gap:24px;align-items:flex-start;flex-wrap:wrap}
 .top>div:first-child{flex:1 1 560px;min-width:0}.top h2{margin-top:0}
-table.counts td,table.counts th{padding:1px 6px;font-size:13px}nav a{margin-right:12px}img.figure{max-width:100%;display:block}
+table.counts td,table.counts th{padding:1px 6px;font-size:13px}nav a{margin-right:12px}
+img.figure{max-width:100%;display:block}
 """
 
 CSS += "".join(f".s-{status}{{background:{colour}}}" for status, colour in COLOURS.items())

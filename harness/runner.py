@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -208,6 +209,23 @@ class Finished:
 
     index: int
     record: Record
+    warnings: tuple[str, ...] = ()
+    """The warnings the item raised (on its first record only), shown once at the end."""
+
+
+def run_item_noting_warnings(item: Item, settings: Settings) -> tuple[list[Record], list[str]]:
+    """run_item, with the warnings it raised collected ("Category: message (file:line)")
+    instead of printed between the progress lines."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        records = run_item(item, settings)
+    return records, [f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]} "
+                     f"({os.path.basename(w.filename)}:{w.lineno})" for w in caught]
+
+
+def finished(index: int, records: list[Record], raised: list[str]) -> Iterator[Finished]:
+    for k, record in enumerate(records):
+        yield Finished(index, record, tuple(raised) if k == 0 else ())
 
 
 def run_items(
@@ -218,4 +236,4 @@ def run_items(
     for n, item in enumerate(items):
         if progress:
             progress(n, len(items), item)
-        yield from (Finished(n, r) for r in run_item(item, settings))
+        yield from finished(n, *run_item_noting_warnings(item, settings))

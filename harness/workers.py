@@ -24,7 +24,14 @@ from harness import processes, registry
 from harness.checks import Settings
 from harness.diagnose.events import crashed_phrase, timed_out_phrase, with_worker_note
 from harness.record import Record
-from harness.runner import Finished, Item, item_record, items_for, run_item
+from harness.runner import (
+    Finished,
+    Item,
+    finished,
+    item_record,
+    items_for,
+    run_item_noting_warnings,
+)
 from harness.tolerances import DTYPES
 
 
@@ -69,7 +76,8 @@ def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: floa
         if isinstance(message, tuple):
             torch.set_num_threads(message[1])
             continue
-        conn.send([r.as_dict() for r in run_item(items[message], settings)])
+        records, raised = run_item_noting_warnings(items[message], settings)
+        conn.send({"records": [r.as_dict() for r in records], "warnings": raised})
 
 
 EXIT_WAIT = 30.0
@@ -178,7 +186,7 @@ def run_isolated(
                 item = items[worker.index]
                 if worker.conn in ready:
                     try:
-                        rows = worker.conn.recv()
+                        sent = worker.conn.recv()
                     except (EOFError, ConnectionError):
                         worker.process.join(EXIT_WAIT)  # it died: let it finish dying
                         message = crashed_phrase(worker.process.exitcode)
@@ -186,7 +194,9 @@ def run_isolated(
                         busy.remove(worker)
                         idle.append(worker)
                         done += 1
-                        yield from (Finished(worker.index, Record(**row)) for row in rows)
+                        yield from finished(worker.index,
+                                            [Record(**row) for row in sent["records"]],
+                                            sent["warnings"])
                         continue
                 elif time.monotonic() >= worker.deadline:
                     message = timed_out_phrase(worker.limit)
@@ -208,7 +218,7 @@ def _in_process(items, indices, settings, exc, progress) -> Iterator[Finished]:
     for n, index in enumerate(indices):
         if progress and n:
             progress(len(items) - len(indices) + n, len(items), items[index])
-        records = run_item(items[index], settings)
+        records, raised = run_item_noting_warnings(items[index], settings)
         if n == 0:
             records = [with_worker_note(r, exc) for r in records]
-        yield from (Finished(index, r) for r in records)
+        yield from finished(index, records, raised)

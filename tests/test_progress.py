@@ -1,0 +1,57 @@
+"""Progress lines and the warnings summary: a bar on a terminal, plain lines in logs and CI."""
+
+import io
+
+import pandas as pd
+
+from harness import progress
+from harness.cli import main
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_log_gets_plain_lines_with_elapsed_time_and_eta(monkeypatch):
+    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)
+    out = io.StringIO()
+    bar = progress.Progress(4, stream=out)
+    for n in range(4):
+        bar(n, 4, f"case/{n}")
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "  0/4 items, 0 s elapsed: case/0"
+    assert lines[2].startswith("  2/4 items, ") and ", ETA " in lines[2]
+    assert lines[2].endswith(": case/2")
+
+
+def test_a_terminal_gets_a_bar_and_ci_gets_plain_lines(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    tty = Terminal()
+    bar = progress.Progress(10, stream=tty)
+    bar(3, 10, "case/three")
+    bar.bar.refresh()
+    bar.close()
+    assert "3/10" in tty.getvalue() and "case/three" in tty.getvalue()
+    monkeypatch.setenv("CI", "true")
+    assert progress.Progress(10, stream=Terminal()).bar is None
+
+
+def test_warnings_from_the_checked_code_are_shown_once_grouped_at_the_end(tmp_path, capsys):
+    (tmp_path / "noisy.py").write_text('''
+import warnings, torch
+from harness import Case, Input
+
+def noisy(x):
+    warnings.warn("this kernel is deprecated", DeprecationWarning)
+    return torch.sin(x)
+
+noisy_case = Case(name="mine/noisy", fn=noisy, inputs=[Input((3,))])
+''')
+    assert main(["check", "--load", str(tmp_path / "noisy.py"), "--cases", "mine/*",
+                 "--check", "fd", "--no-isolate", "--report-dir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("this kernel is deprecated") == 1
+    assert "2 x DeprecationWarning: this kernel is deprecated (noisy.py:6)" in err
+    assert len(pd.read_csv(tmp_path / "correctness.csv")) == 2

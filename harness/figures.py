@@ -1,6 +1,7 @@
 """Pictures of a wrong gradient, for the HTML report: where people would rather look than read.
 
-For each input compared element by element and found wrong: the checked gradient against the
+For a searched failure, the searched inputs' values against their size, the failing ones
+marked. For each input compared element by element and found wrong: the checked gradient against the
 reference per element (a scatter, the wrong elements marked), beside the error as a heatmap
 for a 2-D input or against the input's value for a 1-D one (a sign split shows as the wrong
 marks on one side of 0). A small PNG, base64 for inlining; drawn only for failing rows of a
@@ -25,17 +26,54 @@ def _drawn(n: int, bad: torch.Tensor) -> torch.Tensor:
     return torch.unique(torch.cat([sample, bad.nonzero().flatten()[:MAX_POINTS]]))
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    return plt
+
+
+def _png(fig, plt) -> str:
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=72)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def search_figure(seen, smallest, labels) -> str:
+    """The searched inputs' values against their size, failing inputs in red and the
+    smallest failing one circled: the part of the domain (values, sizes) where it fails."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, min(len(smallest.tensors), 3), figsize=(9, 3.2), squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        for drawn, failed in seen:
+            t = drawn.tensors[k].detach().double().flatten()[:64]
+            x = torch.full_like(t, drawn.tensors[k].numel())
+            ax.scatter(x, t, s=10 if failed else 6, alpha=0.6,
+                       c="#cf222e" if failed else "#1a7f37", marker="x" if failed else "o")
+        t = smallest.tensors[k].detach().double().flatten()[:64]
+        ax.scatter(torch.full_like(t, smallest.tensors[k].numel()), t, s=60,
+                   facecolors="none", edgecolors="#0969da", label="smallest failing input")
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel(f"elements of {labels[k]}")
+        ax.set_ylabel(f"values of {labels[k]} (first 64)")
+        ax.legend(fontsize=8, loc="best")
+    bad = sum(failed for _, failed in seen)
+    fig.suptitle(f"{len(seen)} searched inputs: {bad} failed (red x), {len(seen) - bad} "
+                 "passed (green)", fontsize=10)
+    return _png(fig, plt)
+
+
 def gradient_figure(verdicts, reference: str, checked: str) -> str:
     """Base64 PNG of the failing element-by-element verdicts, or "" when none has the data."""
     shown = [v for v in verdicts if v.mismatch is not None and v.checked is not None
              and v.reference is not None and v.allowed is not None]
     if not shown:
         return ""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = _pyplot()
     shown = shown[:3]
     fig, axes = plt.subplots(len(shown), 2, figsize=(9, 3.1 * len(shown)), squeeze=False)
     for (left, right), v in zip(axes, shown):
@@ -71,8 +109,4 @@ def gradient_figure(verdicts, reference: str, checked: str) -> str:
                             fontsize=10)
         else:
             right.axis("off")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=72)
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return _png(fig, plt)

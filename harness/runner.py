@@ -164,7 +164,9 @@ def run_check(spec: Check, ex, settings: Settings, started: float | None = None)
                                     f"{spec.searches}-{dtype_name(ex.dtype)}",
                                     finding.searched.inputs)
     record = record_of(ex, spec, finding, time.perf_counter() - started, saved)
-    if settings.figures and record.status == "fail" and finding.verdicts:
+    if finding.searched is not None and finding.searched.figure:
+        record = replace(record, figure=finding.searched.figure)
+    elif settings.figures and record.status == "fail" and finding.verdicts:
         try:
             figure = figures.gradient_figure(finding.verdicts, finding.reference,
                                              finding.checked)

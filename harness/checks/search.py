@@ -21,6 +21,7 @@ from harness.checks.finite_diff import FD
 from harness.checks.settings import PROFILES
 from harness.checks.spec import Check, Finding, SearchFailure
 from harness.diagnose.findings import record_of
+from harness.figures import search_figure
 from harness.inputs import Drawn, build_example, input_labels, item_seed, strategy
 from harness.record import Record
 from harness.tolerances import dtype_name
@@ -40,6 +41,7 @@ def searched(target: Check, ex, run_settings) -> Finding:
     case, dtype, device = ex.case, ex.dtype, ex.device
     quick_settings = replace(run_settings, verdict_only=True)
     failures: list[tuple[Drawn, object]] = []
+    seen: list[tuple[Drawn, bool]] = []  # every input checked, and whether it failed
     tried = shrunk = 0
 
     @seed(item_seed(run_settings.seed, f"search|{case.name}", dtype))
@@ -59,7 +61,9 @@ def searched(target: Check, ex, run_settings) -> Finding:
             found = target.run(example, quick_settings)
         except Exception as exc:  # a crash on some input is a finding too
             failures.append((drawn, exc))
+            seen.append((drawn, True))
             raise
+        seen.append((drawn, found.failed))
         if found.failed:
             record = record_of(example, target, found, 0.0)
             failures.append((drawn, record))
@@ -81,7 +85,13 @@ def searched(target: Check, ex, run_settings) -> Finding:
                               f"{len(failures)} quick verdicts of failure did not stand the "
                               "whole check",))
     drawn, found = confirmed
-    return Finding(searched=SearchFailure(
+    figure = ""
+    if run_settings.figures:
+        try:
+            figure = search_figure(seen, drawn, input_labels(case, len(drawn.tensors)))
+        except Exception:  # a picture never costs the row
+            figure = ""
+    return Finding(searched=SearchFailure(figure=figure,
         tried=tried, profile=run_settings.profile,
         shrink_cut=SHRINK_CALLS if shrunk > SHRINK_CALLS else 0,
         smallest=drawn.describe(input_labels(case, len(drawn.tensors))), found=found,

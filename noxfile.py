@@ -36,4 +36,5 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "tests/bench_checks.py", "tests/bench_power.py",
                 "tests/bench_net_cost.py", "tests/bench_timing_agreement.py",
                 "tests/bench_phases.py", "--benchmark-only", "-p", "no:xdist", "-s")
-    session.run("python", "-m", "pytest", "tests/bench_opinfo.py", "-p", "no:xdist", "-s")
+    session.run("python", "-m", "pytest", "tests/bench_opinfo.py", "tests/bench_html.py", "-p",
+                "no:xdist", "-s")

@@ -140,7 +140,7 @@ def _check(args, argv: list[str]) -> int:
         print(details + "\n")
     print(report.summary(frame))
     print(f"{len(items)} items in {time.perf_counter() - start:.1f} s; "
-          f"reports: {', '.join(str(p) for p in paths)}")
+          f"reports: {', '.join(progress.link(p) for p in paths)}")
     return 0 if frame["status"].isin(GOOD).all() else 1
 
 
@@ -214,7 +214,8 @@ def _bench(args) -> int:
               file=sys.stderr)
         return EXIT_CODES[interrupted]
     print(f"{len(rows)} measurements ({noisy} noisy) of {len(cases)} cases in "
-          f"{time.perf_counter() - start:.1f} s; reports: {', '.join(str(p) for p in paths)}")
+          f"{time.perf_counter() - start:.1f} s; reports: "
+          f"{', '.join(progress.link(p) for p in paths)}")
     return 1 if len(slower) or len(broken) else 0
 
 

@@ -49,6 +49,17 @@ class Progress:
             self.bar.close()
 
 
+def link(path, stream=None) -> str:
+    """`path`, as a clickable file:// link (OSC 8) on a terminal, plain text elsewhere."""
+    stream = stream or sys.stdout
+    text = str(path)
+    if not interactive(stream):
+        return text
+    from pathlib import Path
+
+    return f"\033]8;;{Path(path).absolute().as_uri()}\033\\{text}\033]8;;\033\\"
+
+
 def warnings_summary(raised: dict[str, int]) -> str:
     """The warnings the checked code raised, each once, most frequent first."""
     if not raised:

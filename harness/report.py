@@ -53,6 +53,14 @@ def summary(frame: pd.DataFrame) -> str:
     parts = [f"{int(counts.get(s, 0))} {s}" for s in STATUSES
              if s in ("pass", "fail", "error", "skip") or counts.get(s, 0)]
     lines = [f"{len(frame)} rows, {frame['case'].nunique()} cases: {', '.join(parts)}"]
+    skipped = frame.loc[frame["status"] == "skip", "message"].fillna("").map(
+        lambda m: m.splitlines()[0] if m else "")
+    reasons = skipped.value_counts()
+    for reason, count in reasons.head(5).items():
+        lines.append(f"  skipped {count} x: {reason}")
+    if len(reasons) > 5:
+        lines.append(f"  skipped {int(reasons.iloc[5:].sum())} x: {len(reasons) - 5} other "
+                     "reasons (correctness.html lists them)")
     for row, count in _grouped(frame):
         if count > 1:
             lines.append(f"  ERROR {row.case} ({count} items, every one with this error): "

@@ -26,6 +26,32 @@ def test_a_log_gets_plain_lines_with_elapsed_time_and_eta(monkeypatch):
     assert lines[2].endswith(": case/2")
 
 
+def test_a_pseudo_terminal_gets_a_bar_with_eta_and_links(monkeypatch):
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    monkeypatch.delenv("CI", raising=False)
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # 120 columns
+    with os.fdopen(slave, "w") as tty:
+        bar = progress.Progress(10, stream=tty)
+        assert bar.bar is not None
+        for n in range(4):
+            bar(n, 10, f"case/{n}")
+        bar.bar.refresh()
+        tty.flush()
+        assert select.select([master], [], [], 5)[0], "nothing reached the terminal"
+        shown = os.read(master, 65536).decode()
+        bar.close()
+        assert "\033]8;;file://" in progress.link("reports/x.csv", stream=tty)
+    os.close(master)
+    assert "3/10" in shown and "<" in shown and "case/3" in shown  # tqdm's [elapsed<eta]
+
+
 def test_a_terminal_gets_a_bar_and_ci_gets_plain_lines(monkeypatch):
     monkeypatch.delenv("CI", raising=False)
     tty = Terminal()

@@ -22,6 +22,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.benchmark import Timer
 
+from harness import calibration
 from harness.case import Case
 from harness.inputs import draw_example
 from harness.runner import device_available
@@ -327,15 +328,23 @@ def run_bench(items: Iterable[BenchItem], min_run_time: float = 0.2, repeats: in
 
 def iter_bench(items: Iterable[BenchItem], min_run_time: float = 0.2, repeats: int = REPEATS,
                seed: int = 0, timer: type = Timer,
-               progress: Callable[[str], None] | None = None) -> Iterator[BenchRow]:
-    """run_bench, one row at a time, so an interrupted run keeps what it measured."""
+               progress: Callable[[str], None] | None = None,
+               readings: list | None = None) -> Iterator[BenchRow]:
+    """run_bench, one row at a time, so an interrupted run keeps what it measured.
+    `readings`, when given, collects harness.calibration readings: before the first item,
+    after each case and at the end."""
     items = list(items)
     devices = {i.device for i in items if i.case.bench_bytes and device_available(i.device)}
     bandwidth = {d: copy_bandwidth(d, timer=timer) for d in sorted(devices)}
-    for item in items:
+    if readings is not None:
+        readings.append(calibration.reading(0, timer))
+    for n, item in enumerate(items):
         if progress:
             progress(item.id)
         yield measure(item, min_run_time, repeats, seed, timer, bandwidth.get(item.device))
+        last_of_case = n + 1 == len(items) or items[n + 1].case is not item.case
+        if readings is not None and last_of_case:
+            readings.append(calibration.reading(n + 1, timer))
 
 
 def _cpu_model() -> str:

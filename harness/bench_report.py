@@ -213,9 +213,12 @@ def write_bench(frame: pd.DataFrame, report_dir: str | Path, info: dict) -> list
     long = frame.assign(median_us=frame["median_s"].map(_us), iqr_us=frame["iqr_s"].map(_us)
                         ).drop(columns=["median_s", "iqr_s"])
     _atomic_write(out / "bench.csv", frame.to_csv(index=False))
+    load = str(info.get("machine load", ""))
     machine_md = pd.DataFrame(list(info.items()), columns=["machine", "value"])
     _atomic_write(out / "bench.md", "\n".join([
-        "# Backward-pass timing", "", machine_md.to_markdown(index=False), "", note, "",
+        "# Backward-pass timing", "", *([f"**{load}**", ""] if load.startswith("MACHINE LOAD")
+                                         else []),
+        machine_md.to_markdown(index=False), "", note, "",
         "## Summary", "", table.to_markdown(index=False), "", "## Plots", "",
         *[f"![{p.stem}]({p.name})" for p in plots], "", "## Every measurement", "",
         long.to_markdown(index=False), ""]))
@@ -227,7 +230,10 @@ def write_bench(frame: pd.DataFrame, report_dir: str | Path, info: dict) -> list
                    "CUDA-over-CPU speedup to plot; the CUDA columns say 'unavailable'.</p>")
     _atomic_write(out / "bench.html", "<!doctype html><html><head><meta charset='utf-8'>"
                   f"<title>Backward-pass timing</title>{_STYLE}</head><body>"
-                  "<h1>Backward-pass timing</h1><nav><a href='#plots'>plots</a> · "
+                  "<h1>Backward-pass timing</h1>"
+                  + (f"<p style='background:#fff8c5;padding:6px'><b>{html.escape(load)}</b></p>"
+                     if load.startswith("MACHINE LOAD") else "")
+                  + "<nav><a href='#plots'>plots</a> · "
                   "<a href='#summary'>summary</a> · <a href='#machine'>machine</a> · "
                   "<a href='#measurements'>every measurement</a></nav>"
                   f"<h2 id='plots'>Plots</h2>{images}"

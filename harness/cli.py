@@ -147,7 +147,7 @@ def _check(args, argv: list[str]) -> int:
 def _bench(args) -> int:
     import torch
 
-    from harness import bench, bench_report, registry, report
+    from harness import bench, bench_report, calibration, registry, report
     from harness.case import TrainingCase
     from harness.runner import device_available
     from harness.tolerances import DTYPES
@@ -179,10 +179,11 @@ def _bench(args) -> int:
     def show(name):
         bar(next(measured), len(items), name)
 
+    readings = []  # the calibration workload's times, to see another job arrive (or leave)
     with _interruptible() as stopped, bench.pinned_flags(args.tf32,
                                                          args.cudnn_benchmark) as flags:
         rows.extend(bench.iter_bench(items, args.min_run_time, args.repeats,
-                                     progress=show))
+                                     progress=show, readings=readings))
     interrupted = stopped["signal"]
     bar.close()
     if interrupted:
@@ -192,7 +193,10 @@ def _bench(args) -> int:
             return EXIT_CODES[interrupted]
         flags = {**flags, "incomplete": f"INCOMPLETE: interrupted by {interrupted} after "
                                         f"{len(rows)} of {len(items)} measurements"}
-    frame = bench_report.bench_frame(rows)
+    frame, load = calibration.flag_load(bench_report.bench_frame(rows), readings)
+    if load:
+        flags = {**flags, "machine load": load}
+        print(f"harness: {load}", file=sys.stderr)
     slower = []
     if args.baseline:
         import pandas as pd
@@ -213,7 +217,9 @@ def _bench(args) -> int:
         print(f"harness: {flags['incomplete']}; {', '.join(str(p) for p in paths)} hold them",
               file=sys.stderr)
         return EXIT_CODES[interrupted]
-    print(f"{len(rows)} measurements ({noisy} noisy) of {len(cases)} cases in "
+    measured = int(frame["median_s"].notna().sum())  # as bench.md counts them
+    unmeasured = f", {len(rows) - measured} rows not measured" if len(rows) > measured else ""
+    print(f"{measured} measurements ({noisy} noisy{unmeasured}) of {len(cases)} cases in "
           f"{time.perf_counter() - start:.1f} s; reports: "
           f"{', '.join(progress.link(p) for p in paths)}")
     return 1 if len(slower) or len(broken) else 0

@@ -254,3 +254,18 @@ def test_cuda_rows_are_measured_with_device_memory():
     frame = bench_report.bench_frame([row, measure(_item(sizes={"n": 4096}),
                                                    min_run_time=0.01, repeats=3)])
     assert bench_report.speedup(frame)["cuda_speedup"].iloc[0] != "unavailable"
+
+
+def test_rows_measured_while_the_calibration_moved_are_flagged_load():
+    from harness.calibration import Reading, flag_load
+
+    frame = pd.DataFrame({"flags": ["", "noisy", "", "", "", ""]})
+    flagged, note = flag_load(frame, [Reading(0, 1.0e-4), Reading(3, 1.5e-4),
+                                      Reading(6, 1.52e-4)])
+    assert list(flagged["flags"][:3]) == ["load: calibration +50%", "noisy,load: calibration +50%",
+                                          "load: calibration +50%"]
+    assert list(flagged["flags"][3:]) == ["", "", ""]
+    assert note.startswith("MACHINE LOAD CHANGED") and "3 measurement(s) flagged" in note
+    steady, note = flag_load(frame, [Reading(0, 1.0e-4), Reading(6, 1.03e-4)])
+    assert list(steady["flags"]) == list(frame["flags"])
+    assert note == "machine load steady: the calibration moved at most 3% over 2 readings"

@@ -1,11 +1,12 @@
 """The built-in cases, registered through the `harness.cases` entry point like any plugin."""
 
 from cases.blocks import BLOCK_CASES
+from cases.kernels import KERNEL_CASES
 from cases.training import TRAINING_CASES
 from cases.tutorials import TUTORIAL_CASES
 
 
 def all_cases():
     """Every built-in case: the tutorials' worked examples and training loops, then the
-    building blocks."""
-    return [*TUTORIAL_CASES, *TRAINING_CASES, *BLOCK_CASES]
+    building blocks, then the hand-written kernels checked against their references."""
+    return [*TUTORIAL_CASES, *TRAINING_CASES, *BLOCK_CASES, *KERNEL_CASES]

@@ -51,7 +51,8 @@ def _name_of(fn) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
 
 
-def _module_case(module: nn.Module, inputs, name: str, grad, twice: bool | None) -> Case:
+def _module_case(module: nn.Module, inputs, name: str, grad, twice: bool | None,
+                 reference=None) -> Case:
     """Parameters become checked inputs (named like `layer2.weight`), via functional_call."""
     params = dict(module.named_parameters())
     buffers = dict(module.named_buffers())
@@ -66,8 +67,16 @@ def _module_case(module: nn.Module, inputs, name: str, grad, twice: bool | None)
                + [b.detach() for b in buffers.values()]
                + [x.detach().requires_grad_(x.requires_grad) for x in inputs])
     labels = names + [f"input {i}" for i in range(len(inputs))]
+    ref = None
+    if reference is not None:  # a module with the same parameters, or a plain function
+        def ref(*args):
+            if isinstance(reference, nn.Module):
+                state = dict(zip(names, args[:n_state]))
+                return torch.func.functional_call(reference, state, tuple(args[n_state:]))
+            return reference(*args[n_state:])
+
     return _tensor_case(fn, tensors, name, grad, input_names=tuple(labels),
-                        twice_differentiable=twice)
+                        twice_differentiable=twice, reference=ref)
 
 
 def _signature_names(fn, count: int) -> tuple[str, ...]:
@@ -105,6 +114,7 @@ def check_gradients(
     fn: Callable | nn.Module,
     *inputs: torch.Tensor,
     grad: Callable | None = None,
+    reference: Callable | nn.Module | None = None,
     checks: Iterable[str] | str | None = None,
     twice_differentiable: bool | None = None,
     name: str | None = None,
@@ -114,7 +124,11 @@ def check_gradients(
     """Check the gradients of `fn` at `inputs` (those with requires_grad; all float ones if none).
 
     `fn` may be an nn.Module: its parameters are checked too and named in failures. `grad` is
-    an optional analytic gradient (see harness.Case). With no `checks`, every family that
+    an optional analytic gradient (see harness.Case). `reference` is a reference
+    implementation with fn's signature (the eager composition a kernel replaces; for a module,
+    a module with the same parameter names, or a function of the inputs): fn's output,
+    gradient, second order and jvp are held to its float64 autograd, in fn's dtype and in
+    bfloat16 (float16 too on CUDA). With no `checks`, every family that
     applies runs, as `harness check` runs them (forward mode, batched, layouts, undefined
     gradients, the semantics checks...); `checks` names families, or a short form of
     SHORT_FORMS ("gradients": analytic, fd and second order). Double backward is checked
@@ -135,10 +149,11 @@ def check_gradients(
                              f"short forms: {list(SHORT_FORMS)}")
     name = name or _name_of(fn)
     if isinstance(fn, nn.Module):
-        case = _module_case(fn, inputs, name, grad, twice_differentiable)
+        case = _module_case(fn, inputs, name, grad, twice_differentiable, reference)
     else:
         case = _tensor_case(fn, inputs, name, grad, twice_differentiable=twice_differentiable,
-                            input_names=_signature_names(fn, len(inputs)))
+                            input_names=_signature_names(fn, len(inputs)),
+                            reference=reference)
     if any(isinstance(x, torch.Tensor) and x.is_sparse for x in inputs):
         # the other families perturb dense tensors
         checks = tuple(spec.name for spec in CHECKS.values() if spec.sparse)

@@ -97,6 +97,10 @@ class Case:
     its diagnosis must contain: a deliberately wrong teaching case passes when it fails so.
     `checks` names the checks this case gets (default: all that apply), e.g. ("fd",) for an
     operator swept by the thousand where semantics checks would add nothing.
+    `reference` is a reference implementation with fn's signature (usually the eager
+    composition a fused or hand-written kernel replaces): the reference families hold fn's
+    output, gradient, second order and forward mode to the reference's autograd in float64,
+    in every dtype the case runs plus the device's float16/bfloat16.
     `nondeterministic_tol` declares a backward allowed to differ run to run by that much: the
     determinism check measures the spread and reports it instead of failing.
     `timeout` (seconds) replaces the run's per-item time limit (--timeout) for this case's
@@ -126,6 +130,7 @@ class Case:
     expected_failures: Mapping[str, str] = field(default_factory=dict)
     checks: tuple[str, ...] = ()
     nondeterministic_tol: float = 0.0
+    reference: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]] | None = None
     timeout: float | None = None
     description: str = ""
     source: str = ""
@@ -137,6 +142,9 @@ class Case:
             raise ValueError(f"Case {self.name!r}: fn must be callable, got {type(self.fn)}")
         if self.grad is not None and not callable(self.grad):
             raise ValueError(f"Case {self.name!r}: grad must be callable or None")
+        if self.reference is not None and not callable(self.reference):
+            raise ValueError(f"Case {self.name!r}: reference must be callable or None, got "
+                             f"{type(self.reference).__name__}")
         if not callable(self.inputs):
             object.__setattr__(self, "inputs", tuple(self.inputs))
             for i, spec in enumerate(self.inputs):

@@ -78,6 +78,7 @@ def items_for(
         for case in cases
         for spec in CHECKS.values()
         if spec.applies_to == _kind(case) and _selected(case, spec, wanted)
+        and (spec.needs_case is None or getattr(case, spec.needs_case, None) is not None)
         for dtype, device in _dtypes_and_devices(case, spec)
         if (dtypes is None or dtype in dtypes) and (devices is None or device in devices)
     ]
@@ -101,7 +102,11 @@ def _dtypes_and_devices(case, spec: Check) -> list[tuple[torch.dtype, str]]:
         return [(dtype, device) for device in case.devices if real
                 for dtype in LOW_PRECISION[device.split(":")[0]]]
     dtypes = [d for d in case.dtypes if d.is_complex] if spec.dtypes == "complex" else real
-    return [(dtype, device) for dtype in dtypes for device in case.devices]
+    pairs = [(dtype, device) for dtype in dtypes for device in case.devices]
+    if spec.dtypes == "with-low-precision" and real:
+        pairs += [(dtype, device) for device in case.devices
+                  for dtype in LOW_PRECISION[device.split(":")[0]] if dtype not in real]
+    return pairs
 
 
 def device_available(device: str) -> bool:

@@ -39,11 +39,14 @@ def rounding_noise(ex: Example, compute, base: list[torch.Tensor]) -> list[torch
     return [torch.full_like(n, float(n.max()) if n.numel() else 0.0) for n in noise]
 
 
-def rounding_drifts(ex: Example, compute, base: list[torch.Tensor], draws: int):
+def rounding_drifts(ex: Example, compute, base: list[torch.Tensor], draws: int,
+                    compute64=None):
     """Per jitter of the inputs, (g(x') - g(x)) - (g64(x') - g64(x)) for each tensor of
-    `compute(leaves)`: the difference of two independent roundings (see rounding_noise)."""
+    `compute(leaves)`: the difference of two independent roundings (see rounding_noise).
+    `compute64` is the float64 side when it is other code (a kernel's reference)."""
     gen = check_generator(ex, "noise")
-    base64 = compute(ex.leaves(ex.reference_dtype))
+    compute64 = compute if compute64 is None else compute64
+    base64 = compute64(ex.leaves(ex.reference_dtype))
     for _ in range(draws):
         moved = ex.leaves(jitter=gen)
         moved64 = tuple(
@@ -51,7 +54,7 @@ def rounding_drifts(ex: Example, compute, base: list[torch.Tensor], draws: int):
             if x.is_floating_point() else x
             for x in moved)
         yield [(low.detach().double() - b.detach().double()) - (high.detach() - b64.detach())
-               for low, high, b, b64 in zip(compute(moved), compute(moved64), base, base64)]
+               for low, high, b, b64 in zip(compute(moved), compute64(moved64), base, base64)]
 
 
 def scalarized(terms: list[torch.Tensor]) -> tuple[float, float]:

@@ -51,7 +51,23 @@ def _along(error: torch.Tensor, ref: torch.Tensor) -> float:
     return float((error.double() * ref.double()).sum() / ref.double().square().sum())
 
 
-def _saved_in(dtype: torch.dtype):
+def average_bias(got: torch.Tensor, ref: torch.Tensor, drifts: list[torch.Tensor],
+                 dtype: torch.dtype) -> tuple[float, float] | None:
+    """(mean relative error of `got` along `ref`, what rounding allows it), or None when `ref`
+    has too few (equally weighted) elements for an average to beat one element's rounding.
+    `drifts` are the jitters' differences of two independent roundings (rounding_drifts)."""
+    if not bool(ref.ne(0).any()) or _rms_weight(ref) > BIAS_MIN_ELEMENTS ** -0.5:
+        return None
+    bias = _along(got - ref, ref)
+    measured = (sum(_along(d, ref) ** 2 for d in drifts) / (2 * len(drifts))) ** 0.5
+    # at least each element's final rounding (uniform in ±unit, so a spread of unit/sqrt(3)),
+    # which no jitter moves (a sum of cotangents)
+    unit = torch.finfo(dtype).eps / 2
+    spread = max(measured, unit / 3**0.5 * _rms_weight(ref))
+    return bias, BIAS_SIGMAS * spread + BIAS_FLOOR_ULPS * unit
+
+
+def saved_in(dtype: torch.dtype):
     """Autograd's saved float64 tensors rounded to `dtype` (what a low-precision run keeps)."""
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -79,11 +95,10 @@ def check_low_precision(ex: Example, settings) -> Finding:
         return vjp(ex, leaves, cotangents=seen)[0]
 
     reference = gradients(ex.leaves(ex.reference_dtype))
-    with _saved_in(ex.dtype):
+    with saved_in(ex.dtype):
         saved_rounded = gradients(ex.leaves(ex.reference_dtype))
     drifts = list(rounding_drifts(ex, gradients, grads, BIAS_DRAWS))
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
-    unit = torch.finfo(ex.dtype).eps / 2
     problems, notes = [], []
     for k, pos in enumerate(ex.wrt):
         label, ref = ex.labels[pos], reference[k]
@@ -93,15 +108,10 @@ def check_low_precision(ex: Example, settings) -> Finding:
         if m is not None:
             problems.append(transforms.low_precision_element_phrase(name, m))
             continue
-        if not bool(ref.ne(0).any()) or _rms_weight(ref) > BIAS_MIN_ELEMENTS ** -0.5:
+        measured = average_bias(grads[k], ref, [d[k] for d in drifts], ex.dtype)
+        if measured is None:
             continue  # too few elements for an average to beat one element's rounding
-        bias = _along(grads[k] - ref, ref)
-        measured = (sum(_along(d[k], ref) ** 2 for d in drifts) / (2 * len(drifts))) ** 0.5
-        # at least each element's final rounding (uniform in ±unit, so a spread of
-        # unit/sqrt(3)), which no jitter moves (a sum of cotangents)
-        rounded_once = unit / 3**0.5 * _rms_weight(ref)
-        spread = max(measured, rounded_once)
-        allowed = BIAS_SIGMAS * spread + BIAS_FLOOR_ULPS * unit
+        bias, allowed = measured
         if not abs(bias) <= allowed:
             problems.append(transforms.low_precision_bias_phrase(name, label, bias, allowed))
         else:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-DTYPE_KINDS = ("real", "complex", "low-precision")
+DTYPE_KINDS = ("real", "complex", "low-precision", "with-low-precision")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,9 @@ class Check:
     `run(example, settings) -> Finding`. `applies_to` is "case" (harness.Case: the example is
     drawn from the case's inputs) or "training" (harness.TrainingCase: a model and a batch).
     `dtypes` says which dtypes it runs in: the case's "real" ones, its "complex" ones, or the
-    device's "low-precision" ones (float16/bfloat16). `sparse`: it checks sparse inputs, and
+    device's "low-precision" ones (float16/bfloat16), or both ("with-low-precision").
+    `needs_case`: the Case field the family needs (e.g. "reference"); cases without it get
+    no item of it. `sparse`: it checks sparse inputs, and
     only it does (check_gradients runs the sparse families alone for sparse tensors).
     `needs_graph`: skipped when fn's outputs carry no graph. `second_order`: skipped when the
     case declares twice_differentiable=False. `opt_in`: run only when named, or for cases
@@ -40,6 +42,7 @@ class Check:
     doc: str
     applies_to: str = "case"
     dtypes: str = "real"
+    needs_case: str | None = None
     sparse: bool = False
     needs_graph: bool = False
     second_order: bool = False

@@ -32,6 +32,7 @@ class Mismatch:
     rest_err: float
     pattern: str
     directions_of: int = 0  # > 0: count/total are random directions over this many elements
+    on_average: str = ""  # every element within its allowance, the mean error (this) not
 
     @property
     def where(self) -> str:
@@ -247,6 +248,14 @@ def describe(m: Mismatch, reference: str, checked: str) -> list[str]:
             f"(over all {m.directions_of} elements)",
             f"  worst direction u: {checked} <g, u> = {m.actual:.6g}, {reference} "
             f"{m.expected:.6g} ({_errors(m, checked)})",
+            f"  pattern: {m.pattern}",
+        ]
+    if m.on_average:
+        return [
+            f"  on average {m.on_average} off over all {m.total} elements; each element is "
+            "within its allowance",
+            f"  worst at {m.where}: {checked} {m.actual:.6g}, {reference} {m.expected:.6g} "
+            f"({_errors(m, checked)})",
             f"  pattern: {m.pattern}",
         ]
     return [

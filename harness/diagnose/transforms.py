@@ -191,3 +191,29 @@ def sparse_convention_note(labels: list[str], dense_holds: bool) -> str:
                 "function of the dense tensor: masked=False passes too)")
     return (f"the gradient of {which} covers only the specified elements (masked semantics, "
             "as torch.sparse.mm's): as a function of the dense tensor it differs there")
+
+
+def kernel_triangulation(fn_agrees_with_fd: bool, reference_agrees_with_fd: bool) -> str:
+    """Who is wrong when fn's gradient and its reference's disagree (True = agrees with
+    finite differences of fn)."""
+    if reference_agrees_with_fd and not fn_agrees_with_fd:
+        return ("finite differences of fn agree with the reference's gradient, not with fn's: "
+                "fn's backward (the kernel's hand-written gradient) is wrong")
+    if fn_agrees_with_fd and not reference_agrees_with_fd:
+        return ("finite differences of fn agree with fn's gradient, not with the reference's: "
+                "the reference computes another function's gradient (check the reference, or "
+                "fn's forward)")
+    if not (fn_agrees_with_fd or reference_agrees_with_fd):
+        return "finite differences of fn agree with neither gradient"
+    return ("both gradients agree with finite differences within their resolution: the "
+            "difference is below what finite differences can referee")
+
+
+KERNEL_NO_SECOND_ORDER = ("fn's backward builds no graph (once_differentiable, or a backward "
+                          "that detaches): there is no second derivative to compare with the "
+                          "reference's")
+
+
+def kernel_no_jvp_phrase(side: str, exc: Exception) -> str:
+    return (f"forward-mode AD does not run through {side} ({first_line(exc, 120)}): there is no "
+            "jvp to compare; for a custom autograd.Function, add a jvp staticmethod")

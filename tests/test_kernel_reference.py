@@ -3,12 +3,11 @@ reference implementation's float64 autograd (Case.reference, check_gradients(ref
 
 import pytest
 import torch
+from checking import on_case
 
 from cases import kernels
 from harness import Case, Input, check_gradients
 from harness.runner import items_for
-
-from checking import on_case
 
 DTYPES = [torch.float64, torch.float32, torch.bfloat16]
 SOFTMAX_CE, LAYER_NORM = kernels.KERNEL_CASES

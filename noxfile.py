@@ -35,6 +35,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "harness", "bench", *session.posargs)
     session.run("python", "-m", "pytest", "tests/bench_checks.py", "tests/bench_power.py",
                 "tests/bench_net_cost.py", "tests/bench_timing_agreement.py",
-                "tests/bench_phases.py", "--benchmark-only", "-p", "no:xdist", "-s")
+                "tests/bench_modules.py", "tests/bench_phases.py", "--benchmark-only", "-p",
+                "no:xdist", "-s")
     session.run("python", "-m", "pytest", "tests/bench_opinfo.py", "tests/bench_html.py", "-p",
                 "no:xdist", "-s")

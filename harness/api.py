@@ -76,7 +76,7 @@ def _module_case(module: nn.Module, inputs, name: str, grad, twice: bool | None,
             return reference(*args[n_state:])
 
     return _tensor_case(fn, tensors, name, grad, input_names=tuple(labels),
-                        twice_differentiable=twice, reference=ref)
+                        twice_differentiable=twice, reference=ref, module=module)
 
 
 def _signature_names(fn, count: int) -> tuple[str, ...]:

@@ -101,6 +101,9 @@ class Case:
     composition a fused or hand-written kernel replaces): the reference families hold fn's
     output, gradient, second order and forward mode to the reference's autograd in float64,
     in every dtype the case runs plus the device's float16/bfloat16.
+    `module`: the nn.Module that fn calls with its parameters and buffers as the first
+    inputs (check_gradients sets it): the module family bisects it to the submodule whose
+    backward is wrong.
     `nondeterministic_tol` declares a backward allowed to differ run to run by that much: the
     determinism check measures the spread and reports it instead of failing.
     `timeout` (seconds) replaces the run's per-item time limit (--timeout) for this case's
@@ -131,6 +134,7 @@ class Case:
     checks: tuple[str, ...] = ()
     nondeterministic_tol: float = 0.0
     reference: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]] | None = None
+    module: torch.nn.Module | None = None
     timeout: float | None = None
     description: str = ""
     source: str = ""

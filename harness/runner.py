@@ -101,6 +101,8 @@ def _dtypes_and_devices(case, spec: Check) -> list[tuple[torch.dtype, str]]:
     if spec.dtypes == "low-precision":
         return [(dtype, device) for device in case.devices if real
                 for dtype in LOW_PRECISION[device.split(":")[0]]]
+    if spec.dtypes == "highest":
+        real = sorted(real, key=lambda d: -torch.finfo(d).bits)[:1]
     dtypes = [d for d in case.dtypes if d.is_complex] if spec.dtypes == "complex" else real
     pairs = [(dtype, device) for dtype in dtypes for device in case.devices]
     if spec.dtypes == "with-low-precision" and real:

@@ -17,6 +17,7 @@ from harness.checks import (
     graph,
     kernel,
     layouts,
+    modules,
     precision,
     reentrancy,
     search,
@@ -31,6 +32,7 @@ from harness.checks.spec import Check, Finding
 TABLE: tuple[Check, ...] = (
     analytic.ANALYTIC,
     finite_diff.FD,
+    modules.MODULES,
     second_order.SECOND_ORDER,
     forward.FORWARD_AD,
     forward.FWD_OVER_REV,
@@ -55,6 +57,7 @@ TABLE: tuple[Check, ...] = (
     accumulation.OPTIMIZER,
     undefined.UNDEFINED_GRAD,
     layouts.LAYOUTS,
+    modules.TRAINING_MODULES,
     training.STEP_ZEROING,
     training.STEP_UPDATES,
     training.PER_SAMPLE,

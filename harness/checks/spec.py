@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-DTYPE_KINDS = ("real", "complex", "low-precision", "with-low-precision")
+DTYPE_KINDS = ("real", "complex", "low-precision", "with-low-precision", "highest")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class Check:
     `run(example, settings) -> Finding`. `applies_to` is "case" (harness.Case: the example is
     drawn from the case's inputs) or "training" (harness.TrainingCase: a model and a batch).
     `dtypes` says which dtypes it runs in: the case's "real" ones, its "complex" ones, or the
-    device's "low-precision" ones (float16/bfloat16), or both ("with-low-precision").
+    device's "low-precision" ones (float16/bfloat16), both ("with-low-precision"), or the
+    most precise real one alone ("highest": a family that works in float64 whatever ran).
     `needs_case`: the Case field the family needs (e.g. "reference"); cases without it get
     no item of it. `sparse`: it checks sparse inputs, and
     only it does (check_gradients runs the sparse families alone for sparse tensors).

@@ -50,7 +50,7 @@ def _verdicts(ex, finding, common: dict) -> Record:
     common.update(max_abs_err=max((v.max_abs for v in verdicts), default=0.0),
                   max_rel_err=max((v.max_rel for v in verdicts), default=0.0),
                   detects=max(powers) if len(powers) == len(verdicts) and powers else None)
-    notes = [shown.note] if shown.note else []
+    notes = [shown.note] if getattr(shown, "note", "") else []  # training examples: none
     kinks = [k for v in verdicts for k in v.kinks]
     if kinks:
         listed = "; ".join(kinks[:5]) + (f"; and {len(kinks) - 5} more" if len(kinks) > 5 else "")

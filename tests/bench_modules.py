@@ -1,0 +1,119 @@
+"""Benchmark: what the module bisection costs, and how often it names the planted module.
+
+Run with `python -m pytest tests/bench_modules.py --benchmark-only -p no:xdist -s` (part of
+`nox -s bench`). On the planted residual-block models of tests/planted_modules.py (float32
+parameters, default initialisation, a 5x8 unscaled normal batch), it prints:
+
+* correct models (4, 8 and 24 blocks): the `module` family's seconds beside the `fd`
+  family's on the same model: on a correct model the bisection is its top-level check alone;
+* one wrong block among 24 (the custom Function 1.5x off where its input is negative, or a
+  detached sigmoid in x * sigmoid(x)), at several positions and seeds: whether the culprit
+  named is exactly the planted `{i}.k.1`, the sub-checks and seconds;
+* two wrong blocks among 8: whether both are named.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pandas as pd
+import pytest
+import torch
+from planted_modules import DetachedSiLU, FusedGELU, blocks
+
+from harness import check_gradients
+
+SEEDS = range(int(os.environ.get("HARNESS_MODULE_SEEDS", "5")))
+POSITIONS = (0, 7, 13, 23)
+
+
+def _timed(model, x, check: str):
+    started = time.perf_counter()
+    (record,) = check_gradients(model, x, checks=(check,)).records
+    return record, time.perf_counter() - started
+
+
+def _named(record) -> list[str]:
+    return [line.split("`")[1] for line in record.message.splitlines()
+            if line.startswith("the wrong gradient comes from")]
+
+
+def _sub_checks(record) -> int:
+    text = record.message
+    marker = "bisection: " if "bisection: " in text else "finite differences ("
+    return int(text.split(marker)[1].split()[0])
+
+
+def _batch(seed: int) -> torch.Tensor:
+    return torch.randn(5, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def _correct_rows():
+    rows = []
+    FusedGELU.scale = 1.0
+    try:
+        for n in (4, 8, 24):
+            for seed in SEEDS:
+                model, x = blocks(n, wrong=tuple(range(n))), _batch(seed)
+                fd, fd_s = _timed(model, x, "fd")
+                mod, mod_s = _timed(model, x, "module")
+                rows.append(dict(blocks=n, seed=seed, fd=fd.status, module=mod.status,
+                                 named=len(_named(mod)), sub_checks=_sub_checks(mod),
+                                 fd_s=fd_s, module_s=mod_s))
+    finally:
+        FusedGELU.scale = 1.5
+    return pd.DataFrame(rows)
+
+
+def _wrong_rows():
+    rows = []
+    for act in (None, DetachedSiLU):
+        for pos in POSITIONS:
+            for seed in SEEDS:
+                kwargs = {"act": act} if act else {}
+                record, seconds = _timed(blocks(24, wrong=(pos,), **kwargs), _batch(seed),
+                                         "module")
+                rows.append(dict(planted=act.__name__ if act else "FusedGELU", position=pos,
+                                 seed=seed, status=record.status,
+                                 exact=_named(record) == [f"{pos}.k.1"],
+                                 sub_checks=_sub_checks(record), seconds=seconds))
+    for seed in SEEDS:
+        record, seconds = _timed(blocks(8, wrong=(1, 6)), _batch(seed), "module")
+        rows.append(dict(planted="FusedGELU x2 of 8", position="1, 6", seed=seed,
+                         status=record.status, exact=_named(record) == ["1.k.1", "6.k.1"],
+                         sub_checks=_sub_checks(record), seconds=seconds))
+    return pd.DataFrame(rows)
+
+
+def _measure():
+    return _correct_rows(), _wrong_rows()
+
+
+def test_module_bisection_cost(benchmark):
+    correct, wrong = benchmark.pedantic(_measure, rounds=1, iterations=1)
+    fd_once = _timed(blocks(24, wrong=(13,)), _batch(0), "fd")[1]
+    by_size = correct.groupby("blocks").agg(
+        models=("seed", "size"), module_pass=("module", lambda s: int((s == "pass").sum())),
+        fd_pass=("fd", lambda s: int((s == "pass").sum())), named=("named", "sum"),
+        sub_checks=("sub_checks", "max"), fd_s=("fd_s", "median"),
+        module_s=("module_s", "median"))
+    by_size["module / fd"] = by_size.module_s / by_size.fd_s
+    found = wrong.groupby(["planted", "position"]).agg(
+        models=("seed", "size"), failed=("status", lambda s: int((s == "fail").sum())),
+        named_exactly=("exact", "sum"), sub_checks=("sub_checks", "median"),
+        seconds=("seconds", "median"))
+    print(f"\n# Module bisection (torch {torch.__version__}, {os.cpu_count()} cores, seeds "
+          f"{SEEDS.start}-{SEEDS.stop - 1})\n")
+    print("## Correct models: the module family beside fd (median seconds)\n")
+    print(by_size.to_markdown(floatfmt=".3f"))
+    print("\n## One or two wrong modules (median over seeds)\n")
+    print(found.to_markdown(floatfmt=".3f"))
+    print(f"\nnamed exactly: {int(wrong.exact.sum())}/{len(wrong)}; the fd family alone on "
+          f"24 blocks with one wrong: {fd_once:.1f} s (it localizes every parameter's "
+          "error)")
+    assert len(wrong) and len(correct)
+
+
+if __name__ == "__main__":
+    pytest.main([__file__, "--benchmark-only", "-p", "no:xdist", "-s"])

@@ -1,0 +1,75 @@
+"""Planted models for the module bisection: the wrong code sits in one submodule (a custom
+Function, or a functional op with a detached factor), the rest of the model is right."""
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class FusedGELU(torch.autograd.Function):
+    """GELU whose hand-written backward is `scale` times too large where the input is
+    negative (1.5: planted; 1.0: right)."""
+
+    scale = 1.5
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return F.gelu(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        cdf = 0.5 * (1 + torch.erf(x / 2**0.5))
+        pdf = torch.exp(-0.5 * x * x) / (2 * torch.pi) ** 0.5
+        d = cdf + x * pdf
+        return g * torch.where(x < 0, d * FusedGELU.scale, d)
+
+
+class Act(nn.Module):
+    def forward(self, x):
+        return FusedGELU.apply(x)
+
+
+class GoodAct(nn.Module):
+    def forward(self, x):
+        return F.gelu(x)
+
+
+class DetachedSiLU(nn.Module):
+    """x * sigmoid(x) with the sigmoid detached: its backward misses x * sigmoid'(x)."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(x).detach()
+
+
+class Block(nn.Module):
+    """A residual block: x + act(norm(linear(x))), the activation at `k.1`."""
+
+    def __init__(self, width: int, act: nn.Module):
+        super().__init__()
+        self.lin = nn.Linear(width, width)
+        self.k = nn.Sequential(nn.LayerNorm(width), act)
+
+    def forward(self, x):
+        return x + self.k(self.lin(x))
+
+
+def blocks(n: int, wrong=(), width: int = 8, act=Act) -> nn.Sequential:
+    """n residual blocks; those at the `wrong` positions use `act`, the others GoodAct: the
+    planted activation sits three levels deep, at `{i}.k.1`."""
+    torch.manual_seed(0)
+    return nn.Sequential(*(Block(width, act() if i in wrong else GoodAct()) for i in range(n)))
+
+
+class SharedAct(nn.Module):
+    """One activation module called twice in the forward."""
+
+    def __init__(self, width: int = 6):
+        super().__init__()
+        torch.manual_seed(0)
+        self.first, self.second = nn.Linear(width, width), nn.Linear(width, 3)
+        self.act = Act()
+
+    def forward(self, x):
+        return self.second(self.act(self.first(x))).sum(-1) + self.act(x).mean(-1)

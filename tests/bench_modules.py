@@ -9,7 +9,10 @@ parameters, default initialisation, a 5x8 unscaled normal batch), it prints:
 * one wrong block among 24 (the custom Function 1.5x off where its input is negative, or a
   detached sigmoid in x * sigmoid(x)), at several positions and seeds: whether the culprit
   named is exactly the planted `{i}.k.1`, the sub-checks and seconds;
-* two wrong blocks among 8: whether both are named.
+* two wrong blocks among 8: whether both are named;
+* other model families, the FusedGELU planted: layers in nn.ModuleLists called in a loop
+  (`acts.3`), a CNN with batch norm in training mode (`features.2`), a 2-layer transformer
+  encoder whose activation function is FusedGELU.apply (both layers, `layers.0`, `layers.1`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 import pandas as pd
 import pytest
 import torch
-from planted_modules import DetachedSiLU, FusedGELU, blocks
+from planted_modules import DetachedSiLU, FusedGELU, Loop, SmallCNN, blocks, transformer
 
 from harness import check_gradients
 
@@ -52,6 +55,7 @@ def _batch(seed: int) -> torch.Tensor:
 def _correct_rows():
     rows = []
     FusedGELU.scale = 1.0
+    _timed(blocks(2), _batch(0), "fd")  # warm-up: the first check pays torch's first calls
     try:
         for n in (4, 8, 24):
             for seed in SEEDS:
@@ -86,8 +90,29 @@ def _wrong_rows():
     return pd.DataFrame(rows)
 
 
+FAMILIES = {
+    "ModuleList loop": (lambda: Loop(), lambda g: torch.randn(4, 6, generator=g), ["acts.3"]),
+    "CNN + BatchNorm": (SmallCNN, lambda g: torch.randn(2, 2, 6, 6, generator=g),
+                        ["features.2"]),
+    "transformer": (transformer, lambda g: torch.randn(2, 3, 8, generator=g),
+                    ["layers.0", "layers.1"]),
+}
+
+
+def _family_rows():
+    rows = []
+    for family, (build, draw, planted) in FAMILIES.items():
+        for seed in SEEDS:
+            x = draw(torch.Generator().manual_seed(seed))
+            record, seconds = _timed(build(), x, "module")
+            rows.append(dict(planted=family, position=", ".join(planted), seed=seed,
+                             status=record.status, exact=_named(record) == planted,
+                             sub_checks=_sub_checks(record), seconds=seconds))
+    return pd.DataFrame(rows)
+
+
 def _measure():
-    return _correct_rows(), _wrong_rows()
+    return _correct_rows(), pd.concat([_wrong_rows(), _family_rows()], ignore_index=True)
 
 
 def test_module_bisection_cost(benchmark):
@@ -106,9 +131,9 @@ def test_module_bisection_cost(benchmark):
     print(f"\n# Module bisection (torch {torch.__version__}, {os.cpu_count()} cores, seeds "
           f"{SEEDS.start}-{SEEDS.stop - 1})\n")
     print("## Correct models: the module family beside fd (median seconds)\n")
-    print(by_size.to_markdown(floatfmt=".3f"))
+    print(by_size.round(3).to_markdown())
     print("\n## One or two wrong modules (median over seeds)\n")
-    print(found.to_markdown(floatfmt=".3f"))
+    print(found.round(3).to_markdown())
     print(f"\nnamed exactly: {int(wrong.exact.sum())}/{len(wrong)}; the fd family alone on "
           f"24 blocks with one wrong: {fd_once:.1f} s (it localizes every parameter's "
           "error)")

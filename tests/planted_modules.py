@@ -73,3 +73,42 @@ class SharedAct(nn.Module):
 
     def forward(self, x):
         return self.second(self.act(self.first(x))).sum(-1) + self.act(x).mean(-1)
+
+
+class Loop(nn.Module):
+    """Layers in nn.ModuleLists called in a Python loop (the lists are never called)."""
+
+    def __init__(self, n: int = 6, wrong: int = 3, width: int = 6):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layers = nn.ModuleList(nn.Linear(width, width) for _ in range(n))
+        self.acts = nn.ModuleList(Act() if i == wrong else nn.Tanh() for i in range(n))
+
+    def forward(self, x):
+        for layer, act in zip(self.layers, self.acts):
+            x = act(layer(x))
+        return x
+
+
+class SmallCNN(nn.Module):
+    """Conv, batch norm (training mode: batch statistics), the planted Act, conv, ReLU,
+    linear head; the Act at `features.2`."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), Act(),
+                                      nn.Conv2d(4, 4, 3), nn.ReLU())
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+def transformer(layers: int = 2) -> nn.TransformerEncoder:
+    """A transformer encoder whose feed-forward activation is FusedGELU.apply, a function
+    (not a module): the culprit is the encoder layer that calls it."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True,
+                                       activation=lambda x: FusedGELU.apply(x))
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)

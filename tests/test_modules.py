@@ -5,7 +5,7 @@ cases in `harness check`, pytest)."""
 import pytest
 import torch
 from checking import on_case, only
-from planted_modules import Act, DetachedSiLU, FusedGELU, SharedAct, blocks
+from planted_modules import Act, DetachedSiLU, FusedGELU, Loop, SharedAct, SmallCNN, blocks
 
 from harness import TrainingCase, assert_gradients, check_gradients
 from harness.checks import modules
@@ -58,6 +58,19 @@ def test_a_module_called_twice_is_named_once_with_both_calls():
     (line,) = culprits(record)
     assert line.startswith("the wrong gradient comes from `act` (FusedGELU, custom autograd "
                            "Function in Act, called 2 times in the forward, wrong at both)")
+
+
+def test_layers_in_module_lists_called_in_a_loop_are_bisected():
+    record = only("module", Loop(n=6, wrong=3), _x(4, 6))
+    (line,) = culprits(record)
+    assert line.startswith("the wrong gradient comes from `acts.3` (FusedGELU, custom "
+                           "autograd Function in Act)"), line
+
+
+def test_a_cnn_with_batch_norm_in_training_mode_is_bisected():
+    x = torch.randn(2, 2, 6, 6, generator=torch.Generator().manual_seed(0))
+    (line,) = culprits(only("module", SmallCNN(), x))
+    assert line.startswith("the wrong gradient comes from `features.2` (FusedGELU"), line
 
 
 def test_wrong_code_in_a_parents_own_forward_names_the_parent(monkeypatch):

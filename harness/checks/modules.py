@@ -98,12 +98,11 @@ def record_calls(root: nn.Module, run: Callable[[], object]) -> list[Call]:
 
 
 def _children(parent: Call, calls: list[Call]) -> list[Call]:
-    """The calls of parent's direct child modules inside this call of it, in order."""
-    direct = {id(m) for m in parent.module.children()}
+    """The calls made directly inside this call of parent, in order: its submodules' calls,
+    through containers that are never called themselves (nn.ModuleList, nn.ModuleDict)."""
     inside = [c for c in calls if parent.start < c.start and c.end < parent.end]
-    return [c for c in inside if id(c.module) in direct
-            and not any(o.start < c.start and c.end < o.end for o in inside
-                        if o is not c and id(o.module) in direct)]
+    return [c for c in inside
+            if not any(o.start < c.start and c.end < o.end for o in inside if o is not c)]
 
 
 def _is_chain(parent: Call, kids: list[Call]) -> bool:
@@ -180,6 +179,8 @@ def _sub_function(calls: list[Call], state: dict, shown) -> SubFunction | None:
             own = {n: given[full[k][n]] for n in states[k]}
             out = torch.func.functional_call(c.module, own, tuple(args) if k == 0 else (out,),
                                              c.kwargs)
+        if isinstance(out, tuple | list):  # attention's (output, None): the tensors alone
+            return tuple(o for o in out if isinstance(o, torch.Tensor) and o.is_floating_point())
         return out
 
     inputs = tuple(tensors[n].detach().clone().requires_grad_(tensors[n].requires_grad)
@@ -292,7 +293,7 @@ class _Descent:
 
 
 def _phrase(descent: _Descent, call: Call, finding: Finding, ex: Example) -> str:
-    where = descent.shown(call.path) or "the model itself"
+    where = f"`{descent.shown(call.path)}`" if call.path else "the model itself"
     kind = type(call.module).__name__
     functions = _custom_functions(ex)
     what = (f"{', '.join(functions)}, custom autograd Function{'s' * (len(functions) > 1)} "
@@ -307,7 +308,7 @@ def _phrase(descent: _Descent, call: Call, finding: Finding, ex: Example) -> str
     story = "; ".join(f"{v.label}: {v.mismatch.pattern}" for v in wrong) or "see below"
     inside = ("the modules inside it agree" if _children(call, descent.calls)
               else "it has no submodules")
-    return (f"the wrong gradient comes from `{where}` ({what}{calls}): its backward is wrong "
+    return (f"the wrong gradient comes from {where} ({what}{calls}): its backward is wrong "
             f"({story}); {inside}")
 
 

@@ -1,6 +1,7 @@
 """The built-in cases, registered through the `harness.cases` entry point like any plugin."""
 
 from cases.blocks import BLOCK_CASES
+from cases.custom_ops import CUSTOM_OP_CASES
 from cases.kernels import KERNEL_CASES
 from cases.training import TRAINING_CASES
 from cases.tutorials import TUTORIAL_CASES
@@ -8,5 +9,6 @@ from cases.tutorials import TUTORIAL_CASES
 
 def all_cases():
     """Every built-in case: the tutorials' worked examples and training loops, then the
-    building blocks, then the hand-written kernels checked against their references."""
-    return [*TUTORIAL_CASES, *TRAINING_CASES, *BLOCK_CASES, *KERNEL_CASES]
+    building blocks, then the hand-written kernels checked against their references, then a
+    torch.library custom op."""
+    return [*TUTORIAL_CASES, *TRAINING_CASES, *BLOCK_CASES, *KERNEL_CASES, *CUSTOM_OP_CASES]

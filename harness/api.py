@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from harness.case import Case
+from harness.case import Case, custom_op_name
 from harness.checks import CHECKS, Settings
 from harness.record import BAD, GOOD, Record
 from harness.runner import items_for, run_item
@@ -44,7 +44,10 @@ class GradientReport:
 
 
 def _name_of(fn) -> str:
-    """A readable name: the Function class for `MyFn.apply`, else the function's name."""
+    """A readable name: a custom op's qualified name ("mylib::op"), the Function class for
+    `MyFn.apply`, else the function's name."""
+    if op := custom_op_name(fn):
+        return op
     owner = getattr(fn, "__self__", None)
     if isinstance(owner, type):
         return owner.__name__

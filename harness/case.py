@@ -71,6 +71,27 @@ class Input:
 InputsFn = Callable[[torch.Generator], Sequence[torch.Tensor]]
 
 
+def custom_op_name(op) -> str | None:
+    """The qualified name ("mylib::scaled_sin") of a torch.library custom op, an OpOverload
+    or its packet; a name given as "ns::op" stays; None for anything else."""
+    if isinstance(op, str):
+        return op if "::" in op else None
+    if isinstance(op, torch._library.custom_ops.CustomOpDef):
+        return op._qualname
+    if isinstance(op, torch._ops.OpOverload | torch._ops.OpOverloadPacket):
+        name = op.name() if isinstance(op, torch._ops.OpOverload) else op._qualified_op_name
+        return name.split(".")[0]
+    return None
+
+
+def library_custom_op(op) -> str | None:
+    """The qualified name of a torch.library.custom_op (not an aten or TORCH_LIBRARY op),
+    whose autograd torch implements as an old-style autograd.Function: no forward mode, no
+    torch.func transforms of its backward."""
+    name = custom_op_name(op)
+    return name if name and name in torch._library.custom_ops.OPDEFS else None
+
+
 @dataclass(frozen=True)
 class Case:
     """A gradient test case: a function, how to draw its inputs, and its analytic gradient.
@@ -104,6 +125,10 @@ class Case:
     `module`: the nn.Module that fn calls with its parameters and buffers as the first
     inputs (check_gradients sets it): the module family bisects it to the submodule whose
     backward is wrong.
+    `op`: the torch.library custom operator fn calls (a CustomOpDef, an OpOverload, or its
+    qualified name "mylib::op"; set by itself when fn is one): the opcheck families check its
+    registration (schema, fake kernel, autograd registration, AOT dispatch) at the arguments
+    fn passes it.
     `nondeterministic_tol` declares a backward allowed to differ run to run by that much: the
     determinism check measures the spread and reports it instead of failing.
     `timeout` (seconds) replaces the run's per-item time limit (--timeout) for this case's
@@ -135,6 +160,7 @@ class Case:
     nondeterministic_tol: float = 0.0
     reference: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]] | None = None
     module: torch.nn.Module | None = None
+    op: object = None
     timeout: float | None = None
     description: str = ""
     source: str = ""
@@ -142,6 +168,8 @@ class Case:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"Case.name must be a non-empty string, got {self.name!r}")
+        if self.op is None and custom_op_name(self.fn):
+            object.__setattr__(self, "op", self.fn)
         if not callable(self.fn):
             raise ValueError(f"Case {self.name!r}: fn must be callable, got {type(self.fn)}")
         if self.grad is not None and not callable(self.grad):

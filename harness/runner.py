@@ -18,7 +18,7 @@ import torch
 
 from harness import figures
 from harness.autodiff import carries_graph
-from harness.case import Case, TrainingCase
+from harness.case import Case, TrainingCase, library_custom_op
 from harness.checks import CHECKS, Check, Finding, Settings
 from harness.diagnose import contracts
 from harness.diagnose.events import error_hint, with_state_note
@@ -78,7 +78,8 @@ def items_for(
         for case in cases
         for spec in CHECKS.values()
         if spec.applies_to == _kind(case) and _selected(case, spec, wanted)
-        and (spec.needs_case is None or getattr(case, spec.needs_case, None) is not None)
+        and (spec.needs_case is None or getattr(case, spec.needs_case, None) is not None
+             or wanted is not None)  # named: a skip row that says what is missing
         for dtype, device in _dtypes_and_devices(case, spec)
         if (dtypes is None or dtype in dtypes) and (devices is None or device in devices)
     ]
@@ -159,7 +160,12 @@ def save_failing_inputs(report_dir, name: str, inputs: dict) -> Path:
 def run_check(spec: Check, ex, settings: Settings, started: float | None = None) -> Record:
     """`spec`'s check on a prepared example, with the skips every family shares: a record."""
     started = time.perf_counter() if started is None else started
-    if spec.needs_graph and not carries_graph(ex):
+    if spec.needs_case and getattr(ex.case, spec.needs_case, None) is None:
+        finding = Finding(skip=spec.without or f"the case sets no {spec.needs_case} "
+                                               f"(Case.{spec.needs_case} is None)")
+    elif spec.forward_mode and (op := library_custom_op(getattr(ex.case, "op", None))):
+        finding = Finding(skip=contracts.custom_op_no_forward_mode(op))
+    elif spec.needs_graph and not carries_graph(ex):
         finding = Finding(skip=contracts.NO_GRAPH)
     elif spec.second_order and ex.case.twice_differentiable is False:
         finding = Finding(skip=contracts.NOT_TWICE_DIFFERENTIABLE)

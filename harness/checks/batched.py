@@ -27,6 +27,7 @@ import torch.autograd.forward_ad as fwAD
 from torch._vmap_internals import _vmap
 
 from harness.autodiff import of_checked
+from harness.case import library_custom_op
 from harness.checks.common import check_generator
 from harness.checks.spec import Check, Finding
 from harness.diagnose import transforms
@@ -192,7 +193,8 @@ def check_vmap(ex: Example, settings) -> Finding:
     results = _run_batched({"torch.func.vmap over fn and torch.func.vjp": lambda: torch.func.vmap(
         value_and_vjp)(*(batch[i] for i in ex.wrt), *cotangents)}, notes)
     if not results:
-        return Finding(skip=transforms.no_batching_phrase("fn", notes))
+        return Finding(skip=transforms.no_batching_phrase(
+            "fn", notes, library_custom_op(getattr(ex.case, "op", None))))
     labels = ([f"output {k}" for k in range(len(outs))]
               + [f"the gradient of {ex.labels[i]}" for i in ex.wrt])
     problems = _against_loop(ex, labels, loop, results, "calls")
@@ -202,6 +204,7 @@ def check_vmap(ex: Example, settings) -> Finding:
 BATCHED_GRAD = Check("batched-grad", check_batched_grad, needs_graph=True, cost=0.003,
                      doc="vmap of the backward over cotangents equals the loop of backwards")
 BATCHED_FORWARD_AD = Check("batched-forward-ad", check_batched_forward_ad, cost=0.007,
+                           forward_mode=True,
                            doc="vmap of the jvp over tangents equals the loop of jvps")
 VMAP = Check("vmap", check_vmap, needs_graph=True, cost=0.005,
              doc="fn and its vjp under torch.func.vmap over inputs equal the loop")

@@ -131,7 +131,8 @@ def check_fwd_over_rev(ex: Example, settings) -> Finding:
     return Finding(problems=problems)
 
 
-FORWARD_AD = Check("forward-ad", check_forward_ad, needs_graph=True, cost=0.04,
+FORWARD_AD = Check("forward-ad", check_forward_ad, needs_graph=True, cost=0.04, forward_mode=True,
                    doc="forward mode's jvp against reverse mode, finite differences as referee")
 FWD_OVER_REV = Check("fwd-over-rev", check_fwd_over_rev, needs_graph=True, second_order=True,
-                     cost=0.006, doc="forward AD through the backward against double backward")
+                     cost=0.006, forward_mode=True,
+                     doc="forward AD through the backward against double backward")

@@ -235,5 +235,6 @@ REFERENCE_SECOND_ORDER = Check(
     "reference-second-order", check_reference_second_order, cost=0.02, second_order=True,
     **_SUPPORTS, doc="fn's double backward against the reference's, in float64")
 REFERENCE_FORWARD_AD = Check(
-    "reference-forward-ad", check_reference_forward_ad, cost=0.02, **_SUPPORTS,
+    "reference-forward-ad", check_reference_forward_ad, cost=0.02, forward_mode=True,
+    **_SUPPORTS,
     doc="fn's forward-mode derivative (jvp) against the reference's, in float64")

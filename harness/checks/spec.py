@@ -28,14 +28,16 @@ class Check:
     device's "low-precision" ones (float16/bfloat16), both ("with-low-precision"), or the
     most precise real one alone ("highest": a family that works in float64 whatever ran).
     `needs_case`: the Case field the family needs (e.g. "reference"); cases without it get
-    no item of it. `sparse`: it checks sparse inputs, and
+    no item of it unless it is named, and then a skip row saying `without` (or what is
+    missing). `sparse`: it checks sparse inputs, and
     only it does (check_gradients runs the sparse families alone for sparse tensors).
-    `needs_graph`: skipped when fn's outputs carry no graph. `second_order`: skipped when the
-    case declares twice_differentiable=False. `opt_in`: run only when named, or for cases
-    carrying this tag; `flag` is its command-line switch (e.g. "--compiled"), which adds it to
-    the default checks. `searches`: the family it runs over searched inputs (the `harness
-    search` command's `--check` names that family). `cost`: rough seconds per item on the
-    built-in cases, for ordering and planning. `title`: the header of a failure.
+    `forward_mode`: it needs forward-mode AD, which torch.library custom ops lack (skipped for
+    them, with why). `needs_graph`: skipped when fn's outputs carry no graph. `second_order`:
+    skipped when the case declares twice_differentiable=False. `opt_in`: run only when named,
+    or for cases carrying this tag; `flag` is its command-line switch (e.g. "--compiled"),
+    which adds it to the default checks. `searches`: the family it runs over searched inputs
+    (the `harness search` command's `--check` names that family). `cost`: rough seconds per
+    item on the built-in cases, for ordering and planning. `title`: the header of a failure.
     """
 
     name: str
@@ -44,6 +46,8 @@ class Check:
     applies_to: str = "case"
     dtypes: str = "real"
     needs_case: str | None = None
+    without: str = ""
+    forward_mode: bool = False
     sparse: bool = False
     needs_graph: bool = False
     second_order: bool = False

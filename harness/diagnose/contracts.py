@@ -9,6 +9,13 @@ import torch
 from harness.diagnose.mismatch import Mismatch, worst_of
 
 NO_GRAPH = "fn's outputs do not require grad"
+def custom_op_no_forward_mode(op: str) -> str:
+    return (f"forward mode not checked: {op} is a torch.library custom op, which torch gives "
+            "no forward-mode formula (custom_op has no jvp registration; torch.func.jvp "
+            "through it returns a zero tangent, forward_ad none), so jvp, jacfwd and "
+            "forward-over-reverse through it are not available")
+
+
 NOT_TWICE_DIFFERENTIABLE = "case is not twice differentiable (twice_differentiable=False)"
 AUTOGRAD_GRAD_TOUCHED = "torch.autograd.grad changed .grad, which it must leave alone, for: "
 

@@ -61,10 +61,14 @@ def batched_raises_phrase(path: str, exc: Exception) -> str:
     return f"{path} raises ({first_line(exc)})"
 
 
-def no_batching_phrase(what: str, failures: list[str]) -> str:
+def no_batching_phrase(what: str, failures: list[str], custom_op: str | None = None) -> str:
     """Why nothing ran batched, and what to add."""
     text = " ".join(failures)
-    if "setup_context" in text:
+    if custom_op and "setup_context" in text:
+        how = (f"{custom_op} is a torch.library custom op, whose autograd torch runs as an "
+               "old-style autograd.Function, so torch.func.vjp (and vmap over it) cannot go "
+               "through its backward (register_vmap covers the op's forward only)")
+    elif "setup_context" in text:
         how = ("a custom autograd.Function in the old style (forward(ctx, ...)) cannot run "
                "under torch.func: write forward without ctx plus a setup_context staticmethod, "
                "then set generate_vmap_rule = True or write a vmap staticmethod")

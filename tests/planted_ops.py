@@ -102,3 +102,26 @@ right_sin.register_autograd(_backward, setup_context=_save_x)
 @right_sin.register_vmap
 def _(info, in_dims, x):
     return right_sin(x), in_dims[0]
+
+
+@custom_op("harness_tests::wrong_fake_strides", mutates_args=())
+def wrong_fake_strides(x: torch.Tensor) -> torch.Tensor:
+    return 2 * torch.sin(x)
+
+
+@wrong_fake_strides.register_fake
+def _(x):
+    return torch.empty_like(x).t().contiguous().t()  # column-major; the kernel's is row-major
+
+
+wrong_fake_strides.register_autograd(_backward, setup_context=_save_x)
+
+
+@custom_op("harness_tests::no_backward", mutates_args=())
+def no_backward(x: torch.Tensor) -> torch.Tensor:
+    return 2 * torch.sin(x)
+
+
+@no_backward.register_fake
+def _(x):
+    return torch.empty_like(x)

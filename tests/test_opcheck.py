@@ -6,11 +6,13 @@ import pytest
 import torch
 from checking import on_case, only
 from planted_ops import (
+    no_backward,
     off_by_one_percent,
     right_sin,
     undeclared_mutation,
     unsaved_input,
     wrong_fake_shape,
+    wrong_fake_strides,
 )
 
 from cases.custom_ops import CUSTOM_OP_CASES, scaled_sin
@@ -104,3 +106,21 @@ def test_the_diagnosis_of_a_wrong_fake_dtype():
     assert opcheck.diagnosis("test_faketensor", exc, "ns::op") == (
         "the fake kernel returns dtype torch.float16, the real kernel torch.float64: fix "
         "register_fake")
+
+
+def test_a_fake_kernel_with_the_wrong_strides_fails_naming_both():
+    record = only("opcheck-fake", wrong_fake_strides, _x())
+    assert record.status == "fail"
+    assert ("the fake kernel returns strides (1, 4), the real kernel (3, 1): fix "
+            "register_fake") in record.message, record.message
+
+
+def test_an_op_with_no_backward_fails_aot_dispatch_and_its_errors_say_what_to_register():
+    record = only("opcheck-aot-dispatch", no_backward, _x())
+    assert record.status == "fail"
+    assert "harness_tests::no_backward has no backward at the Autograd key: register one " \
+        "with no_backward.register_autograd(" in record.message, record.message
+    fd = only("fd", no_backward, _x())
+    assert fd.status == "error"
+    assert "register one with op.register_autograd(backward, setup_context=...)" in fd.message
+    assert "please report it" not in fd.message

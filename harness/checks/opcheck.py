@@ -91,6 +91,10 @@ def diagnosis(test: str, exc: BaseException, name: str) -> str:
         return (f"the fake kernel returns shape {_shape(m[2])}, the real kernel "
                 f"{_shape(m[1])}: fix register_fake (it must return what the kernel returns, "
                 "from the inputs' shapes alone)")
+    if m := re.search(r"Strides are (\([^)]*\)) and (\([^)]*\))", text):
+        return (f"the fake kernel returns strides {m[2]}, the real kernel {m[1]}: fix "
+                "register_fake (match the real kernel's memory layout: empty_like, or "
+                "torch.empty_strided)")
     for what in ("Dtypes", "Devices", "Strides"):
         if m := re.search(rf"{what} (\S+) and (\S+) are not equal", text):
             return (f"the fake kernel returns {what[:-1].lower()} {m[2].rstrip('!')}, the "

@@ -74,6 +74,9 @@ def error_hint(exc: Exception, differentiates_backward: bool = False,
     if "Mismatch in shape: grad_output" in text or "stack expects each tensor" in text:
         return ("fn's output shape changes from call to call (the gradient was made for "
                 "another call's output): its output shape must depend only on its inputs")
+    if "no autograd formula was registered" in text:
+        return ("the custom op has no backward: register one with "
+                "op.register_autograd(backward, setup_context=...)")
     if differentiates_backward:
         return ("if the backward is meant to be differentiable once only, declare "
                 "twice_differentiable=False")

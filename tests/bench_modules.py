@@ -12,7 +12,9 @@ parameters, default initialisation, a 5x8 unscaled normal batch), it prints:
 * two wrong blocks among 8: whether both are named;
 * other model families, the FusedGELU planted: layers in nn.ModuleLists called in a loop
   (`acts.3`), a CNN with batch norm in training mode (`features.2`), a 2-layer transformer
-  encoder whose activation function is FusedGELU.apply (both layers, `layers.0`, `layers.1`).
+  encoder whose activation function is FusedGELU.apply (both layers, `layers.0`, `layers.1`),
+  and a 6-layer 64-wide tanh MLP whose fifth layer (`8`) has one of its 4,096 weight
+  elements' gradient 1.1x right.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ import time
 import pandas as pd
 import pytest
 import torch
-from planted_modules import DetachedSiLU, FusedGELU, Loop, SmallCNN, blocks, transformer
+from planted_modules import (
+    DetachedSiLU,
+    FusedGELU,
+    Loop,
+    SmallCNN,
+    blocks,
+    transformer,
+    wide_mlp,
+)
 
 from harness import check_gradients
 
@@ -94,6 +104,8 @@ FAMILIES = {
     "ModuleList loop": (lambda: Loop(), lambda g: torch.randn(4, 6, generator=g), ["acts.3"]),
     "CNN + BatchNorm": (SmallCNN, lambda g: torch.randn(2, 2, 6, 6, generator=g),
                         ["features.2"]),
+    "MLP 6x64, one weight element x1.1": (wide_mlp,
+                                          lambda g: torch.randn(16, 64, generator=g), ["8"]),
     "transformer": (transformer, lambda g: torch.randn(2, 3, 8, generator=g),
                     ["layers.0", "layers.1"]),
 }

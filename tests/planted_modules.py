@@ -112,3 +112,39 @@ def transformer(layers: int = 2) -> nn.TransformerEncoder:
     layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True,
                                        activation=lambda x: FusedGELU.apply(x))
     return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+class OneWrongWeight(nn.Linear):
+    """A linear layer whose weight gradient is `factor` times right at one element."""
+
+    def __init__(self, width: int, index: tuple[int, int], factor: float):
+        super().__init__(width, width)
+        self.index, self.factor = index, factor
+
+    def forward(self, x):
+        return _LinearWrongElement.apply(x, self.weight, self.bias, self.index, self.factor)
+
+
+class _LinearWrongElement(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b, index, factor):
+        ctx.save_for_backward(x, w)
+        ctx.index, ctx.factor = index, factor
+        return x @ w.T + b
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        gw = g.T @ x
+        gw[ctx.index] = ctx.factor * gw[ctx.index]
+        return g @ w, gw, g.sum(0), None, None
+
+
+def wide_mlp(width: int = 64, index=(44, 47), factor: float = 1.1) -> nn.Sequential:
+    """Six tanh layers of `width`; the fifth (`8`) has one weight element's gradient off."""
+    torch.manual_seed(0)
+    layers = []
+    for i in range(6):
+        layers += [OneWrongWeight(width, index, factor) if i == 4 else nn.Linear(width, width),
+                   nn.Tanh()]
+    return nn.Sequential(*layers)

@@ -5,7 +5,16 @@ cases in `harness check`, pytest)."""
 import pytest
 import torch
 from checking import on_case, only
-from planted_modules import Act, DetachedSiLU, FusedGELU, Loop, SharedAct, SmallCNN, blocks
+from planted_modules import (
+    Act,
+    DetachedSiLU,
+    FusedGELU,
+    Loop,
+    SharedAct,
+    SmallCNN,
+    blocks,
+    wide_mlp,
+)
 
 from harness import TrainingCase, assert_gradients, check_gradients
 from harness.checks import modules
@@ -58,6 +67,16 @@ def test_a_module_called_twice_is_named_once_with_both_calls():
     (line,) = culprits(record)
     assert line.startswith("the wrong gradient comes from `act` (FusedGELU, custom autograd "
                            "Function in Act, called 2 times in the forward, wrong at both)")
+
+
+def test_one_wrong_weight_element_among_4096_is_named_with_its_module_and_index():
+    x = torch.randn(16, 64, generator=torch.Generator().manual_seed(0))
+    record = only("module", wide_mlp(index=(44, 47), factor=1.1), x)
+    (line,) = culprits(record)
+    assert line.startswith("the wrong gradient comes from `8` (_LinearWrongElement, custom "
+                           "autograd Function in OneWrongWeight)"), line
+    assert (record.input, record.index) == ("8.weight", "44,47")
+    assert abs(record.actual / record.expected - 1.1) < 1e-6
 
 
 def test_layers_in_module_lists_called_in_a_loop_are_bisected():

@@ -43,6 +43,11 @@ from harness.tolerances import (
 )
 
 CONFIRM_MAX = 8
+CONFIRM_INPUTS = 3
+"""Inputs whose disagreeing elements get CONFIRM_MAX re-measurements; once this many inputs
+failed, the next ones confirm one element each (a model's wrong backward makes every
+upstream parameter fail: the failure is sure, and the count and pattern are first readings
+beyond the confirmed elements anyway)."""
 SCREEN_DIRECTIONS = 2
 SCREEN_MIN = 8
 """Inputs with more elements than this, checked element by element, first get a screen along
@@ -309,6 +314,8 @@ def compare_with_fd(
     phi = _center_kept(phi, xs)
     verdicts = []
     for k, pos in enumerate(ex.wrt):
+        failed = sum(v.mismatch is not None for v in verdicts)
+        confirm_max = sweep.confirm_max if failed < CONFIRM_INPUTS else 1
         t = Target(phi, xs, pos, ex.labels[pos], candidates[k].detach().double(), tol,
                     ex.safe_radius[pos], None if noise is None else noise[k])
         if t.cand.numel() == 0:
@@ -334,7 +341,7 @@ def compare_with_fd(
             kinks = ()
             if not sweep.quick:
                 ref, err, allowed, kinks = _confirm_elements(t, ref, err, allowed,
-                                                            sweep.confirm_max)
+                                                            confirm_max)
                 # kink notes where the finite-difference error, not the tolerance, set the bar
                 shaky = (untrusted & (FD_SAFETY * err > allowed / 2)
                          ).flatten().nonzero().flatten().tolist()

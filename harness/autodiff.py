@@ -113,3 +113,18 @@ def single_backward(ex: Example) -> tuple[list[torch.Tensor], list[torch.Tensor]
         runs.append(leaf_grads(ex, leaves))
     spread = [(a - b).abs() for a, b in zip(*runs)]
     return runs[0], spread
+
+
+def custom_function_nodes(outs) -> list:
+    """The custom autograd Function nodes (BackwardCFunction) in the graph behind `outs`,
+    each once, from the outputs down."""
+    found, seen, stack = [], set(), [o.grad_fn for o in outs if o.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, torch.autograd.function.BackwardCFunction):
+            found.append(node)
+        stack += [next_node for next_node, _ in node.next_functions]
+    return found

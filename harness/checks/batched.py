@@ -194,7 +194,7 @@ def check_vmap(ex: Example, settings) -> Finding:
         value_and_vjp)(*(batch[i] for i in ex.wrt), *cotangents)}, notes)
     if not results:
         return Finding(skip=transforms.no_batching_phrase(
-            "fn", notes, library_custom_op(getattr(ex.case, "op", None))))
+            "fn", notes, library_custom_op(ex.case.op)))
     labels = ([f"output {k}" for k in range(len(outs))]
               + [f"the gradient of {ex.labels[i]}" for i in ex.wrt])
     problems = _against_loop(ex, labels, loop, results, "calls")

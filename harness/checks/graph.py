@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.autodiff import single_backward, vjp, with_graph
+from harness.autodiff import custom_function_nodes, single_backward, vjp, with_graph
 from harness.checks.accumulation import mismatches
 from harness.checks.spec import Check, Finding
 from harness.diagnose import contracts
@@ -46,18 +46,8 @@ def _forward_counting_saves(ex: Example, leaves) -> tuple[_Saved, tuple[torch.Te
 def _tensors_kept_on_ctx(outs) -> list[str]:
     """'Function.attribute' for each tensor a custom Function's ctx holds outside
     save_for_backward: torch never frees those after backward."""
-    kept, seen, stack = [], set(), [o.grad_fn for o in outs if o.grad_fn is not None]
-    while stack:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, torch.autograd.function.BackwardCFunction):
-            name = node._forward_cls.__name__
-            kept += [f"{name}.{key}" for key, value in vars(node).items()
-                     if isinstance(value, torch.Tensor)]
-        stack += [next_node for next_node, _ in node.next_functions]
-    return kept
+    return [f"{node._forward_cls.__name__}.{key}" for node in custom_function_nodes(outs)
+            for key, value in vars(node).items() if isinstance(value, torch.Tensor)]
 
 
 def check_retain_graph(ex: Example, settings) -> Finding:

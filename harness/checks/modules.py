@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from harness.autodiff import vjp
+from harness.autodiff import custom_function_nodes, vjp
 from harness.case import Case
 from harness.checks.common import check_generator, phi_of
 from harness.checks.finite_diff import check_finite_diff
@@ -200,17 +200,7 @@ def _custom_functions(ex: Example) -> list[str]:
     """The custom autograd Functions in the graph from the example's inputs to its outputs."""
     with torch.enable_grad():
         outs = as_outputs(ex.fn(*ex.leaves()), ex.case.name)
-    seen, found, todo = set(), [], [o.grad_fn for o in outs if o.grad_fn is not None]
-    while todo:
-        node = todo.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        cls = getattr(node, "_forward_cls", None)
-        if cls is not None and cls.__name__ not in found:
-            found.append(cls.__name__)
-        todo.extend(n for n, _ in node.next_functions)
-    return found
+    return list(dict.fromkeys(node._forward_cls.__name__ for node in custom_function_nodes(outs)))
 
 
 class _Descent:

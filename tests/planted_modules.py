@@ -5,6 +5,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from planted import LinearWrongElement
+
 
 class FusedGELU(torch.autograd.Function):
     """GELU whose hand-written backward is `scale` times too large where the input is
@@ -122,22 +124,7 @@ class OneWrongWeight(nn.Linear):
         self.index, self.factor = index, factor
 
     def forward(self, x):
-        return _LinearWrongElement.apply(x, self.weight, self.bias, self.index, self.factor)
-
-
-class _LinearWrongElement(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, w, b, index, factor):
-        ctx.save_for_backward(x, w)
-        ctx.index, ctx.factor = index, factor
-        return x @ w.T + b
-
-    @staticmethod
-    def backward(ctx, g):
-        x, w = ctx.saved_tensors
-        gw = g.T @ x
-        gw[ctx.index] = ctx.factor * gw[ctx.index]
-        return g @ w, gw, g.sum(0), None, None
+        return LinearWrongElement.apply(x, self.weight, self.bias, self.index, self.factor)
 
 
 def wide_mlp(width: int = 64, index=(44, 47), factor: float = 1.1) -> nn.Sequential:

@@ -73,7 +73,7 @@ def test_one_wrong_weight_element_among_4096_is_named_with_its_module_and_index(
     x = torch.randn(16, 64, generator=torch.Generator().manual_seed(0))
     record = only("module", wide_mlp(index=(44, 47), factor=1.1), x)
     (line,) = culprits(record)
-    assert line.startswith("the wrong gradient comes from `8` (_LinearWrongElement, custom "
+    assert line.startswith("the wrong gradient comes from `8` (LinearWrongElement, custom "
                            "autograd Function in OneWrongWeight)"), line
     assert (record.input, record.index) == ("8.weight", "44,47")
     assert abs(record.actual / record.expected - 1.1) < 1e-6

@@ -289,7 +289,7 @@ def draw_training_example(case: TrainingCase, dtype: torch.dtype, device: str,
                            batch=tuple(t.to(device) for t in batch))
 
 
-SMALL = 64
+SMALL = 8
 """Searched tensors up to this many elements get hypothesis-drawn (shrinkable) values; larger
 ones get SMALL of them (their first elements) and the rest from a seeded generator, so their
 shape, seed and first values shrink. A larger tensor therefore always costs hypothesis more

@@ -4,20 +4,21 @@ Enabled by the ini option `harness_cases = true` (or `--harness-cases`); items a
 pytest collects its default paths, not when it is pointed at particular files. Select with
 `--harness-select GLOB` or ini `harness_select`, and checks with `--harness-check NAME`
 or ini `harness_checks`.
+
+pytest loads this plugin in every session of every project that has gradharness installed,
+so at load it imports pytest alone: torch, hypothesis and the families are imported when
+harness items are requested, and nothing global (torch's threads) changes otherwise.
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import pytest
-import torch
 
-from harness import registry
-from harness.arguments import usable_cores
-from harness.checks import CHECKS, Settings
-from harness.record import BAD
-from harness.runner import Item, device_available, items_for, run_item
+if TYPE_CHECKING:
+    from harness.runner import Item
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -27,7 +28,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--harness-select", action="append", default=None, metavar="GLOB",
                     help="only cases whose name matches GLOB (repeatable)")
     group.addoption("--harness-check", action="append", default=None, metavar="NAME",
-                    help=f"only this check (repeatable): {', '.join(CHECKS)}")
+                    help="only this check family (repeatable; `harness check --help` "
+                    "names them)")
     group.addoption("--harness-seed", type=int, default=0, help="seed for drawn inputs")
     group.addoption("--harness-load", action="append", default=[], metavar="PATH",
                     help="also load cases from a .py file or folder")
@@ -48,6 +50,10 @@ class HarnessItem(pytest.Item):
             self.add_marker(tag.replace("-", "_"))
 
     def runtest(self) -> None:
+        from harness.checks import Settings
+        from harness.record import BAD
+        from harness.runner import device_available, run_item
+
         if not device_available(self.work.device):
             pytest.skip(f"device {self.work.device} unavailable")
         records = run_item(self.work, Settings(seed=self.seed))
@@ -103,10 +109,14 @@ class HarnessCases(pytest.Collector):
             yield HarnessItem.from_parent(self, name=work.id, work=work, seed=self.seed)
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def _share_the_cores() -> None:
     """Under pytest-xdist each worker gets its share of the cores for torch's intra-op
     threads; with every worker at full width they oversubscribe the machine (measured 2.6x
-    slower with 2 workers on 2 cores)."""
+    slower with 2 workers on 2 cores). Only in sessions that run harness items."""
+    import torch
+
+    from harness.arguments import usable_cores
+
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     if os.environ.get("PYTEST_XDIST_WORKER") and workers > 0:
         torch.set_num_threads(max(1, usable_cores() // workers))
@@ -126,6 +136,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                   items: list[pytest.Item]) -> None:
     if not _enabled(config):
         return
+    from harness import registry
+    from harness.runner import items_for
+
     patterns = config.getoption("--harness-select") or config.getini("harness_select")
     reg = registry.load(config.getoption("--harness-load"), patterns=patterns)
     cases = registry.select(reg.cases, patterns)
@@ -133,9 +146,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for tag in sorted({t for c in cases for t in c.tags}):
         config.addinivalue_line("markers", f"{tag.replace('-', '_')}: harness case tag")
     checks = config.getoption("--harness-check") or config.getini("harness_checks") or None
+    works = items_for(cases, checks)
+    if works:
+        _share_the_cores()
     node = HarnessCases.from_parent(session, name="harness", nodeid="harness",
-                                    works=items_for(cases, checks),
-                                    errors=reg.errors, seed=seed)
+                                    works=works, errors=reg.errors, seed=seed)
     # Collected through the public hooks, so the terminal counts the items like any others.
     report = node.ihook.pytest_make_collect_report(collector=node)
     node.ihook.pytest_collectreport(report=report)

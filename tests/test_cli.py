@@ -1,6 +1,7 @@
 """harness check / list: exit codes, reports, selection, --load."""
 
 import argparse
+import re
 
 import pandas as pd
 import pytest
@@ -55,7 +56,8 @@ def test_search_command_writes_search_reports(tmp_path, capsys):
                  "--report-dir", str(tmp_path)]) == 0
     frame = pd.read_csv(tmp_path / "search.csv")
     assert list(frame["check"]) == ["search-fd"]
-    assert frame["message"].iloc[0] == "12 searched inputs (quick profile)"
+    assert re.fullmatch(r"12 searched inputs \(quick profile\), \d+ to [\d,]+ elements each",
+                        frame["message"].iloc[0]), frame["message"].iloc[0]
 
 
 def test_failures_and_errors_exit_1_and_keep_going(tmp_path, capsys):

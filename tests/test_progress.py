@@ -1,6 +1,7 @@
 """Progress lines and the warnings summary: a bar on a terminal, plain lines in logs and CI."""
 
 import io
+import time
 
 import pandas as pd
 
@@ -26,11 +27,23 @@ def test_a_log_gets_plain_lines_with_elapsed_time_and_eta(monkeypatch):
     assert lines[2].endswith(": case/2")
 
 
+def _read_until(fd, wanted, deadline):
+    """What a terminal showed, read until every `wanted` text has appeared (tqdm may write
+    its first frame before the one that counts) or the deadline passes."""
+    import os
+    import select
+
+    shown = ""
+    while not all(w in shown for w in wanted) and time.monotonic() < deadline:
+        if select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            shown += os.read(fd, 65536).decode(errors="replace")
+    return shown
+
+
 def test_a_pseudo_terminal_gets_a_bar_with_eta_and_links(monkeypatch):
     import fcntl
     import os
     import pty
-    import select
     import struct
     import termios
 
@@ -44,8 +57,7 @@ def test_a_pseudo_terminal_gets_a_bar_with_eta_and_links(monkeypatch):
             bar(n, 10, f"case/{n}")
         bar.bar.refresh()
         tty.flush()
-        assert select.select([master], [], [], 5)[0], "nothing reached the terminal"
-        shown = os.read(master, 65536).decode()
+        shown = _read_until(master, ("3/10", "case/3"), deadline=time.monotonic() + 10)
         bar.close()
         assert "\033]8;;file://" in progress.link("reports/x.csv", stream=tty)
     os.close(master)

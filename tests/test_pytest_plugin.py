@@ -90,3 +90,20 @@ def test_xdist_spreads_the_items(project):
     result = project.runpytest("--harness-load", "mycases.py", "-n", "2")
     outcomes = result.parseoutcomes()
     assert outcomes["failed"] == 1 and outcomes["passed"] == 6
+
+
+def test_the_suites_sample_of_harness_items_runs_every_family_the_main_job_runs():
+    """pyproject's harness_select keeps the suite from repeating the main job; it must still
+    put every family that the main job runs through the plugin."""
+    import tomllib
+    from pathlib import Path
+
+    from harness import registry
+    from harness.runner import items_for
+
+    ini = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    sample = ini["tool"]["pytest"]["ini_options"]["harness_select"]
+    everything = registry.load([]).cases
+    main_job = {item.check for item in items_for(everything)}
+    sampled = {item.check for item in items_for(registry.select(everything, sample))}
+    assert sampled == main_job, f"families the sample misses: {sorted(main_job - sampled)}"

@@ -150,3 +150,41 @@ def test_describing_a_searched_input_that_requires_grad_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert "20 values in [" in drawn.describe(["x"])
+
+
+def test_fixed_inputs_have_nothing_to_search_and_say_so():
+    x = torch.randn(4, 3, dtype=torch.float64)
+    case = Case(name="t/fixed", fn=planted.square_sign_flip, inputs=lambda gen: (x,))
+    record = on_example("search", draw_example(case, torch.float64, "cpu", 0))
+    assert record.status == "skip"
+    assert "the inputs are fixed" in record.message and "no other input to search" \
+        in record.message
+
+
+def test_big_inputs_get_fewer_searched_inputs_and_the_row_says_how_many_and_how_big():
+    case = Case(name="t/big", fn=torch.sin,
+                inputs=lambda gen: (torch.randn(150, 400, generator=gen, dtype=torch.float64),))
+    record = on_example("search", draw_example(case, torch.float64, "cpu", 0))
+    assert record.status == "pass"
+    assert record.message.startswith("3 searched inputs (quick profile: 12, cut to 3 at "
+                                     "60,000 checked elements an input"), record.message
+    assert "60,000 elements each" in record.message
+
+
+def test_a_wrong_gradient_on_big_inputs_is_still_found_within_the_cut():
+    case = Case(name="t/big-wrong", fn=planted.sin_missing_half,
+                inputs=lambda gen: (torch.randn(150, 400, generator=gen, dtype=torch.float64),))
+    record = on_example("search", draw_example(case, torch.float64, "cpu", 0))
+    assert record.status == "fail", record.message
+
+
+def test_a_time_budget_stops_the_search_after_its_first_input():
+    case = Case(name="t/budget", fn=torch.tanh, sizes={"n": (1, 50)},
+                inputs=[Input(("n",), low=-3, high=3, name="x")])
+    ex = draw_example(case, torch.float64, "cpu", 0)
+    record = on_example("search", ex, Settings(search_seconds=1e-9))
+    assert record.status == "pass"
+    assert record.message.startswith("1 searched inputs (quick profile; stopped at its "
+                                     "budget of 1e-09 s)"), record.message
+    with pytest.raises(ValueError, match="search_seconds"):
+        Settings(search_seconds=0)

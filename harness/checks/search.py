@@ -11,6 +11,7 @@ the runner saves them.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import torch
@@ -33,28 +34,74 @@ it after the sizes and values are already near their smallest. Past this many, f
 candidates pass unchecked, which ends the shrink with the smallest failure found so far."""
 
 
+SEARCH_ELEMENTS = 200_000
+"""Checked input elements the search's inputs may hold in all. Each searched input costs a
+whole fd check, whose forward calls grow with the input: a case of 10^5 parameters gets two
+redrawn inputs, not the profile's twelve (its pass row says so)."""
+MIN_SEARCHED = 2
+
+
+def _checked_elements(ex) -> int:
+    """Checked elements of the item's own example (0 where the search got none to read)."""
+    if not hasattr(ex, "wrt"):
+        return 0
+    return sum(ex.inputs[i].numel() for i in ex.wrt)
+
+
+def _fixed_inputs(case) -> bool:
+    """Whether an `inputs` callable returns the same tensors whatever its generator (the
+    tensors given to check_gradients): then there is no other input to search."""
+    if not callable(case.inputs):
+        return False
+    try:
+        first = tuple(case.inputs(torch.Generator().manual_seed(1)))
+        second = tuple(case.inputs(torch.Generator().manual_seed(2)))
+    except Exception:  # the search's own draw reports it
+        return False
+    return len(first) == len(second) and all(
+        a is b or (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+                   and a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b))
+        for a, b in zip(first, second))
+
+
+def search_count(ex, run_settings) -> int:
+    """Inputs to search: the profile's count, cut so that they hold at most SEARCH_ELEMENTS
+    checked elements at the size of the item's own example (never under MIN_SEARCHED)."""
+    wanted = PROFILES[run_settings.profile]
+    return max(MIN_SEARCHED, min(wanted, SEARCH_ELEMENTS // max(1, _checked_elements(ex))))
+
+
 def searched(target: Check, ex, run_settings) -> Finding:
     """Run `target` over searched inputs of `ex`'s case, dtype and device: pass (how many
     inputs), or the smallest failing input with the check's record there. The probes ask
     for a verdict only (a wrong gradient fails every shrink step, and its diagnosis is 20x
     its verdict's cost); the whole check runs once more where the shrink ended."""
     case, dtype, device = ex.case, ex.dtype, ex.device
+    if _fixed_inputs(case):
+        return Finding(skip=FIXED_INPUTS)
     quick_settings = replace(run_settings, verdict_only=True)
     failures: list[tuple[Drawn, object]] = []
     seen: list[tuple[Drawn, bool]] = []  # every input checked, and whether it failed
     tried = shrunk = 0
+    count = search_count(ex, run_settings)
+    budget = run_settings.search_seconds
+    started = time.perf_counter()
+    out_of_time = False
 
     @seed(item_seed(run_settings.seed, f"search|{case.name}", dtype))
-    @hypothesis_settings(max_examples=PROFILES[run_settings.profile], deadline=None,
+    @hypothesis_settings(max_examples=count, deadline=None,
                          database=None, suppress_health_check=list(HealthCheck),
                          phases=[Phase.explicit, Phase.generate, Phase.shrink])
     @given(drawn=strategy(case))
     def probe(drawn: Drawn) -> None:
-        nonlocal tried, shrunk
+        nonlocal tried, shrunk, out_of_time
         if failures:
             shrunk += 1
             if shrunk > SHRINK_CALLS:
                 return
+        elif tried and budget is not None and time.perf_counter() - started > budget:
+            out_of_time = True  # the inputs left pass unchecked: the row says how many ran
+            return
         tried += 1
         try:
             example = _example(case, drawn, dtype, device, run_settings.seed)
@@ -77,13 +124,13 @@ def searched(target: Check, ex, run_settings) -> Finding:
     if not failures and raised is not None:  # the search itself broke, not the gradient
         return Finding(error=f"{case.name} {dtype_name(dtype)} {device}: input search could "
                        f"not run: {type(raised).__name__}: {raised}")
+    searched_note = _searched_note(seen, tried, count, ex, run_settings, out_of_time)
     if not failures:
-        return Finding(notes=(f"{tried} searched inputs ({run_settings.profile} profile)",))
+        return Finding(notes=(searched_note,))
     confirmed = _confirmed(target, case, dtype, device, run_settings, failures)
     if confirmed is None:
-        return Finding(notes=(f"{tried} searched inputs ({run_settings.profile} profile); "
-                              f"{len(failures)} quick verdicts of failure did not stand the "
-                              "whole check",))
+        return Finding(notes=(f"{searched_note}; {len(failures)} quick verdicts of failure did "
+                              "not stand the whole check",))
     drawn, found = confirmed
     figure = ""
     if run_settings.figures:
@@ -96,6 +143,30 @@ def searched(target: Check, ex, run_settings) -> Finding:
         shrink_cut=SHRINK_CALLS if shrunk > SHRINK_CALLS else 0,
         smallest=drawn.describe(input_labels(case, len(drawn.tensors))), found=found,
         inputs={"case": case.name, "inputs": drawn.tensors, "cotangent_seed": drawn.seed}))
+
+
+FIXED_INPUTS = ("the inputs are fixed (the case's inputs callable returns the same tensors "
+                "whatever its generator, as check_gradients' own tensors are): there is no other "
+                "input to search, and the fd check covers these; declare Input specs with sizes, "
+                "or an inputs callable that draws from its generator, to search")
+
+
+def _searched_note(seen, tried: int, count: int, ex, run_settings, out_of_time: bool) -> str:
+    """How many inputs the search checked and how big they were, and what cut it short."""
+    profile = run_settings.profile
+    note = f"{tried} searched inputs ({profile} profile"
+    if count < PROFILES[profile]:
+        note += (f": {PROFILES[profile]}, cut to {count} at {_checked_elements(ex):,} checked "
+                 f"elements an input, to hold {SEARCH_ELEMENTS:,} in all")
+    if out_of_time:
+        note += f"; stopped at its budget of {run_settings.search_seconds:g} s"
+    note += ")"
+    sizes = [sum(t.numel() for t in drawn.tensors) for drawn, _ in seen]
+    if sizes:
+        low, high = min(sizes), max(sizes)
+        note += (f", {low:,} elements each" if low == high
+                 else f", {low:,} to {high:,} elements each")
+    return note
 
 
 def _example(case, drawn: Drawn, dtype, device, seed: int):

@@ -36,6 +36,10 @@ class Settings:
     localize_max: int = 8
     compile_backend: str = "inductor"
     verdict_only: bool = False
+    search_seconds: float | None = None
+    """A time budget for the search check: once it has run this long, it checks no further
+    input (it has checked at least one) and its row says it stopped there. None: the profile's
+    count of inputs, cut for big inputs (harness.checks.search.SEARCH_ELEMENTS)."""
     figures: bool = False
     """Draw a picture of each element-by-element failure (harness.figures), for the HTML
     report."""
@@ -48,3 +52,6 @@ class Settings:
                      "second_order_directions", "localize_probes", "localize_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Settings.{name} must be >= 1, got {getattr(self, name)}")
+        if self.search_seconds is not None and not self.search_seconds > 0:
+            raise ValueError(f"Settings.search_seconds must be > 0 seconds or None, got "
+                             f"{self.search_seconds}")

@@ -92,17 +92,14 @@ def test_xdist_spreads_the_items(project):
     assert outcomes["failed"] == 1 and outcomes["passed"] == 6
 
 
-def test_the_suites_sample_of_harness_items_runs_every_family_the_main_job_runs():
+def test_the_suites_sample_of_harness_items_runs_every_family_the_main_job_runs(pytestconfig):
     """pyproject's harness_select keeps the suite from repeating the main job; it must still
     put every family that the main job runs through the plugin."""
-    import tomllib
-    from pathlib import Path
-
     from harness import registry
     from harness.runner import items_for
 
-    ini = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    sample = ini["tool"]["pytest"]["ini_options"]["harness_select"]
+    sample = pytestconfig.getini("harness_select")
+    assert sample, "pyproject.toml sets no harness_select: the suite repeats the main job"
     everything = registry.load([]).cases
     main_job = {item.check for item in items_for(everything)}
     sampled = {item.check for item in items_for(registry.select(everything, sample))}

@@ -148,6 +148,35 @@ def prepared(case, dtype: torch.dtype, device: str, seed: int):
     return draw_example(case, dtype, device, seed)
 
 
+SHARED_EXAMPLES = 4
+"""Prepared examples kept for the next items of the same (case, dtype, device, seed): the
+families of a case run one after another (items_for orders them so), and each drew and ran
+the same example before. Kept only while no tensor of it was changed in place."""
+_shared: dict[tuple, tuple] = {}
+
+
+def _versions(ex) -> tuple[int, ...]:
+    return tuple(t._version for t in (*ex.inputs, *ex.cotangents))
+
+
+def shared_example(case, dtype: torch.dtype, device: str, seed: int):
+    """`prepared`, drawn once for the items of one (case, dtype, device, seed): the example
+    of a Case is read, never written, by the families (they differentiate fresh leaves), and
+    one whose tensors were changed in place anyway is drawn again. A TrainingCase's model is
+    trained by its families, so it is drawn for each."""
+    if isinstance(case, TrainingCase) or not SHARED_EXAMPLES:
+        return prepared(case, dtype, device, seed)
+    key = (id(case), dtype, device, seed)
+    kept = _shared.get(key)
+    if kept is not None and kept[0] is case and _versions(kept[1]) == kept[2]:
+        return kept[1]
+    ex = prepared(case, dtype, device, seed)
+    _shared[key] = (case, ex, _versions(ex))
+    while len(_shared) > SHARED_EXAMPLES:
+        _shared.pop(next(iter(_shared)))
+    return ex
+
+
 def save_failing_inputs(report_dir, name: str, inputs: dict) -> Path:
     """A searched failure's inputs under `report_dir`/failing/`name`.pt (torch.load them)."""
     folder = Path(report_dir) / "failing"
@@ -202,7 +231,7 @@ def run_item(item: Item, settings: Settings) -> list[Record]:
     start = time.perf_counter()
     try:
         with preserved_torch_state() as changed:
-            ex = prepared(item.case, item.dtype, item.device, settings.seed)
+            ex = shared_example(item.case, item.dtype, item.device, settings.seed)
             record = run_check(item.spec, ex, settings, start,
                                expected=item.case.expected_failures.get(item.check))
         if changed:

@@ -30,18 +30,19 @@ def record_of(ex, spec, finding, seconds: float, saved: Path | None = None) -> R
     if finding.searched is not None:
         return _searched(ex, spec, finding.searched, saved, common)
     if finding.verdicts is not None:
-        return _verdicts(ex, finding, common)
+        return _verdicts(ex, spec, finding, common)
     if not finding.problems:
         return Record(status="pass", message="; ".join(finding.notes), **common)
     lines = [header(ex.case.name, ex.dtype, ex.device, spec.title)]
     lines += [f"  - {p}" for p in finding.problems]
     lines += [f"  note: {n}" for n in finding.notes]
-    lines.append(reproduce_line(ex.case.name, ex.dtype, ex.device, ex.seed, ex.case.source))
+    lines.append(reproduce_line(ex.case.name, ex.dtype, ex.device, ex.seed, ex.case.source,
+                                spec.name))
     return Record(status="fail", message="\n".join(lines), pattern=finding.problems[0],
                   **common)
 
 
-def _verdicts(ex, finding, common: dict) -> Record:
+def _verdicts(ex, spec, finding, common: dict) -> Record:
     """Per-input comparisons: pass, or fail with each failing input's assert_close lines;
     header and reproduction line from the example they were measured on (a view, maybe)."""
     shown = finding.view or ex
@@ -80,7 +81,7 @@ def _verdicts(ex, finding, common: dict) -> Record:
     lines.extend(f"  hint: {h}" for h in finding.hints)
     lines.extend(f"  note: {n}" for n in notes)
     lines.append(reproduce_line(shown.case.name, shown.dtype, shown.device, shown.seed,
-                                shown.case.source))
+                                shown.case.source, spec.name))
     pattern = finding.pattern or "; ".join([m.pattern, *finding.hints])
     return Record(status="fail", message="\n".join(lines), input=m.label,
                   index=",".join(map(str, m.index)), expected=m.expected, actual=m.actual,

@@ -267,11 +267,14 @@ def describe(m: Mismatch, reference: str, checked: str) -> list[str]:
 
 
 def reproduce_line(case: str, dtype: torch.dtype, device: str, seed: int,
-                   source: str = "") -> str:
+                   source: str = "", check: str = "") -> str:
+    """The command that runs this one item again (its family alone, with `check`)."""
     if source == "check_gradients":
-        return f"  reproduce: check_gradients(..., seed={seed}) on the same inputs"
+        only = f", checks=({check!r},)" if check else ""
+        return f"  reproduce: check_gradients(...{only}, seed={seed}) on the same inputs"
     load = f" --load {source.removeprefix('file ')}" if source.startswith("file ") else ""
-    return (f"  reproduce: harness check --cases '{case}' --dtype {dtype_name(dtype)} "
+    family = f" --check {check}" if check else ""
+    return (f"  reproduce: harness check --cases '{case}'{family} --dtype {dtype_name(dtype)} "
             f"--device {device} --seed {seed}{load}")
 
 

@@ -15,7 +15,7 @@ def _install(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     _install(session)
-    session.run("python", "-m", "pytest", "-n", "auto", *session.posargs)
+    session.run("python", "-m", "pytest", *session.posargs)
 
 
 @nox.session
@@ -35,7 +35,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "harness", "bench", *session.posargs)
     session.run("python", "-m", "pytest", "tests/bench_checks.py", "tests/bench_power.py",
                 "tests/bench_net_cost.py", "tests/bench_timing_agreement.py",
-                "tests/bench_modules.py", "tests/bench_phases.py", "--benchmark-only", "-p",
-                "no:xdist", "-s")
-    session.run("python", "-m", "pytest", "tests/bench_opinfo.py", "tests/bench_html.py", "-p",
-                "no:xdist", "-s")
+                "tests/bench_modules.py", "tests/bench_phases.py", "--benchmark-only", "-n",
+                "0", "-s")
+    session.run("python", "tests/bench_plugin.py")
+    session.run("python", "-m", "pytest", "tests/bench_opinfo.py", "tests/bench_html.py", "-n",
+                "0", "-s")

@@ -1,6 +1,6 @@
 """Benchmark: the harness vs torch.autograd.gradcheck on the tutorials' TinyModel.
 
-Run with `nox -s bench` or `python -m pytest tests/bench_checks.py --benchmark-only -p no:xdist -s`.
+Run with `nox -s bench` or `python -m pytest tests/bench_checks.py --benchmark-only -n 0 -s`.
 Loss as a function of all 101,110 parameters (float64), the correct model and one whose
 layer1.weight[37, 512] gradient is scaled by 1.5, 2 or 10. Prints verdict and time per tool,
 and the time of the quick input search over the whole built-in registry. gradcheck's slow

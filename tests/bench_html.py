@@ -1,6 +1,6 @@
 """Benchmark: how fast the OpInfo sweep's correctness.html is ready in headless Chromium.
 
-Run with `python -m pytest tests/bench_html.py -p no:xdist -s` (part of `nox -s bench`): runs
+Run with `python -m pytest tests/bench_html.py -n 0 -s` (part of `nox -s bench`): runs
 `harness check --cases 'opinfo/*'` (every family, ~8,000 rows), then loads its HTML three
 times and prints the page's own clock (performance.now() when the script has shown the rows)
 and the whole browser process's wall time, beside the row count and the file size.

@@ -1,6 +1,6 @@
 """Benchmark: what the module bisection costs, and how often it names the planted module.
 
-Run with `python -m pytest tests/bench_modules.py --benchmark-only -p no:xdist -s` (part of
+Run with `python -m pytest tests/bench_modules.py --benchmark-only -n 0 -s` (part of
 `nox -s bench`). On the planted residual-block models of tests/planted_modules.py (float32
 parameters, default initialisation, a 5x8 unscaled normal batch), it prints:
 
@@ -153,4 +153,4 @@ def test_module_bisection_cost(benchmark):
 
 
 if __name__ == "__main__":
-    pytest.main([__file__, "--benchmark-only", "-p", "no:xdist", "-s"])
+    pytest.main([__file__, "--benchmark-only", "-n", "0", "-s"])

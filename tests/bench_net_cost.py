@@ -1,6 +1,6 @@
 """Benchmark: the default one-call net against gradcheck with the same coverage, in one run.
 
-Run with `python -m pytest tests/bench_net_cost.py --benchmark-only -p no:xdist -s` (part of
+Run with `python -m pytest tests/bench_net_cost.py --benchmark-only -n 0 -s` (part of
 `nox -s bench`). Over every built-in case (float64, seed 0, its drawn inputs; no `grad=`, as
 a user with only a function would call it) and the planted Functions of tests/planted.py
 (right and wrong ones, on an 8x6 float64 input), it times, alternately in this process:
@@ -159,4 +159,4 @@ def teardown_module():
 
 
 if __name__ == "__main__":
-    pytest.main([__file__, "--benchmark-only", "-p", "no:xdist", "-s"])
+    pytest.main([__file__, "--benchmark-only", "-n", "0", "-s"])

@@ -1,6 +1,6 @@
 """Benchmark: the harness against torch.autograd.gradcheck on every OpInfo operator sample.
 
-Run with `python -m pytest tests/bench_opinfo.py -p no:xdist -s` (or `nox -s bench`). Each tool
+Run with `python -m pytest tests/bench_opinfo.py -n 0 -s` (or `nox -s bench`). Each tool
 sweeps the same samples (every float64 CPU OpInfo with autograd, its first 3 samples, torch's
 own skip/xfail marks NOT applied, so they can be compared) in a child process of its own, so
 its peak memory (ru_maxrss) is its own:
@@ -230,7 +230,7 @@ def test_harness_and_gradcheck_agree_on_opinfo():
         "(harness `fd` / `gradcheck`) and second order where the OpInfo supports gradgrad "
         "(harness `second-order` / `gradgradcheck`). Marked: tests torch's own suite skips or "
         "expects to fail on CPU float64. Written by `python -m pytest tests/bench_opinfo.py "
-        f"-p no:xdist -s`. Times: median of {ROUNDS} runs per tool, interleaved (harness "
+        f"-n 0 -s`. Times: median of {ROUNDS} runs per tool, interleaved (harness "
         f"{results['harness']['all_seconds']}, gradcheck {results['gradcheck']['all_seconds']}"
         " s); 'seconds (unmarked)' sums the per-sample medians over the samples the default "
         "sweep runs.", "",

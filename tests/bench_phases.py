@@ -1,6 +1,6 @@
 """Where the main job's time goes: per check family and phase, and per stage of a run.
 
-    python -m pytest tests/bench_phases.py --benchmark-only -p no:xdist -s
+    python -m pytest tests/bench_phases.py --benchmark-only -n 0 -s
 
 Writes reports/phases-<device>.md. Per family, every item of the built-in cases runs in this
 process with the phase functions below wrapped by a clock that charges each moment to the
@@ -184,7 +184,7 @@ def test_where_the_main_job_spends_its_time(benchmark, tmp_path, monkeypatch):
         "# Where the main job's time goes (CPU)", "",
         f"torch {torch.__version__}, {os.cpu_count()} cores, {torch.get_num_threads()} torch "
         "threads. Command: `python -m pytest tests/bench_phases.py --benchmark-only "
-        "-p no:xdist -s`.", "",
+        "-n 0 -s`.", "",
         "## Per run: stages of `harness check` on the built-in cases (median of 3, warm)", "",
         stages.to_markdown(index=False, floatfmt=".2f"), "",
         "## Per family and phase: seconds, items run in one process", "",

@@ -1,6 +1,6 @@
 """Benchmark: detection power on big models, the harness's fd check beside gradcheck fast mode.
 
-Run with `python -m pytest tests/bench_power.py --benchmark-only -p no:xdist -s` (part of
+Run with `python -m pytest tests/bench_power.py --benchmark-only -n 0 -s` (part of
 `nox -s bench`). Six model families of tests/power_models.py (MLPs with summed and averaged
 losses, a conv net, attention with layer norm, an embedding model, a GRU; PyTorch's default
 initialisation, unscaled N(0, 1) data), float64 and float32; per seed a fresh model, data and

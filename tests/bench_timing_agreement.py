@@ -1,7 +1,7 @@
 """Benchmark: is the harness's backward median the time of the backward?
 
 Run with `nox -s bench` or `python -m pytest tests/bench_timing_agreement.py --benchmark-only
--p no:xdist -s`. For a few cases, the same backward (same tensors, same cotangent, graph kept
+-n 0 -s`. For a few cases, the same backward (same tensors, same cotangent, graph kept
 with retain_graph) is timed three ways, interleaved over three rounds so drift hits all alike:
 `harness.bench.measure`, a torch.utils.benchmark Timer written out by hand (statement string,
 graph built outside it), and pytest-benchmark's own loop. Prints the medians (median over the
@@ -90,7 +90,7 @@ def teardown_module():
         f"median of {ROUNDS} rounds of {MIN_RUN_TIME} s, harness and Timer interleaved "
         "(pytest-benchmark: 200 calls in the middle round). The spread column is "
         "(max - min) / median of the harness's own rounds: the machine's noise. Written by "
-        "`python -m pytest tests/bench_timing_agreement.py --benchmark-only -p no:xdist -s`.",
+        "`python -m pytest tests/bench_timing_agreement.py --benchmark-only -n 0 -s`.",
         "", *lines, "", "Largest harness/Timer disagreement (target: within 10%): "
         + "; ".join(f"{k}: {v:.1%}" for k, v in worst.items()) + ".", ""])
     print("\n\n" + text)

@@ -1,5 +1,12 @@
 import pytest
 import torch
+import torch._dynamo  # noqa: F401
+
+# Imported here, before any pytester run: pytester's in-process runs drop the modules they
+# imported when they end, and importing torch._dynamo a second time registers its test
+# operator library again, which torch refuses ("Only a single TORCH_LIBRARY ...") in every
+# later test that reaches dynamo. Which test first imports it depends on the order, so
+# without this the suite's outcome did too.
 
 
 @pytest.fixture(autouse=True)

@@ -46,7 +46,7 @@ def test_the_toy_family_runs_through_check_gradients(toy):
     assert bad.message.startswith("SinNaNAt3 float64 cpu: toy-finite check")
     assert "  - the gradient of input 0 has 1 non-finite element(s)" in bad.message
     assert "  note: gradients looked at: 1" in bad.message
-    assert "reproduce: check_gradients(..., seed=0)" in bad.message
+    assert "reproduce: check_gradients(..., checks=('toy-finite',), seed=0)" in bad.message
 
 
 def test_the_runner_applies_the_shared_skips(toy):

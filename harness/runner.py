@@ -20,7 +20,7 @@ from harness import figures
 from harness.autodiff import carries_graph
 from harness.case import Case, TrainingCase, library_custom_op
 from harness.checks import CHECKS, Check, Finding, Settings
-from harness.diagnose import contracts
+from harness.diagnose import contracts, transforms
 from harness.diagnose.events import error_hint, with_state_note
 from harness.diagnose.findings import as_expected_failure, record_of
 from harness.inputs import CaseError, draw_example, draw_training_example
@@ -231,9 +231,17 @@ def run_item(item: Item, settings: Settings) -> list[Record]:
     start = time.perf_counter()
     try:
         with preserved_torch_state() as changed:
-            ex = shared_example(item.case, item.dtype, item.device, settings.seed)
-            record = run_check(item.spec, ex, settings, start,
-                               expected=item.case.expected_failures.get(item.check))
+            try:
+                ex = shared_example(item.case, item.dtype, item.device, settings.seed)
+            except Exception as exc:
+                if item.dtype in item.case.dtypes:
+                    raise
+                # a dtype the family adds (bfloat16, float16): fn need not run in it
+                record = item_record(item, settings, "skip", transforms.dtype_unsupported_phrase(
+                    item.dtype_name, item.device, exc), time.perf_counter() - start)
+            else:
+                record = run_check(item.spec, ex, settings, start,
+                                   expected=item.case.expected_failures.get(item.check))
         if changed:
             record = with_state_note(record, changed)
         return [record]

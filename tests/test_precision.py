@@ -68,3 +68,16 @@ def test_a_saturated_sigmoid_is_not_a_false_alarm(seed):
     assert not finding.problems, finding.problems
     wrong = run(planted.sin_one_wrong_in_bfloat16, X[468:532])
     assert wrong.status == "fail"  # the saved-rounding term does not hide a wrong element
+
+
+def test_fn_that_cannot_run_in_bfloat16_is_a_skip_saying_why():
+    data = torch.randn(5, 4)  # float32, held by fn: a bfloat16 input cannot meet it
+
+    def loss(w):
+        return (data @ w).square().sum()
+
+    w = torch.randn(4, 3, requires_grad=True)
+    (record,) = check_gradients(loss, w, checks=["low-precision"]).records
+    assert record.status == "skip", record.message
+    assert record.message.startswith("fn or its backward does not run in bfloat16 on cpu "
+                                     "(RuntimeError: "), record.message

@@ -83,3 +83,18 @@ def test_case_declares_twice_differentiable():
     case = Case(name="t/relu", fn=torch.relu, inputs=[Input((3,), avoid=(0.0,))],
                 twice_differentiable=False)
     assert not case.twice_differentiable
+
+
+def test_a_builtin_op_without_double_backward_is_a_skip_naming_it_unless_demanded():
+    from torch.nn import functional as F
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 4, 8, generator=gen, requires_grad=True) for _ in range(3))
+    attention = lambda q, k, v: F.scaled_dot_product_attention(q, k, v)  # noqa: E731
+    (record,) = check_gradients(attention, q, k, v, checks=["second-order"]).records
+    assert record.status == "skip", record.message
+    assert "torch has no double backward for aten::_scaled_dot_product" in record.message
+    (demanded,) = check_gradients(attention, q, k, v, checks=["second-order"],
+                                  twice_differentiable=True).records
+    assert demanded.status == "error"
+    assert "derivative for aten::_scaled_dot_product" in demanded.message

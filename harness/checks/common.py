@@ -39,6 +39,20 @@ def rounding_noise(ex: Example, compute, base: list[torch.Tensor]) -> list[torch
     return [torch.full_like(n, float(n.max()) if n.numel() else 0.0) for n in noise]
 
 
+def on_demand(compute):
+    """`compute()` run once, when first asked for: the rounding noise that only a doubtful
+    verdict needs (every allowance grows with it, so a verdict that passes without it
+    stands)."""
+    kept = []
+
+    def value():
+        if not kept:
+            kept.append(compute())
+        return kept[0]
+
+    return value
+
+
 def rounding_drifts(ex: Example, compute, base: list[torch.Tensor], draws: int,
                     compute64=None):
     """Per jitter of the inputs, (g(x') - g(x)) - (g64(x') - g64(x)) for each tensor of

@@ -7,6 +7,7 @@ from harness.checks.common import (
     analytic_gradient,
     autograd_hints,
     check_generator,
+    on_demand,
     phi_of,
     rounding_noise,
 )
@@ -25,12 +26,14 @@ def check_finite_diff(ex: Example, settings) -> Finding:
     """vᵀJ from autograd (in the dtype under test) against finite differences of <v, fn>."""
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     grads, missing = vjp(ex, ex.leaves())
-    noise = rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], grads)
+    measure_noise = on_demand(lambda: rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0],
+                                                     grads))
     verdicts = compare_measuring_rounding_on_doubt(
         ex, phi_of(ex), grads, tol, Sweep.first_order(settings),
-        lambda: check_generator(ex, "fd"), noise=noise)
+        lambda: check_generator(ex, "fd"), noise=measure_noise)
     hints = []
     if any(v.mismatch for v in verdicts):
+        noise = measure_noise()
         allowed = [allowance(g, tol, noise=None if noise is None else noise[k])
                    for k, g in enumerate(grads)]
         hints = autograd_hints(ex, grads, missing, allowed)

@@ -254,11 +254,19 @@ def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, 
     """A quick compare_with_fd with phi's rounding assumed (eps x its terms); only when that
     fails, the whole comparison (confirmations, kinks, localization) with phi's rounding
     measured (checks.common.with_measured_rounding). Everything the full pass adds can only rescue a
-    failure, so a quick pass stands. Saves most of the work where the gradient is right."""
-    verdicts = compare_with_fd(ex, phi, candidates, tol, replace(sweep, quick=True), make_gen(),
-                               noise)
+    failure, so a quick pass stands. Saves most of the work where the gradient is right.
+    `noise` may be a callable (checks.common.on_demand): the candidate's rounding noise is
+    then measured only when the quick pass without it fails."""
+    quick = replace(sweep, quick=True)
+    measure_noise = noise if callable(noise) else None
+    noise = None if callable(noise) else noise
+    verdicts = compare_with_fd(ex, phi, candidates, tol, quick, make_gen(), noise)
     if not any(v.mismatch for v in verdicts):
         return verdicts
+    if measure_noise is not None and (noise := measure_noise()) is not None:
+        verdicts = compare_with_fd(ex, phi, candidates, tol, quick, make_gen(), noise)
+        if not any(v.mismatch for v in verdicts):
+            return verdicts
     gen = make_gen()
     measured = with_measured_rounding(phi, ex, gen)
     if sweep.verdict_only and _one_stands(ex, measured, candidates, tol, verdicts, noise):

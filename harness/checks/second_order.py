@@ -12,6 +12,7 @@ import torch
 from harness.autodiff import second_order, vjp
 from harness.checks.common import (
     check_generator,
+    on_demand,
     rounding_noise,
     scalarized,
 )
@@ -36,7 +37,8 @@ def check_second_order(ex: Example, settings) -> Finding:
             raise
         return Finding(skip=f"not checked: torch has no double backward for {op}, a built-in "
                        "operator this code calls (torch's limit, not this code's)")
-    noise = rounding_noise(ex, lambda leaves: second_order(ex, leaves, weights)[0], second)
+    noise = on_demand(lambda: rounding_noise(
+        ex, lambda leaves: second_order(ex, leaves, weights)[0], second))
 
     def psi(xs):
         leaves = tuple(x.detach().clone().requires_grad_(i in ex.wrt) if x.is_floating_point()

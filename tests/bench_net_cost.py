@@ -2,8 +2,11 @@
 
 Run with `python -m pytest tests/bench_net_cost.py --benchmark-only -n 0 -s` (part of
 `nox -s bench`). Over every built-in case (float64, seed 0, its drawn inputs; no `grad=`, as
-a user with only a function would call it) and the planted Functions of tests/planted.py
-(right and wrong ones, on an 8x6 float64 input), it times, alternately in this process:
+a user with only a function would call it), the planted Functions of tests/planted.py
+(right and wrong ones, on an 8x6 float64 input) and eleven custom autograd Functions of
+public libraries (tests/real_functions.py: efficientnet_pytorch, timm, flash-attn, entmax,
+apex, torch_scatter), as written and with their backward planted 2% off, it times,
+alternately in this process:
 
 * harness: `check_gradients(fn, *inputs)` with no `checks=`, the whole default net (first
   and second order, forward mode, fwd-over-rev, batched, vmap, layouts, undefined gradients,
@@ -13,18 +16,22 @@ a user with only a function would call it) and the planted Functions of tests/pl
   fast mode. Where gradcheck raises (no jvp, a sparse input) its time to the raise counts
   and its verdict is "raised".
 
-Prints each item's verdicts and seconds (the best of ROUNDS) and the totals; with
-HARNESS_COST_REPORT it writes the table as markdown.
+Prints each item's verdicts and seconds (the best of ROUNDS), the totals, and the medians
+the net is held to: a passing check against gradcheck + gradgradcheck on the same items
+(default and fast mode), a failing check against the passing median; with
+HARNESS_COST_REPORT it writes the tables as markdown.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 import warnings
 
 import pytest
+import real_functions
 import torch
 
 from cases import all_cases
@@ -68,6 +75,9 @@ def _items():
     for name, fn in PLANTED.items():
         yield f"planted/{name}", fn, ((big if name == "SinOneWrong" else x).clone()
                                       .requires_grad_(),)
+    for wrong in (False, True):
+        for name, fn, inputs in real_functions.items(wrong=wrong):
+            yield f"real/{name}", fn, inputs
 
 
 def _fresh(leaves):
@@ -117,7 +127,7 @@ def _sweep() -> list[dict]:
         fast, fast_s = _best(_gradcheck, fn, leaves, True)
         print(f"{name}: {elements} elements, harness {harness} {harness_s:.3f} s, gradcheck "
               f"{slow} {slow_s:.3f} s, fast mode {fast} {fast_s:.3f} s", flush=True)
-        rows.append(dict(item=name, elements=elements,
+        rows.append(dict(item=name, elements=elements, real=name.startswith("real/"),
                          harness=harness, harness_s=harness_s, gradcheck=slow,
                          gradcheck_s=slow_s, fast=fast, fast_s=fast_s))
     return rows
@@ -145,10 +155,30 @@ def _table(rows) -> list[str]:
     return lines
 
 
+def _medians(rows) -> list[str]:
+    """The figures the net is held to, over all items and over the real Functions alone."""
+    lines = ["| items | passing checks | harness median s | gradcheck + gradgradcheck "
+             "median s | fast mode median s | harness / default | harness / fast | failing "
+             "checks | failing median s | failing / passing |", "|" + "---|" * 10]
+    for label, group in (("all", rows), ("real Functions", [r for r in rows if r["real"]])):
+        passing = [r for r in group if r["harness"] == "pass"]
+        failing = [r for r in group if r["harness"] != "pass"]
+        slow = [r for r in passing if r["gradcheck"] != "not run"]
+        h = statistics.median(r["harness_s"] for r in passing)
+        d = statistics.median(r["gradcheck_s"] for r in slow) if slow else float("nan")
+        hd = statistics.median(r["harness_s"] for r in slow) if slow else float("nan")
+        f = statistics.median(r["fast_s"] for r in passing)
+        fail = statistics.median(r["harness_s"] for r in failing) if failing else float("nan")
+        lines.append(f"| {label} | {len(passing)} | {h:.4f} | {d:.4f} | {f:.4f} | "
+                     f"{hd / d:.2f} | {h / f:.1f} | {len(failing)} | {fail:.4f} | "
+                     f"{fail / h:.1f} |")
+    return lines
+
+
 def teardown_module():
     if not ROWS:
         return
-    lines = _table(ROWS)
+    lines = _table(ROWS) + ["", *_medians(ROWS)]
     print(f"\n\nDefault one-call net against gradcheck with the same coverage (best of "
           f"{ROUNDS} rounds, seconds)")
     print("\n".join(lines))

@@ -75,10 +75,15 @@ def second_order(
 
 
 def carries_graph(ex: Example) -> bool:
-    """Whether any of fn's outputs requires grad (there is a backward to check)."""
-    with torch.enable_grad():
-        outs = as_outputs(ex.fn(*ex.leaves()), ex.case.name)
-    return any(o.requires_grad for o in outs)
+    """Whether any of fn's outputs requires grad (there is a backward to check). Asked by
+    every family that needs a graph, of one shared example: run once and kept on it (not as
+    a field, so an example re-made with dataclasses.replace asks again)."""
+    known = ex.__dict__.get("_carries_graph")
+    if known is None:
+        with torch.enable_grad():
+            outs = as_outputs(ex.fn(*ex.leaves()), ex.case.name)
+        known = ex.__dict__["_carries_graph"] = any(o.requires_grad for o in outs)
+    return known
 
 
 def with_graph(ex: Example, outs, cotangents=None) -> tuple[list, list]:

@@ -38,5 +38,6 @@ def bench(session: nox.Session) -> None:
                 "tests/bench_modules.py", "tests/bench_phases.py", "--benchmark-only", "-n",
                 "0", "-s")
     session.run("python", "tests/bench_plugin.py")
+    session.run("python", "tests/bench_first_call.py")
     session.run("python", "-m", "pytest", "tests/bench_opinfo.py", "tests/bench_html.py", "-n",
                 "0", "-s")

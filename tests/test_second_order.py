@@ -98,3 +98,20 @@ def test_a_builtin_op_without_double_backward_is_a_skip_naming_it_unless_demande
                                   twice_differentiable=True).records
     assert demanded.status == "error"
     assert "derivative for aten::_scaled_dot_product" in demanded.message
+
+
+def test_where_the_first_order_is_wrong_too_second_order_says_so_instead_of_locating_again():
+    from power_models import ScaleGradAt  # one element's gradient x1.5, through backward too
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 40, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(40, 40, dtype=torch.float64, generator=gen)
+
+    def loss(x):
+        return torch.sin(ScaleGradAt.apply(x, 7, 1.5) * w).square().sum()
+
+    (record,) = check_gradients(loss, x, checks=["second-order"]).records
+    assert record.status == "fail", record.message
+    assert "the first-order gradient of x is wrong too (the fd row says where), so the " \
+        "second-order elements were not located" in record.message
+    assert "located by group testing" not in record.message

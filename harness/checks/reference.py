@@ -249,14 +249,15 @@ class _FirstDoubt:
 
 
 def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, tol,
-                                        sweep: Sweep, make_gen, noise=None
+                                        sweep: Sweep, make_gen, noise=None, on_doubt=None
                                         ) -> list[InputVerdict]:
     """A quick compare_with_fd with phi's rounding assumed (eps x its terms); only when that
     fails, the whole comparison (confirmations, kinks, localization) with phi's rounding
     measured (checks.common.with_measured_rounding). Everything the full pass adds can only rescue a
     failure, so a quick pass stands. Saves most of the work where the gradient is right.
     `noise` may be a callable (checks.common.on_demand): the candidate's rounding noise is
-    then measured only when the quick pass without it fails."""
+    then measured only when the quick pass without it fails. `on_doubt(sweep)`, asked only
+    when the quick pass failed, gives the sweep of the full pass."""
     quick = replace(sweep, quick=True)
     measure_noise = noise if callable(noise) else None
     noise = None if callable(noise) else noise
@@ -267,6 +268,8 @@ def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, 
         verdicts = compare_with_fd(ex, phi, candidates, tol, quick, make_gen(), noise)
         if not any(v.mismatch for v in verdicts):
             return verdicts
+    if on_doubt is not None:
+        sweep = on_doubt(sweep)
     gen = make_gen()
     measured = with_measured_rounding(phi, ex, gen)
     if sweep.verdict_only and _one_stands(ex, measured, candidates, tol, verdicts, noise):

@@ -7,12 +7,15 @@ when its first-order values are right.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from harness.autodiff import second_order, vjp
 from harness.checks.common import (
     check_generator,
     on_demand,
+    phi_of,
     rounding_noise,
     scalarized,
 )
@@ -47,15 +50,38 @@ def check_second_order(ex: Example, settings) -> Finding:
         terms = [g.detach().double() * w for g, w in zip(grads, weights)]
         return scalarized(terms)
 
+    first_order_wrong = []
+
+    def on_doubt(sweep: Sweep) -> Sweep:
+        """Where the gradient itself is wrong, second order fails with it: locating the
+        same wrong elements again (group testing through double backward, the costliest
+        probes of the net) would only repeat the fd row."""
+        first_order_wrong.extend(_first_order_wrong(ex, settings))
+        return replace(sweep, localize=False) if first_order_wrong else sweep
+
     verdicts = compare_measuring_rounding_on_doubt(
         ex, psi, second, tol, Sweep.second_order(settings),
-        lambda: check_generator(ex, "second-order|fd"), noise=noise)
+        lambda: check_generator(ex, "second-order|fd"), noise=noise, on_doubt=on_doubt)
     failed = any(v.mismatch for v in verdicts)
     if failed and not connected and ex.case.twice_differentiable is None:
         return Finding(skip=f"not checked: {DISCONNECTED_BACKWARD}")
     hints = [] if connected else [DISCONNECTED_BACKWARD]
+    if failed and first_order_wrong:
+        hints.append(f"the first-order gradient of {', '.join(first_order_wrong)} is wrong "
+                     "too (the fd row says where), so the second-order elements were not "
+                     "located: fix the first order, then this check names them")
     return Finding(verdicts=verdicts, reference="finite differences of the gradient",
                    checked="double backward", hints=hints)
+
+
+def _first_order_wrong(ex: Example, settings) -> list[str]:
+    """The checked inputs whose first-order gradient fails a verdict-only fd comparison."""
+    tol = tolerance_for(ex.dtype, ex.case.tolerances)
+    grads, _ = vjp(ex, ex.leaves())
+    verdicts = compare_measuring_rounding_on_doubt(
+        ex, phi_of(ex), grads, tol, Sweep.first_order(replace(settings, verdict_only=True)),
+        lambda: check_generator(ex, "fd"))
+    return [v.label for v in verdicts if v.mismatch is not None]
 
 
 def builtin_without_double_backward(exc: Exception) -> str | None:

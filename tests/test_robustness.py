@@ -139,6 +139,13 @@ def test_a_grad_with_the_wrong_signature_blames_the_case_and_says_how_it_is_call
     assert "please report" not in record.message
 
 
+def _ctrl_c_default():
+    """In the child before exec: SIGINT back to its default, so Python makes it a
+    KeyboardInterrupt. A shell that starts the suite in the background (`cmd &` in a script)
+    leaves SIGINT ignored in every descendant, and a harness run then never sees Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum, code, name", [(signal.SIGTERM, 143, "SIGTERM"),
                                                 (signal.SIGINT, 130, "SIGINT")])
 def test_an_interrupted_run_writes_the_finished_rows_marked_incomplete(tmp_path, signum,
@@ -159,7 +166,7 @@ second = Case(name="slow/b-waits", fn=waits, inputs=[Input((3,))])
         [sys.executable, "-m", "harness.cli", "check", "--load", str(tmp_path / "slow_cases.py"),
          "--cases", "slow/*", "--check", "fd", "--dtype", "float64", "--workers", "1",
          "--report-dir", str(tmp_path)],  # one worker: the wait starts after the fine row
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_default)
     deadline = time.monotonic() + 120
     while not marker.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.1)

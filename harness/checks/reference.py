@@ -43,6 +43,7 @@ from harness.tolerances import (
 )
 
 CONFIRM_MAX = 8
+SECOND_ORDER_CONFIRM = 2
 CONFIRM_INPUTS = 3
 """Inputs whose disagreeing elements get CONFIRM_MAX re-measurements; once this many inputs
 failed, the next ones confirm one element each (a model's wrong backward makes every
@@ -80,6 +81,11 @@ class InputVerdict:
         return f"{self.label}: any single element off by more than {self.detects:.2g} ({how})"
 
 
+ELEMENTWISE_LOCATING = 64
+"""Where a failing comparison is looked at properly (the full pass), inputs up to this many
+elements are read element by element, whatever `full_max` (second order's is 4)."""
+
+
 @dataclass(frozen=True)
 class Sweep:
     """How hard one comparison looks: inputs up to `full_max` elements element by element,
@@ -96,11 +102,22 @@ class Sweep:
     localize: bool = True
     quick: bool = False
     verdict_only: bool = False
+    confirm: int = CONFIRM_MAX
+
+    @property
+    def elementwise_max(self) -> int:
+        """Inputs up to this many elements are compared element by element. Where a failure
+        is being located, that is up to ELEMENTWISE_LOCATING: 2n readings name every wrong
+        element, where group testing over a few dozen elements takes hundreds (and cannot
+        name elements that are all wrong)."""
+        if self.localize and not (self.quick or self.verdict_only):
+            return max(self.full_max, ELEMENTWISE_LOCATING)
+        return self.full_max
 
     @property
     def confirm_max(self) -> int:
         """Disagreeing elements re-measured before the rest stand on their first reading."""
-        return 1 if self.verdict_only else CONFIRM_MAX
+        return 1 if self.verdict_only else self.confirm
 
     @classmethod
     def first_order(cls, settings, localize: bool = True) -> Sweep:
@@ -110,8 +127,12 @@ class Sweep:
 
     @classmethod
     def second_order(cls, settings) -> Sweep:
+        """Each reading is a whole backward: two disagreeing elements re-measured (at smaller
+        steps, for kinks) make the failure sure, and the others stand on their first reading,
+        as first order's do past CONFIRM_MAX."""
         return cls(settings.second_order_full_max, settings.second_order_directions,
-                   settings.localize_probes, settings.localize_max)
+                   settings.localize_probes, settings.localize_max,
+                   confirm=SECOND_ORDER_CONFIRM)
 
 
 def _unlocated(t: Target, e, a, allow, bad, story: str) -> Mismatch:
@@ -335,7 +356,7 @@ def compare_with_fd(
             verdicts.append(_nonfinite_verdict(t, sweep))
         elif t.cand.numel() > SCREEN_MIN and (screened := _screen(t, gen)):
             verdicts.append(screened)
-        elif t.cand.numel() <= sweep.full_max:
+        elif t.cand.numel() <= sweep.elementwise_max:
             strict = allowance(t.cand, tol, noise=t.noise).flatten() / 2
             cand = t.cand.flatten()
             doubt = _FirstDoubt(cand, 2 * strict) if sweep.verdict_only else None

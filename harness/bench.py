@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.benchmark import Timer
+from torch.utils.benchmark import Measurement, Timer
 
 from harness import calibration
 from harness.case import Case
@@ -245,8 +245,9 @@ def pinned_flags(tf32: bool = False, cudnn_benchmark: bool = False) -> Iterator[
         matmul.allow_tf32 = previous
 
 
-def copy_bandwidth(device: str = "cpu", nbytes: int = 2**26, timer: type = Timer) -> float:
+def copy_bandwidth(device: str = "cpu", nbytes: int = 2**26, timer: type | None = None) -> float:
     """This machine's measured copy bandwidth in bytes/s (read + write of `nbytes`)."""
+    timer = timer or Timer
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=device).uniform_()
     dst = torch.empty_like(src)
     m = timer(stmt="dst.copy_(src)", globals={"dst": dst, "src": src},
@@ -256,10 +257,14 @@ def copy_bandwidth(device: str = "cpu", nbytes: int = 2**26, timer: type = Timer
 
 
 def time_callable(run: Callable[[], object], threads: int, label: str, description: str,
-                  min_run_time: float = 0.2, repeats: int = REPEATS, timer: type = Timer):
+                  min_run_time: float = 0.2, repeats: int = REPEATS, timer: type | None = None):
     """blocked_autorange, taken again for longer while it timed fewer than `repeats` blocks
     (a slow call fills min_run_time in one or two), so the IQR means something. Only the last
-    measurement counts; the block size can grow with the run time, hence a few tries."""
+    measurement counts; the block size can grow with the run time, hence a few tries. Under
+    load blocked_autorange may keep choosing blocks too big for its run time: then blocks of
+    the last size are timed one by one until there are `repeats` of them. `timer`: the Timer
+    class (torch.utils.benchmark's, looked up when called, so tests can replace it)."""
+    timer = timer or Timer
     t = timer(stmt="run()", globals={"run": run}, num_threads=threads, label=label,
               description=description)
     measurement = t.blocked_autorange(min_run_time=min_run_time)
@@ -268,13 +273,20 @@ def time_callable(run: Callable[[], object], threads: int, label: str, descripti
             break
         block = measurement.median * measurement.number_per_run
         measurement = t.blocked_autorange(min_run_time=max(min_run_time, 1.2 * repeats * block))
+    if len(measurement.times) < repeats and isinstance(measurement, Measurement):
+        raw = list(measurement.raw_times)
+        while len(raw) < repeats:
+            raw.extend(t.timeit(measurement.number_per_run).raw_times)
+        measurement = Measurement(measurement.number_per_run, raw, measurement.task_spec,
+                                  measurement.metadata)
     return measurement
 
 
 def measure(item: BenchItem, min_run_time: float = 0.2, repeats: int = REPEATS, seed: int = 0,
-            timer: type = Timer, bandwidth: float | None = None) -> BenchRow:
+            timer: type | None = None, bandwidth: float | None = None) -> BenchRow:
     """Time one item. A case that raises becomes a row flagged with the error, not a crash.
     `timer` is injectable for tests."""
+    timer = timer or Timer
     common = dict(case=item.case.name, mode=item.mode, device=item.device,
                   dtype=str(item.dtype).removeprefix("torch."), size=item.size_label,
                   threads=item.threads)
@@ -320,19 +332,20 @@ def thread_counts() -> list[int]:
 
 
 def run_bench(items: Iterable[BenchItem], min_run_time: float = 0.2, repeats: int = REPEATS,
-              seed: int = 0, timer: type = Timer,
+              seed: int = 0, timer: type | None = None,
               progress: Callable[[str], None] | None = None) -> list[BenchRow]:
     """Measure every item; copy bandwidth first where a case declares bytes moved."""
     return list(iter_bench(items, min_run_time, repeats, seed, timer, progress))
 
 
 def iter_bench(items: Iterable[BenchItem], min_run_time: float = 0.2, repeats: int = REPEATS,
-               seed: int = 0, timer: type = Timer,
+               seed: int = 0, timer: type | None = None,
                progress: Callable[[str], None] | None = None,
                readings: list | None = None) -> Iterator[BenchRow]:
     """run_bench, one row at a time, so an interrupted run keeps what it measured.
     `readings`, when given, collects harness.calibration readings: before the first item,
     after each case and at the end."""
+    timer = timer or Timer
     items = list(items)
     devices = {i.device for i in items if i.case.bench_bytes and device_available(i.device)}
     bandwidth = {d: copy_bandwidth(d, timer=timer) for d in sorted(devices)}

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from harness import numerical, processes, registry, report
-from harness.checks import CHECKS, Settings, common, reference, search
+from harness.checks import CHECKS, Settings, common, localize, search
 from harness.diagnose import findings
 from harness.inputs import build_example, draw_example, draw_training_example
 from harness.runner import items_for, run_item
@@ -38,7 +38,7 @@ PHASES = {
     "reverse mode (autograd.grad, backward)": [torch.autograd.grad, torch.autograd.backward],
     "torch.func (vjp, jvp, vmap)": [torch.func.vjp, torch.func.jvp, torch.func.vmap],
     "rounding-noise measurement": [common.rounding_noise],
-    "localization (group testing)": [reference._localize],
+    "localization (group testing)": [localize.localize, localize.sign_split],
     "record building": [findings.record_of],
     "hypothesis (engine, drawing inputs)": [search.searched],
     "check logic and other forward calls": [spec.run for spec in CHECKS.values()],

@@ -50,17 +50,18 @@ def check_analytic(ex: Example, settings) -> Finding:
     unit = float(ex.cotangents[0]) if ex.scalar_output else 1.0
     shown_an = [a / unit for a in analytic]
     shown_ag = [g.double() / unit for g in grads]
-    noise = None  # autograd's rounding noise: measured only when the verdict needs it
-    for attempt in range(2):
+
+    def compared(noise):
         allowed = [allowance(a, tol, noise=None if noise is None else noise[k])
                    for k, a in enumerate(analytic)]
         shown_allowed = [a / abs(unit) for a in allowed]
-        verdicts = _verdicts(ex, shown_an, shown_ag, shown_allowed)
-        if attempt or not any(v.mismatch for v in verdicts):
-            break
-        noise = rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], grads)
-        if noise is None:
-            break
+        return allowed, shown_allowed, _verdicts(ex, shown_an, shown_ag, shown_allowed)
+
+    noise = None  # autograd's rounding noise: measured only when the verdict needs it
+    allowed, shown_allowed, verdicts = compared(noise)
+    if any(v.mismatch for v in verdicts) and (
+            noise := rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], grads)) is not None:
+        allowed, shown_allowed, verdicts = compared(noise)
     reference, checked, hints = "analytic", "autograd", []
     if any(v.mismatch for v in verdicts):
         swap = swap_phrase([v.label for v in verdicts], analytic, grads, allowed)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from harness.autodiff import carries_graph, vjp
-from harness.checks.common import rounding_drifts
+from harness.checks.common import on_demand, rounding_drifts
 from harness.checks.spec import Check, Finding
 from harness.diagnose import contracts, transforms
 from harness.diagnose.mismatch import allowance, compare
@@ -99,14 +99,8 @@ def check_low_precision(ex: Example, settings) -> Finding:
     reference = gradients(ex.leaves(ex.reference_dtype))
     with saved_in(ex.dtype):
         saved_rounded = gradients(ex.leaves(ex.reference_dtype))
-    measured_drifts: list = []
-
-    def drifts() -> list:
-        """The jitters' drifts, measured once and only where a verdict needs them: every
-        allowance grows with them, so a gradient within the allowance without them passes."""
-        if not measured_drifts:
-            measured_drifts.extend(rounding_drifts(ex, gradients, grads, BIAS_DRAWS))
-        return measured_drifts
+    # the jitters' drifts, measured once and only where a verdict needs them
+    drifts = on_demand(lambda: list(rounding_drifts(ex, gradients, grads, BIAS_DRAWS)))
 
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     problems, notes = [], []

@@ -43,12 +43,13 @@ from harness.tolerances import (
 )
 
 CONFIRM_MAX = 8
-SECOND_ORDER_CONFIRM = 2
 CONFIRM_INPUTS = 3
 """Inputs whose disagreeing elements get CONFIRM_MAX re-measurements; once this many inputs
 failed, the next ones confirm one element each (a model's wrong backward makes every
 upstream parameter fail: the failure is sure, and the count and pattern are first readings
 beyond the confirmed elements anyway)."""
+SECOND_ORDER_CONFIRM = 2
+"""Second order's CONFIRM_MAX: each of its readings is a whole backward."""
 SCREEN_DIRECTIONS = 2
 SCREEN_MIN = 8
 """Inputs with more elements than this, checked element by element, first get a screen along

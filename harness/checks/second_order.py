@@ -75,12 +75,14 @@ def check_second_order(ex: Example, settings) -> Finding:
 
 
 def _first_order_wrong(ex: Example, settings) -> list[str]:
-    """The checked inputs whose first-order gradient fails a verdict-only fd comparison."""
+    """The checked inputs whose first-order gradient fails a verdict-only fd comparison,
+    with the fd family's allowance (its rounding noise in low precision included)."""
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     grads, _ = vjp(ex, ex.leaves())
     verdicts = compare_measuring_rounding_on_doubt(
         ex, phi_of(ex), grads, tol, Sweep.first_order(replace(settings, verdict_only=True)),
-        lambda: check_generator(ex, "fd"))
+        lambda: check_generator(ex, "fd"),
+        noise=on_demand(lambda: rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], grads)))
     return [v.label for v in verdicts if v.mismatch is not None]
 
 

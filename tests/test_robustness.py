@@ -90,6 +90,19 @@ def test_two_workers_share_the_items_a_crash_stays_in_its_worker_and_rows_keep_i
     assert (two[two["case"] == "bad/zz-fine"]["status"] == "pass").all()
 
 
+def test_workers_take_the_costliest_case_first_and_each_case_s_items_in_a_row():
+    from types import SimpleNamespace
+
+    from harness.workers import dispatch_order
+
+    def item(case, cost):
+        return SimpleNamespace(case=SimpleNamespace(name=case), spec=SimpleNamespace(cost=cost))
+
+    items = [item("a", 0.01), item("a", 0.01), item("b", 0.01), item("b", 0.3),
+             item("c", 0.02), item("c", 0.01)]
+    assert dispatch_order(items) == [2, 3, 4, 5, 0, 1]  # b (0.31 s), c (0.03 s), a (0.02 s)
+
+
 @pytest.mark.parametrize("argv, says", [
     (["--workers", "0"], "expected a number of workers"),
     (["--workers", "many"], "expected a number of workers"),

@@ -1,5 +1,7 @@
 """The finite-difference check: right gradients pass, planted bugs fail with the right story."""
 
+import collections
+
 import pytest
 import torch
 
@@ -300,3 +302,29 @@ def test_a_nan_gradient_never_passes(shape):
     assert "the gradient is NaN or infinite at 1 element(s)" in record.pattern
     where = "[3]" if len(shape) == 1 else "[0, 3]"
     assert f"input 0{where}" in record.pattern
+
+
+def test_a_failing_check_reads_each_point_once_across_its_passes():
+    """The quick pass, the full pass after it, and the confirmations read the same elements at
+    the same steps: each point is evaluated once (numerical.remembering)."""
+    points = []
+
+    class CubeOff(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            if not x.requires_grad:  # finite differences' readings, not autograd's call
+                points.append(tuple(x.flatten().tolist()))
+            ctx.save_for_backward(x)
+            return x ** 3
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * 3.06 * x * x
+
+    x = torch.linspace(0.5, 2.0, 12, dtype=torch.float64).reshape(3, 4).requires_grad_()
+    report = check_gradients(CubeOff.apply, x, checks=("fd",))
+    assert not report.ok and "off by a constant factor 1.02" in str(report)
+    assert len(points) > 2 * x.numel()  # every element read, confirmations beside
+    repeated = [point for point, n in collections.Counter(points).items() if n > 1]
+    assert repeated == [tuple(x.flatten().tolist())]  # x itself: the example's forward too

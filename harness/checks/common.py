@@ -98,7 +98,7 @@ MEASURED_NOISE_DRAWS = 1
 MEASURED_NOISE_ULPS = 4
 
 
-def with_measured_rounding(phi, ex: Example, gen: torch.Generator):
+def with_measured_rounding(phi, ex: Example, gen: torch.Generator, xs=None):
     """phi whose reported magnitude is at least its measured rounding noise (over the assumed
     relative rounding), so finite differences of a function computed with cancellation
     (corrcoef, normalize near zero, gradients of those) do not read noise as a derivative.
@@ -106,8 +106,9 @@ def with_measured_rounding(phi, ex: Example, gen: torch.Generator):
     The noise is |phi(x') - phi(x)| for inputs moved by a few ulps: the true change over such
     a step is ~1e-11 of the derivative, below every tolerance, and the reference is float64
     code the candidate gradient cannot influence, so a wrong gradient cannot excuse itself.
+    `xs`: the example's reference inputs, where the caller has them.
     """
-    xs = ex.reference_inputs()
+    xs = ex.reference_inputs() if xs is None else xs
     value, _ = phi(xs)
     worst = 0.0
     for _ in range(MEASURED_NOISE_DRAWS):

@@ -36,20 +36,22 @@ from harness.diagnose.mismatch import (
     unlocated_phrase,
 )
 from harness.inputs import Example
-from harness.numerical import ScalarFn, elementwise
+from harness.numerical import ScalarFn, elementwise, remembering
 from harness.tolerances import (
     FD_SAFETY,
     Tolerance,
 )
 
-CONFIRM_MAX = 8
+CONFIRM_MAX = 2
+"""Disagreeing elements of an input re-measured (smaller steps, one-sided at kinks) before
+the rest stand on their first reading, when none of them met a kink: two that stood make
+the failure sure. Each costs ~15 readings (a whole backward each in second order): eight took
+20 of the 39 ms of a failing fd check on 30 elements (timm's Mish with its backward 2% off)."""
 CONFIRM_INPUTS = 3
 """Inputs whose disagreeing elements get CONFIRM_MAX re-measurements; once this many inputs
 failed, the next ones confirm one element each (a model's wrong backward makes every
 upstream parameter fail: the failure is sure, and the count and pattern are first readings
 beyond the confirmed elements anyway)."""
-SECOND_ORDER_CONFIRM = 2
-"""Second order's CONFIRM_MAX: each of its readings is a whole backward."""
 SCREEN_DIRECTIONS = 2
 SCREEN_MIN = 8
 """Inputs with more elements than this, checked element by element, first get a screen along
@@ -103,7 +105,6 @@ class Sweep:
     localize: bool = True
     quick: bool = False
     verdict_only: bool = False
-    confirm: int = CONFIRM_MAX
 
     @property
     def elementwise_max(self) -> int:
@@ -118,7 +119,7 @@ class Sweep:
     @property
     def confirm_max(self) -> int:
         """Disagreeing elements re-measured before the rest stand on their first reading."""
-        return 1 if self.verdict_only else self.confirm
+        return 1 if self.verdict_only else CONFIRM_MAX
 
     @classmethod
     def first_order(cls, settings, localize: bool = True) -> Sweep:
@@ -128,12 +129,8 @@ class Sweep:
 
     @classmethod
     def second_order(cls, settings) -> Sweep:
-        """Each reading is a whole backward: two disagreeing elements re-measured (at smaller
-        steps, for kinks) make the failure sure, and the others stand on their first reading,
-        as first order's do past CONFIRM_MAX."""
         return cls(settings.second_order_full_max, settings.second_order_directions,
-                   settings.localize_probes, settings.localize_max,
-                   confirm=SECOND_ORDER_CONFIRM)
+                   settings.localize_probes, settings.localize_max)
 
 
 def _unlocated(t: Target, e, a, allow, bad, story: str) -> Mismatch:
@@ -283,27 +280,28 @@ def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, 
     quick = replace(sweep, quick=True)
     measure_noise = noise if callable(noise) else None
     noise = None if callable(noise) else noise
-    verdicts = compare_with_fd(ex, phi, candidates, tol, quick, make_gen(), noise)
+    xs = ex.reference_inputs()
+    phi = remembering(phi, xs, ELEMENTWISE_LOCATING)  # the passes below read the same points
+    verdicts = compare_with_fd(ex, phi, candidates, tol, quick, make_gen(), noise, xs)
     if not any(v.mismatch for v in verdicts):
         return verdicts
     if measure_noise is not None and (noise := measure_noise()) is not None:
-        verdicts = compare_with_fd(ex, phi, candidates, tol, quick, make_gen(), noise)
+        verdicts = compare_with_fd(ex, phi, candidates, tol, quick, make_gen(), noise, xs)
         if not any(v.mismatch for v in verdicts):
             return verdicts
     if on_doubt is not None:
         sweep = on_doubt(sweep)
     gen = make_gen()
-    measured = with_measured_rounding(phi, ex, gen)
-    if sweep.verdict_only and _one_stands(ex, measured, candidates, tol, verdicts, noise):
+    measured = with_measured_rounding(phi, ex, gen, xs)
+    if sweep.verdict_only and _one_stands(ex, measured, candidates, tol, verdicts, noise, xs):
         return verdicts  # a verdict only: the failure is sure, its description is not asked
-    return compare_with_fd(ex, measured, candidates, tol, sweep, gen, noise)
+    return compare_with_fd(ex, measured, candidates, tol, sweep, gen, noise, xs)
 
 
-def _one_stands(ex: Example, phi: ScalarFn, candidates, tol, verdicts, noise) -> bool:
+def _one_stands(ex: Example, phi: ScalarFn, candidates, tol, verdicts, noise, xs) -> bool:
     """Whether an element the quick element-by-element pass found wrong stays wrong when
     re-measured as the full pass would (_confirm_elements: smaller steps, kinks, measured
     rounding), until one stands."""
-    xs = ex.reference_inputs()
     for k, (pos, v) in enumerate(zip(ex.wrt, verdicts)):
         if v.mismatch is None or v.reference is None or v.allowed is None:
             continue
@@ -339,11 +337,13 @@ def compare_with_fd(
     sweep: Sweep,
     gen: torch.Generator,
     noise: list[torch.Tensor] | None = None,
+    xs: tuple | None = None,
 ) -> list[InputVerdict]:
     """Candidate gradient (one per checked input) vs finite differences of `phi`, looked at
     as `sweep` says; `noise` is the candidates' measured rounding noise (see
-    checks.common.rounding_noise)."""
-    xs = ex.reference_inputs()
+    checks.common.rounding_noise). `xs`: the example's reference inputs, where the caller
+    has them (numerical.remembering keys on them)."""
+    xs = ex.reference_inputs() if xs is None else xs
     phi = _center_kept(phi, xs)
     verdicts = []
     for k, pos in enumerate(ex.wrt):

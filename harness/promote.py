@@ -30,10 +30,26 @@ def _widen(value):
     return value
 
 
+def _widen_all(value):
+    """`_widen` over tuples, lists and dicts, returning `value` itself where nothing needed
+    widening (the common case: every call of a promoted function passes through here twice,
+    and torch's general tree_map cost more than many of the calls it wrapped)."""
+    if isinstance(value, (torch.Tensor, torch.dtype)):
+        return _widen(value)
+    if isinstance(value, (tuple, list)):
+        items = [_widen_all(v) for v in value]
+        if all(a is b for a, b in zip(items, value)):
+            return value
+        return type(value)(items) if type(value) in (tuple, list) else tree_map(_widen, value)
+    if isinstance(value, dict):
+        items = {k: _widen_all(v) for k, v in value.items()}
+        return value if all(items[k] is v for k, v in value.items()) else items
+    return value
+
+
 class _Float64(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        args, kwargs = tree_map(_widen, (tuple(args), kwargs or {}))
-        return tree_map(_widen, func(*args, **kwargs))
+        return _widen_all(func(*_widen_all(args), **_widen_all(kwargs or {})))
 
 
 def float64_calls(fn):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from harness import check_gradients
+from harness.checks.reference import SCREEN_DIRECTIONS
 
 import planted
 
@@ -328,3 +329,62 @@ def test_a_failing_check_reads_each_point_once_across_its_passes():
     assert len(points) > 2 * x.numel()  # every element read, confirmations beside
     repeated = [point for point, n in collections.Counter(points).items() if n > 1]
     assert repeated == [tuple(x.flatten().tolist())]  # x itself: the example's forward too
+
+
+def test_the_full_pass_reads_only_the_inputs_the_quick_pass_failed():
+    """A quick pass stands input by input: after one input fails it, the full pass (localizing
+    the wrong element) moves none of the inputs that passed."""
+    moved = collections.Counter()
+    gen = torch.Generator().manual_seed(0)
+    a0, b0 = (torch.randn(300, dtype=torch.float64, generator=gen) for _ in range(2))
+
+    class OneOff(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            if not a.requires_grad:  # finite differences' readings
+                moved["a"] += not torch.equal(a, a0)
+                moved["b"] += not torch.equal(b, b0)
+            ctx.save_for_backward(a, b)
+            return (torch.sin(a) * b).sum()
+
+        @staticmethod
+        def backward(ctx, g):
+            a, b = ctx.saved_tensors
+            ga = g * torch.cos(a) * b
+            ga[17] *= 1.5
+            return ga, g * torch.sin(a)
+
+    report = check_gradients(OneOff.apply, a0.clone().requires_grad_(),
+                             b0.clone().requires_grad_(), checks=("fd",))
+    (record,) = report.records
+    assert record.status == "fail" and record.input == "input 0" and record.index == "17", \
+        record.message
+    assert moved["a"] > 20  # located: many readings
+    # the quick screen's (at one step each) and the rounding measurement's, which moves all
+    assert moved["b"] == 2 * SCREEN_DIRECTIONS + 1
+
+
+def test_second_order_takes_the_first_order_verdict_from_the_fd_row_before_it():
+    """Where the fd family ran on the same example, second order does not compare the first
+    order again to word its hint: it reads no more first-order points than it would alone,
+    minus that comparison."""
+    from power_models import ScaleGradAt
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 40, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(40, 40, dtype=torch.float64, generator=gen)
+    calls = collections.Counter()
+
+    def loss(x):
+        calls["forward"] += 1
+        return torch.sin(ScaleGradAt.apply(x, 7, 1.5) * w).square().sum()
+
+    alone = check_gradients(loss, x, checks=("second-order",)).records[0]
+    first_alone, calls["forward"] = calls["forward"], 0
+    check_gradients(loss, x, checks=("fd",))
+    fd_alone, calls["forward"] = calls["forward"], 0
+    together = check_gradients(loss, x, checks=("fd", "second-order"))
+    assert calls["forward"] < fd_alone + first_alone - 10, (calls, fd_alone, first_alone)
+    second = together.records[1]
+    assert second.status == alone.status == "fail"
+    assert "the first-order gradient of x is wrong too" in second.message

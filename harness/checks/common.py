@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import replace
 
 import torch
 
@@ -18,6 +19,29 @@ def check_generator(ex: Example, check: str) -> torch.Generator:
     from harness.inputs import item_seed
 
     return torch.Generator().manual_seed(item_seed(ex.seed, f"{ex.case.name}|{check}", ex.dtype))
+
+
+FIRST_ORDER_KEPT = 4
+"""First-order verdicts kept for the families after fd on the same example (the runner shares
+one example between a case's families: runner.shared_example)."""
+_first_order: dict[tuple, tuple] = {}
+
+
+def _first_order_key(ex: Example, settings) -> tuple:
+    return id(ex), replace(settings, verdict_only=False, report_dir=None)
+
+
+def note_first_order(ex: Example, settings, wrong: list[str]) -> None:
+    """The fd family's verdict: the checked inputs whose first-order gradient is wrong."""
+    _first_order[_first_order_key(ex, settings)] = (ex, list(wrong))
+    while len(_first_order) > FIRST_ORDER_KEPT:
+        _first_order.pop(next(iter(_first_order)))
+
+
+def first_order_noted(ex: Example, settings) -> list[str] | None:
+    """note_first_order's inputs for this very example and settings; None if not noted."""
+    kept = _first_order.get(_first_order_key(ex, settings))
+    return kept[1] if kept is not None and kept[0] is ex else None
 
 
 def rounding_noise(ex: Example, compute, base: list[torch.Tensor]) -> list[torch.Tensor] | None:

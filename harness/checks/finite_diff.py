@@ -7,6 +7,7 @@ from harness.checks.common import (
     analytic_gradient,
     autograd_hints,
     check_generator,
+    note_first_order,
     on_demand,
     phi_of,
     rounding_noise,
@@ -31,6 +32,7 @@ def check_finite_diff(ex: Example, settings) -> Finding:
     verdicts = compare_measuring_rounding_on_doubt(
         ex, phi_of(ex), grads, tol, Sweep.first_order(settings),
         lambda: check_generator(ex, "fd"), noise=measure_noise)
+    note_first_order(ex, settings, [v.label for v in verdicts if v.mismatch is not None])
     hints = []
     if any(v.mismatch for v in verdicts):
         noise = measure_noise()

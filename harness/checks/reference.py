@@ -272,8 +272,9 @@ def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, 
                                         ) -> list[InputVerdict]:
     """A quick compare_with_fd with phi's rounding assumed (eps x its terms); only when that
     fails, the whole comparison (confirmations, kinks, localization) with phi's rounding
-    measured (checks.common.with_measured_rounding). Everything the full pass adds can only rescue a
-    failure, so a quick pass stands. Saves most of the work where the gradient is right.
+    measured (checks.common.with_measured_rounding). Everything the full pass adds can only
+    rescue a failure, so a quick pass stands, input by input: the full pass reads only the
+    inputs that failed it. Saves most of the work where the gradient is right.
     `noise` may be a callable (checks.common.on_demand): the candidate's rounding noise is
     then measured only when the quick pass without it fails. `on_doubt(sweep)`, asked only
     when the quick pass failed, gives the sweep of the full pass."""
@@ -286,7 +287,8 @@ def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, 
     if not any(v.mismatch for v in verdicts):
         return verdicts
     if measure_noise is not None and (noise := measure_noise()) is not None:
-        verdicts = compare_with_fd(ex, phi, candidates, tol, quick, make_gen(), noise, xs)
+        verdicts = compare_with_fd(ex, phi, candidates, tol, quick, make_gen(), noise, xs,
+                                   settled=verdicts)
         if not any(v.mismatch for v in verdicts):
             return verdicts
     if on_doubt is not None:
@@ -295,7 +297,8 @@ def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, 
     measured = with_measured_rounding(phi, ex, gen, xs)
     if sweep.verdict_only and _one_stands(ex, measured, candidates, tol, verdicts, noise, xs):
         return verdicts  # a verdict only: the failure is sure, its description is not asked
-    return compare_with_fd(ex, measured, candidates, tol, sweep, gen, noise, xs)
+    return compare_with_fd(ex, measured, candidates, tol, sweep, gen, noise, xs,
+                           settled=verdicts)
 
 
 def _one_stands(ex: Example, phi: ScalarFn, candidates, tol, verdicts, noise, xs) -> bool:
@@ -338,15 +341,21 @@ def compare_with_fd(
     gen: torch.Generator,
     noise: list[torch.Tensor] | None = None,
     xs: tuple | None = None,
+    settled: list[InputVerdict] | None = None,
 ) -> list[InputVerdict]:
     """Candidate gradient (one per checked input) vs finite differences of `phi`, looked at
     as `sweep` says; `noise` is the candidates' measured rounding noise (see
     checks.common.rounding_noise). `xs`: the example's reference inputs, where the caller
-    has them (numerical.remembering keys on them)."""
+    has them (numerical.remembering keys on them). `settled`: an earlier pass's verdicts
+    with no more allowance than this one's; the inputs that passed there stand and are not
+    read again."""
     xs = ex.reference_inputs() if xs is None else xs
     phi = _center_kept(phi, xs)
     verdicts = []
     for k, pos in enumerate(ex.wrt):
+        if settled is not None and settled[k].mismatch is None:
+            verdicts.append(settled[k])
+            continue
         failed = sum(v.mismatch is not None for v in verdicts)
         confirm_max = sweep.confirm_max if failed < CONFIRM_INPUTS else 1
         t = Target(phi, xs, pos, ex.labels[pos], candidates[k].detach().double(), tol,

@@ -388,3 +388,31 @@ def test_second_order_takes_the_first_order_verdict_from_the_fd_row_before_it():
     second = together.records[1]
     assert second.status == alone.status == "fail"
     assert "the first-order gradient of x is wrong too" in second.message
+
+
+def test_a_wrong_element_on_a_smooth_function_is_confirmed_in_two_smaller_steps():
+    """Where two sharp readings at smaller steps agree with each other (and not with the
+    gradient), the confirmation stops there and its kink test looks only at those steps; a
+    kink exactly at the point still shows (test_diagnose's kink tests)."""
+    points = set()
+
+    class CubeOff(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            if not x.requires_grad:
+                points.add(float(x))
+            ctx.save_for_backward(x)
+            return x ** 3
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * 3.3 * x * x
+
+    x = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    (record,) = check_gradients(CubeOff.apply, x, checks=("fd",)).records
+    assert record.status == "fail" and "actual = 1.1 x expected" in record.message, \
+        record.message
+    # the point, +-h and +-2h at the first step, then at h/16 and h/256: four each; the
+    # one-sided slopes at those two steps read the same points
+    assert len(points) <= 1 + 4 * 3, sorted(points)

@@ -44,6 +44,14 @@ class Probe(NamedTuple):
         return self.allowed + abs(self.actual - self.derivative.value)
 
 
+def _steady(a: Probe, b: Probe, gap: float) -> bool:
+    """Whether two readings at different steps, each sharp beside the gap they confirm, give
+    the same derivative within their errors."""
+    da, db = a.derivative, b.derivative
+    sharp = FD_SAFETY * max(da.error, db.error) < gap / 2
+    return sharp and abs(da.value - db.value) <= FD_SAFETY * (da.error + db.error)
+
+
 SIGN_WEIGHTS = (1.0, 1.5)
 """Each sign direction's components have a random size in this range."""
 
@@ -77,21 +85,30 @@ class Target:
 
         A disagreement is re-measured at smaller steps and stands unless a reading there agrees
         and is sharp enough to have seen it: its finite-difference error allowance below half
-        the gap (the dtype's share of the allowance is the same at every step).
+        the gap (the dtype's share of the allowance is the same at every step). Once two
+        sharp readings in a row give the same derivative, the smaller steps are not taken: a
+        kink near enough to sway a smaller step would have swayed these two differently, and
+        one exactly at the point shows at any step, where the kink test looks.
         """
         first = self._probe(u, 1.0)
         gap = abs(first.actual - first.derivative.value)
         if gap <= first.allowed:
             return first
+        previous, read = first, []
         for shrink in FD_CONFIRM_SHRINKS:
+            read.append(shrink)
             again = self._probe(u, shrink)
             if FD_SAFETY * again.derivative.error >= gap / 2:
+                previous = None
                 continue
             if again.agrees:
                 return again
-        return self._kink(u, first) or first
+            if previous is not None and _steady(previous, again, gap):
+                break
+            previous = again
+        return self._kink(u, first, read) or first
 
-    def _kink(self, u: torch.Tensor, first):
+    def _kink(self, u: torch.Tensor, first, shrinks=FD_CONFIRM_SHRINKS):
         """At a kink central differences mean nothing: if the one-sided slopes disagree and
         the candidate lies between them, accept it and say it is a kink.
 
@@ -107,7 +124,7 @@ class Target:
         cap = self._budget(w)[1]
         # Largest step first: an exact kink shows at any step, and small steps pay in rounding;
         # a point merely near a kink shows only once the step no longer reaches across it.
-        for shrink in FD_CONFIRM_SHRINKS:
+        for shrink in shrinks:
             right, left = one_sided(self.phi, self.xs, self.pos, w, self.radius, shrink, cap)
             slack = ((base.allowed - FD_SAFETY * base.derivative.error)
                      + FD_SAFETY * (right.error + left.error))

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 
+from harness import memo
 from harness.inputs import Example, as_outputs
 
 
@@ -97,6 +98,14 @@ def with_graph(ex: Example, outs, cotangents=None) -> tuple[list, list]:
     return [o for o, _ in pairs], [v for _, v in pairs]
 
 
+def example_vjp(ex: Example) -> tuple[list[torch.Tensor], list[int]]:
+    """vjp at fresh leaves of the example's own inputs, taken once per example: the families
+    that compare against it (fd, analytic, second order, forward mode, the graph checks)
+    only read it."""
+    grads, missing = memo.once_per_example(ex, "vjp", lambda: vjp(ex, ex.leaves()))
+    return list(grads), list(missing)
+
+
 def backward_into_grad(ex: Example, leaves, retain_graph: bool = True, cotangents=None) -> None:
     """Backward of <v, fn(leaves)> into the leaves' .grad, through fn's outputs only."""
     targets, grads = with_graph(ex, as_outputs(ex.fn(*leaves), ex.case.name), cotangents)
@@ -110,7 +119,13 @@ def leaf_grads(ex: Example, leaves) -> list[torch.Tensor]:
 
 
 def single_backward(ex: Example) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Two independent single-pass gradients into .grad: the first, and their spread."""
+    """Two independent single-pass gradients into .grad: the first, and their spread. Taken
+    once per example: the families that compare against it (accumulation, zeroing, the
+    graph switches) only read it."""
+    return memo.once_per_example(ex, "single backward", lambda: _single_backward(ex))
+
+
+def _single_backward(ex: Example) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     runs = []
     for _ in range(2):
         leaves = ex.leaves()

@@ -68,8 +68,11 @@ def check_zeroing(ex: Example, settings) -> Finding:
         "optimizer.zero_grad(set_to_none=False)": lambda: optimizer.zero_grad(set_to_none=False),
         ".grad = None": lambda: [setattr(p, "grad", None) for p in params],
     }
+    # each reset clears the gradient the backward before it left: the in-place ones
+    # (zero_(), set_to_none=False) each follow a backward into None, where autograd may have
+    # taken the backward's own tensor as .grad
+    backward_into_grad(ex, leaves)
     for name, reset in resets.items():
-        backward_into_grad(ex, leaves)
         reset()
         after = [p.grad for p in params]
         if name == "optimizer.zero_grad()" and any(g is not None for g in after):
@@ -80,7 +83,6 @@ def check_zeroing(ex: Example, settings) -> Finding:
         backward_into_grad(ex, leaves)
         for m in mismatches(ex, single, leaf_grads(ex, leaves), spread):
             problems.append(contracts.after_reset_phrase(name, m))
-        optimizer.zero_grad()
     return Finding(problems=problems)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.autodiff import vjp
+from harness.autodiff import example_vjp, vjp
 from harness.checks.common import (
     analytic_gradient,
     autograd_hints,
@@ -46,7 +46,7 @@ def check_analytic(ex: Example, settings) -> Finding:
         return Finding(skip="no analytic gradient declared (Case.grad is None)")
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     analytic = analytic_gradient(ex)
-    grads, missing = vjp(ex, ex.leaves())
+    grads, missing = example_vjp(ex)
     unit = float(ex.cotangents[0]) if ex.scalar_output else 1.0
     shown_an = [a / unit for a in analytic]
     shown_ag = [g.double() / unit for g in grads]

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import torch
 
+from harness import memo
 from harness.autodiff import vjp
 from harness.diagnose.mismatch import IGNORES_COTANGENT, missing_phrase
 from harness.inputs import CaseError, Example, as_outputs
@@ -21,27 +22,19 @@ def check_generator(ex: Example, check: str) -> torch.Generator:
     return torch.Generator().manual_seed(item_seed(ex.seed, f"{ex.case.name}|{check}", ex.dtype))
 
 
-FIRST_ORDER_KEPT = 4
-"""First-order verdicts kept for the families after fd on the same example (the runner shares
-one example between a case's families: runner.shared_example)."""
-_first_order: dict[tuple, tuple] = {}
-
-
-def _first_order_key(ex: Example, settings) -> tuple:
-    return id(ex), replace(settings, verdict_only=False, report_dir=None)
+def _first_order_key(settings) -> tuple:
+    return "first-order wrong", replace(settings, verdict_only=False, report_dir=None)
 
 
 def note_first_order(ex: Example, settings, wrong: list[str]) -> None:
-    """The fd family's verdict: the checked inputs whose first-order gradient is wrong."""
-    _first_order[_first_order_key(ex, settings)] = (ex, list(wrong))
-    while len(_first_order) > FIRST_ORDER_KEPT:
-        _first_order.pop(next(iter(_first_order)))
+    """The fd family's verdict: the checked inputs whose first-order gradient is wrong, kept
+    for the families after it on the same example (harness.memo)."""
+    memo.keep(ex, _first_order_key(settings), list(wrong))
 
 
 def first_order_noted(ex: Example, settings) -> list[str] | None:
     """note_first_order's inputs for this very example and settings; None if not noted."""
-    kept = _first_order.get(_first_order_key(ex, settings))
-    return kept[1] if kept is not None and kept[0] is ex else None
+    return memo.recall(ex, _first_order_key(settings))
 
 
 def rounding_noise(ex: Example, compute, base: list[torch.Tensor]) -> list[torch.Tensor] | None:

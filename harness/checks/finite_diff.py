@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.autodiff import vjp
+from harness.autodiff import example_vjp, vjp
 from harness.checks.common import (
     analytic_gradient,
     autograd_hints,
@@ -26,7 +26,7 @@ from harness.tolerances import tolerance_for
 def check_finite_diff(ex: Example, settings) -> Finding:
     """vᵀJ from autograd (in the dtype under test) against finite differences of <v, fn>."""
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
-    grads, missing = vjp(ex, ex.leaves())
+    grads, missing = example_vjp(ex)
     measure_noise = on_demand(lambda: rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0],
                                                      grads))
     verdicts = compare_measuring_rounding_on_doubt(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.autograd.forward_ad as fwAD
 
-from harness.autodiff import vjp
+from harness.autodiff import example_vjp, vjp
 from harness.checks.common import MEASURED_NOISE_ULPS, check_generator, phi_of
 from harness.checks.spec import Check, Finding
 from harness.diagnose import transforms
@@ -43,7 +43,7 @@ def check_forward_ad(ex: Example, settings) -> Finding:
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     gen = check_generator(ex, "forward-ad")
     leaves = tuple(x.detach() for x in ex.leaves())
-    reverse, _ = vjp(ex, ex.leaves())
+    reverse, _ = example_vjp(ex)
     problems = []
     for k, pos in enumerate(ex.wrt):
         for _ in range(DIRECTIONS):

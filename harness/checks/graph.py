@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.autodiff import custom_function_nodes, single_backward, vjp, with_graph
+from harness.autodiff import custom_function_nodes, example_vjp, single_backward, with_graph
 from harness.checks.accumulation import mismatches
 from harness.checks.spec import Check, Finding
 from harness.diagnose import contracts
@@ -155,7 +155,7 @@ def check_non_scalar(ex: Example, settings) -> Finding:
             if "implicitly created only for scalar outputs" not in str(exc):
                 problems.append(contracts.unexpected_error_phrase(str(exc)))
     single, spread = single_backward(ex)
-    reference, _ = vjp(ex, ex.leaves())
+    reference, _ = example_vjp(ex)
     for m in mismatches(ex, reference, single, spread):
         problems.append(contracts.backward_vs_grad_phrase(m))
     return Finding(problems=problems, notes=notes)

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import torch
 
-from harness.autodiff import second_order, vjp
+from harness.autodiff import example_vjp, second_order, vjp
 from harness.checks.common import (
     check_generator,
     first_order_noted,
@@ -82,7 +82,7 @@ def _first_order_wrong(ex: Example, settings) -> list[str]:
     if (noted := first_order_noted(ex, settings)) is not None:
         return noted
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
-    grads, _ = vjp(ex, ex.leaves())
+    grads, _ = example_vjp(ex)
     verdicts = compare_measuring_rounding_on_doubt(
         ex, phi_of(ex), grads, tol, Sweep.first_order(replace(settings, verdict_only=True)),
         lambda: check_generator(ex, "fd"),

@@ -13,6 +13,7 @@ one error row saying so, and the other cases still run.
 
 from __future__ import annotations
 
+import random
 import warnings
 from collections.abc import Callable
 
@@ -223,18 +224,31 @@ def op_samples(op, samples_per_op: int = SAMPLES_PER_OP) -> list:
     The same samples as `op.sample_inputs`, drawn from the generator beneath it: that wraps
     it in torch's TrackedInputIter, which walks the call stack (`inspect.stack()`, reading
     every frame's source) twice per operator to find a unittest method, and reseeds before
-    each sample; the reseeding alone is what fixes the values, so it is kept."""
-    from torch.testing._internal.common_utils import SEED, set_rng_seed
+    each sample; the reseeding alone is what fixes the values, so it is kept: the CPU
+    generator, `random` and numpy's, as torch's set_rng_seed seeds them, without
+    torch.manual_seed's queued seeding of every accelerator (it formats the call stack for
+    each, ~1 ms a sample, and no CPU sample reads those generators)."""
+    from torch.testing._internal.common_utils import SEED
 
     generated = iter(op.sample_inputs_func(op, "cpu", torch.float64, True))
     samples = []
     for _ in range(samples_per_op):
-        set_rng_seed(SEED)
+        _seed_cpu(SEED)
         sample = next(generated, None)
         if sample is None:
             break
         samples.append(sample)
     return [s for s in samples if _differentiable(s)[0]]
+
+
+def _seed_cpu(seed: int) -> None:
+    torch.default_generator.manual_seed(seed)
+    random.seed(seed)
+    try:
+        import numpy
+    except ImportError:
+        return
+    numpy.random.seed(seed)
 
 
 def opinfo_cases(samples_per_op: int = SAMPLES_PER_OP, ops: list | None = None,

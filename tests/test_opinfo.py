@@ -111,3 +111,23 @@ def test_partial_views_keep_their_storage(ops):
     assert len(cases) == 3
     records = _run(cases)
     assert all(r.status == "pass" for r in records), [r.message for r in records]
+
+
+@pytest.mark.parametrize("name", ["sin", "addmm", "nn.functional.conv2d", "cat"])
+def test_samples_are_the_values_torch_s_own_sample_inputs_gives(ops, name):
+    """op_samples reads the generator beneath op.sample_inputs and reseeds the CPU generators
+    itself: the same values as torch's tracked, reseeding iterator."""
+    op = ops[(name, "")]
+    ours = opinfo.op_samples(op)
+    theirs = list(op.sample_inputs("cpu", torch.float64, requires_grad=True))[:len(ours)]
+    assert len(ours) == len(theirs) > 0
+    for a, b in zip(ours, theirs):
+        left, right = [a.input, *a.args], [b.input, *b.args]
+        flat = [(x, y) for x, y in zip(left, right) for x, y in
+                (zip(x, y) if isinstance(x, (list, tuple)) else [(x, y)])]
+        assert any(isinstance(x, torch.Tensor) for x, _ in flat)
+        for x, y in flat:
+            if isinstance(x, torch.Tensor):
+                assert torch.equal(x, y), name
+            else:
+                assert x == y, name

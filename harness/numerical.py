@@ -144,6 +144,7 @@ def directional(
     shrink: float = 1.0,
     accept: Callable[[float, float], bool] | None = None,
     cap: float | None = None,
+    settle: bool = False,
 ) -> Derivative:
     """d/dt phi(xs with xs[position] + t*u) at t=0, at the step divided by shrink.
 
@@ -154,7 +155,8 @@ def directional(
     Evaluated in the dtype of `xs` (float64, unless fn cannot run in it). With `accept`, the
     two evaluations at +-h come first: when accept(d(h), its rounding error) says the
     candidate agrees with that alone (a stricter test than with the Richardson error added),
-    the other two evaluations are saved.
+    the other two evaluations are saved. With `settle` too, a reading at +-h that accept
+    rejects is kept as it is (its error: the rounding alone), the other two saved as well.
     """
     x = xs[position]
     h = _step(x, u, radius, shrink, cap)
@@ -164,7 +166,7 @@ def directional(
         if accept is not None and math.isfinite(fp1) and math.isfinite(fm1):
             d1 = (fp1 - fm1) / (2 * h)
             rounding = fd_rounding(x.dtype) * max(m1, m2) / h
-            if accept(d1, rounding):  # agrees without the Richardson allowance: done
+            if accept(d1, rounding) or settle:  # agrees without the Richardson allowance
                 return Derivative(value=d1, error=rounding, rounding=rounding)
         (fp2, m3), (fm2, m4) = at(2 * h), at(-2 * h)
         if all(math.isfinite(v) for v in (fp1, fm1, fp2, fm2)):
@@ -196,21 +198,34 @@ def elementwise(
     radius: torch.Tensor | None = None,
     accept: Callable[[int, float, float], bool] | None = None,
     stop: Callable[[int, float, float], bool] | None = None,
+    settle_after: int | None = None,
 ) -> ElementwiseFD:
     """The full gradient of phi with respect to xs[position], one element at a time.
 
     `accept(i, d, error)` lets an element that already agrees at one step skip the Richardson
     evaluations (see directional). `stop(i, d, error)`: true ends the sweep there; the
-    elements not reached are NaN.
+    elements not reached are NaN. `settle_after`: once this many elements were rejected by
+    `accept` and read reliable at both steps (phi smooth there, the candidate off), the later
+    rejected ones keep their one-step reading: the count and pattern of a failure need their
+    values, not the Richardson error estimate, which the first ones (those a comparison
+    re-measures) keep.
     """
     x = xs[position]
     values, errors, roundings = (torch.full((x.numel(),), math.nan, dtype=torch.float64)
                                  for _ in range(3))
+    smooth_rejected = 0
     for i in range(x.numel()):
         u = torch.zeros(x.numel(), dtype=torch.float64, device=x.device)
         u[i] = 1.0
+        settle = settle_after is not None and smooth_rejected >= settle_after
+        rejected = []
         d = directional(phi, xs, position, u.view_as(x), radius,
-                        accept=None if accept is None else lambda d1, e, i=i: accept(i, d1, e))
+                        accept=None if accept is None else
+                        lambda d1, e, i=i, rejected=rejected:
+                        accept(i, d1, e) or rejected.append(i),
+                        settle=settle)
+        if rejected and not settle and d.reliable:
+            smooth_rejected += 1
         values[i], errors[i], roundings[i] = d.value, d.error, d.rounding
         if stop is not None and stop(i, d.value, d.error):
             break

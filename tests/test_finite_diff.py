@@ -416,3 +416,35 @@ def test_a_wrong_element_on_a_smooth_function_is_confirmed_in_two_smaller_steps(
     # the point, +-h and +-2h at the first step, then at h/16 and h/256: four each; the
     # one-sided slopes at those two steps read the same points
     assert len(points) <= 1 + 4 * 3, sorted(points)
+
+
+def test_past_the_first_smooth_disagreements_elements_are_read_at_one_step():
+    """A backward off everywhere: the first SETTLE_AFTER disagreeing elements are read at
+    both steps (h and 2h: their Richardson value and error estimate, for re-measuring), the
+    rest at h alone; the count and the pattern still cover every element."""
+    from harness.checks.reference import SETTLE_AFTER
+
+    points = set()
+
+    class CubeOff(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            if not x.requires_grad:
+                points.add(tuple(x.flatten().tolist()))
+            ctx.save_for_backward(x)
+            return x ** 3
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * 3.06 * x * x
+
+    x = torch.linspace(0.5, 2.0, 30, dtype=torch.float64).requires_grad_()
+    (record,) = check_gradients(CubeOff.apply, x, checks=("fd",)).records
+    assert record.status == "fail", record.message
+    assert "mismatched elements: 30 / 30" in record.message
+    assert "off by a constant factor 1.02" in record.message
+    one_step, both_steps = 2 * x.numel(), 4 * x.numel()
+    # beside the elements: the point itself, the screen's directions, the rounding
+    # measurement and the confirmations at smaller steps
+    assert len(points) <= one_step + 2 * SETTLE_AFTER + 30 < both_steps, len(points)

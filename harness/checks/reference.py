@@ -52,6 +52,10 @@ CONFIRM_INPUTS = 3
 failed, the next ones confirm one element each (a model's wrong backward makes every
 upstream parameter fail: the failure is sure, and the count and pattern are first readings
 beyond the confirmed elements anyway)."""
+SETTLE_AFTER = CONFIRM_MAX + 2
+"""Element by element, once this many disagreeing elements read smooth at both steps, later
+disagreeing ones are read at one step (numerical.elementwise's settle_after): the first ones
+are those _confirm_elements re-measures, and only they need the Richardson pair."""
 SCREEN_DIRECTIONS = 2
 SCREEN_MIN = 8
 """Inputs with more elements than this, checked element by element, first get a screen along
@@ -372,7 +376,8 @@ def compare_with_fd(
             doubt = _FirstDoubt(cand, 2 * strict) if sweep.verdict_only else None
             fd = elementwise(
                 phi, xs, pos, t.radius, accept=lambda i, d, e, cand=cand, strict=strict:
-                abs(float(cand[i]) - d) <= float(strict[i]) + FD_SAFETY * e, stop=doubt)
+                abs(float(cand[i]) - d) <= float(strict[i]) + FD_SAFETY * e, stop=doubt,
+                settle_after=SETTLE_AFTER)
             ref, err, untrusted = fd.values, fd.errors, fd.untrusted
             if doubt is not None:  # a verdict only: elements not reached read as agreeing
                 unread = (torch.arange(cand.numel()) >= doubt.reached).view(ref.shape)

@@ -114,5 +114,29 @@ def test_where_the_first_order_is_wrong_too_second_order_says_so_instead_of_loca
     (record,) = check_gradients(loss, x, checks=["second-order"]).records
     assert record.status == "fail", record.message
     assert "the first-order gradient of x is wrong too (the fd row says where), so the " \
-        "second-order elements were not located" in record.message
+        "second-order elements were not located, and where only such inputs disagree their " \
+        "readings were not re-measured" in record.message
     assert "located by group testing" not in record.message
+
+
+def test_where_only_inputs_with_a_wrong_gradient_disagree_the_quick_readings_stand():
+    """After the fd row on the same example named the first order wrong, second order keeps
+    its quick pass's readings: each is a whole backward, and re-measuring them at smaller
+    steps (about 20 more) would only repeat what the fd row says."""
+    from power_models import ScaleGradAt
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 40, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(40, 40, dtype=torch.float64, generator=gen)
+    with_graph = []
+
+    def loss(x):
+        with_graph.append(x.requires_grad)
+        return torch.sin(ScaleGradAt.apply(x, 7, 1.5) * w).square().sum()
+
+    report = check_gradients(loss, x, checks=["fd", "second-order"])
+    assert [r.status for r in report.records] == ["fail", "fail"], str(report)
+    # the vjp both rows share, the second order's screen along two directions (central
+    # differences of a gradient: two backward passes each, four where one disagrees) and its
+    # rounding measurement
+    assert sum(with_graph) <= 16, sum(with_graph)

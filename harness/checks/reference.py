@@ -280,8 +280,9 @@ def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, 
     rescue a failure, so a quick pass stands, input by input: the full pass reads only the
     inputs that failed it. Saves most of the work where the gradient is right.
     `noise` may be a callable (checks.common.on_demand): the candidate's rounding noise is
-    then measured only when the quick pass without it fails. `on_doubt(sweep)`, asked only
-    when the quick pass failed, gives the sweep of the full pass."""
+    then measured only when the quick pass without it fails. `on_doubt(sweep, verdicts)`,
+    asked only when the quick pass failed, gives the sweep of the full pass, or None to keep
+    the quick verdicts."""
     quick = replace(sweep, quick=True)
     measure_noise = noise if callable(noise) else None
     noise = None if callable(noise) else noise
@@ -295,8 +296,8 @@ def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, 
                                    settled=verdicts)
         if not any(v.mismatch for v in verdicts):
             return verdicts
-    if on_doubt is not None:
-        sweep = on_doubt(sweep)
+    if on_doubt is not None and (sweep := on_doubt(sweep, verdicts)) is None:
+        return verdicts  # the caller takes the quick verdicts as they are
     gen = make_gen()
     measured = with_measured_rounding(phi, ex, gen, xs)
     if sweep.verdict_only and _one_stands(ex, measured, candidates, tol, verdicts, noise, xs):

@@ -53,12 +53,16 @@ def check_second_order(ex: Example, settings) -> Finding:
 
     first_order_wrong = []
 
-    def on_doubt(sweep: Sweep) -> Sweep:
+    def on_doubt(sweep: Sweep, quick) -> Sweep | None:
         """Where the gradient itself is wrong, second order fails with it: locating the
         same wrong elements again (group testing through double backward, the costliest
-        probes of the net) would only repeat the fd row."""
+        probes of the net) would only repeat the fd row, and where every input the quick
+        pass doubts has a wrong gradient, re-measuring its readings too."""
         first_order_wrong.extend(_first_order_wrong(ex, settings))
-        return replace(sweep, localize=False) if first_order_wrong else sweep
+        if not first_order_wrong:
+            return sweep
+        doubted = {v.label for v in quick if v.mismatch is not None}
+        return None if doubted <= set(first_order_wrong) else replace(sweep, localize=False)
 
     verdicts = compare_measuring_rounding_on_doubt(
         ex, psi, second, tol, Sweep.second_order(settings),
@@ -70,7 +74,8 @@ def check_second_order(ex: Example, settings) -> Finding:
     if failed and first_order_wrong:
         hints.append(f"the first-order gradient of {', '.join(first_order_wrong)} is wrong "
                      "too (the fd row says where), so the second-order elements were not "
-                     "located: fix the first order, then this check names them")
+                     "located, and where only such inputs disagree their readings were not "
+                     "re-measured: fix the first order, then this check names them")
     return Finding(verdicts=verdicts, reference="finite differences of the gradient",
                    checked="double backward", hints=hints)
 

@@ -18,20 +18,21 @@ EXAMPLE_MEMO_KEPT = 6
 _kept: dict[tuple, tuple] = {}
 
 
-def _versions(ex) -> tuple[int, ...]:
+def versions(ex) -> tuple[int, ...]:
+    """The version counters of the example's tensors: they change when one is written."""
     return tuple(t._version for t in (*ex.inputs, *ex.cotangents))
 
 
 def recall(ex, what: Hashable):
     """What `keep(ex, what, ...)` stored for this very example, unchanged since; else None."""
     found = _kept.get((id(ex), what))
-    if found is None or found[0] is not ex or found[1] != _versions(ex):
+    if found is None or found[0] is not ex or found[1] != versions(ex):
         return None
     return found[2]
 
 
 def keep(ex, what: Hashable, value: T) -> T:
-    _kept[(id(ex), what)] = (ex, _versions(ex), value)
+    _kept[(id(ex), what)] = (ex, versions(ex), value)
     while len(_kept) > EXAMPLE_MEMO_KEPT:
         _kept.pop(next(iter(_kept)))
     return value

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from harness import figures
+from harness import figures, memo
 from harness.autodiff import carries_graph
 from harness.case import Case, TrainingCase, library_custom_op
 from harness.checks import CHECKS, Check, Finding, Settings
@@ -155,10 +155,6 @@ the same example before. Kept only while no tensor of it was changed in place.""
 _shared: dict[tuple, tuple] = {}
 
 
-def _versions(ex) -> tuple[int, ...]:
-    return tuple(t._version for t in (*ex.inputs, *ex.cotangents))
-
-
 def shared_example(case, dtype: torch.dtype, device: str, seed: int):
     """`prepared`, drawn once for the items of one (case, dtype, device, seed): the example
     of a Case is read, never written, by the families (they differentiate fresh leaves), and
@@ -168,10 +164,10 @@ def shared_example(case, dtype: torch.dtype, device: str, seed: int):
         return prepared(case, dtype, device, seed)
     key = (id(case), dtype, device, seed)
     kept = _shared.get(key)
-    if kept is not None and kept[0] is case and _versions(kept[1]) == kept[2]:
+    if kept is not None and kept[0] is case and memo.versions(kept[1]) == kept[2]:
         return kept[1]
     ex = prepared(case, dtype, device, seed)
-    _shared[key] = (case, ex, _versions(ex))
+    _shared[key] = (case, ex, memo.versions(ex))
     while len(_shared) > SHARED_EXAMPLES:
         _shared.pop(next(iter(_shared)))
     return ex

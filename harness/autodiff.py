@@ -100,8 +100,8 @@ def with_graph(ex: Example, outs, cotangents=None) -> tuple[list, list]:
 
 def example_vjp(ex: Example) -> tuple[list[torch.Tensor], list[int]]:
     """vjp at fresh leaves of the example's own inputs, taken once per example: the families
-    that compare against it (fd, analytic, second order, forward mode, the graph checks)
-    only read it."""
+    that compare against it (fd, analytic, second order, forward mode, non-scalar) only
+    read it."""
     grads, missing = memo.once_per_example(ex, "vjp", lambda: vjp(ex, ex.leaves()))
     return list(grads), list(missing)
 
@@ -120,8 +120,8 @@ def leaf_grads(ex: Example, leaves) -> list[torch.Tensor]:
 
 def single_backward(ex: Example) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Two independent single-pass gradients into .grad: the first, and their spread. Taken
-    once per example: the families that compare against it (accumulation, zeroing, the
-    graph switches) only read it."""
+    once per example: the families that compare against it (accumulation, zeroing,
+    non-scalar) only read it."""
     return memo.once_per_example(ex, "single backward", lambda: _single_backward(ex))
 
 

@@ -166,7 +166,7 @@ def directional(
         if accept is not None and math.isfinite(fp1) and math.isfinite(fm1):
             d1 = (fp1 - fm1) / (2 * h)
             rounding = fd_rounding(x.dtype) * max(m1, m2) / h
-            if accept(d1, rounding) or settle:  # agrees without the Richardson allowance
+            if accept(d1, rounding) or settle:  # agrees at one step, or settles for it
                 return Derivative(value=d1, error=rounding, rounding=rounding)
         (fp2, m3), (fm2, m4) = at(2 * h), at(-2 * h)
         if all(math.isfinite(v) for v in (fp1, fm1, fp2, fm2)):

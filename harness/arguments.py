@@ -155,10 +155,11 @@ def _workers(text: str) -> int | str:
 
 
 def auto_workers(items, load_seconds: float) -> int:
-    """One worker per usable core, at most AUTO_WORKERS_MAX, and no more than the items'
-    estimated time (their families' declared `cost`) repays: every worker loads the registry
-    itself, which took `load_seconds` here (the OpInfo database: ~5 s, for items of ~4 ms)."""
-    estimate = sum(item.spec.cost for item in items)
+    """One worker per usable core, at most AUTO_WORKERS_MAX, and no more than the planned
+    items' estimated time (their families' declared `cost`) repays: every worker builds the
+    items itself, which took the first `load_seconds` (the OpInfo database: ~2 s, for items
+    of ~4 ms)."""
+    estimate = sum(item.cost for item in items)
     repaid = int(estimate / (2 * max(load_seconds, 0.05)))
     return max(1, min(usable_cores(), AUTO_WORKERS_MAX, repaid))
 

@@ -50,9 +50,10 @@ def _check(args, argv: list[str]) -> int:
     from harness import report
     from harness.checks import CHECKS, Settings
     from harness.diagnose.events import interrupted_record
+    from harness.plan import Selection
     from harness.record import GOOD
     from harness.runner import device_available, run_items
-    from harness.workers import Selection, run_isolated, start_worker
+    from harness.workers import run_isolated, start_worker
 
     usage.check_loads(args.load)
     usage.check_report_dir(args.report_dir)
@@ -79,32 +80,40 @@ def _check(args, argv: list[str]) -> int:
                         report_dir=args.report_dir,
                         compile_backend=getattr(args, "compile_backend", "inductor"),
                         figures=True)
-    # the first worker loads the registry while this process does (the OpInfo database: ~5 s)
+    # the first worker builds the items; this process, which only dispatches them, takes
+    # their Plan from it (building them here too cost the OpInfo run seconds)
     early = None if args.no_isolate else start_worker(selection, settings, args.memory_limit)
-    loading = time.perf_counter()
+    plan = items = None
     try:
-        reg, cases = selection.build()
-        load_errors = usage.counted_load_errors(reg, args.cases)
-        if not cases and not load_errors:
+        if early is not None:
+            try:
+                plan = early.plan()
+            except (EOFError, OSError):  # it died building them: run_isolated says why
+                early.stop()
+                early = None
+        if plan is None:
+            plan, items = selection.plan()
+        load_errors = usage.counted_load_errors(plan.errors, plan.loaded, args.cases)
+        if not plan.selected and not load_errors:
             raise usage.UsageError(f"no case matches {usage.selection_words(args)}; see "
                                    "`harness list`")
     except BaseException:
         if early is not None:
             early.stop()
         raise
-    load_seconds = time.perf_counter() - loading
-    items = selection.items(cases)
     workers = args.workers or "auto"
     if workers == "auto":
-        workers = arguments.auto_workers(items, load_seconds)
-    bar = progress.Progress(len(items))
+        workers = arguments.auto_workers(plan.items, plan.load_seconds)
+    planned = plan.items
+    bar = progress.Progress(len(planned))
 
     def show(n, total, item):
         bar(n, total, item.id)
 
     runner = (run_items(items, settings, progress=show) if args.no_isolate
-              else run_isolated(items, selection, settings, args.timeout, args.memory_limit,
-                                progress=show, workers=workers, started=early))
+              else run_isolated(list(planned), selection, settings, args.timeout,
+                                args.memory_limit, progress=show, workers=workers,
+                                started=early))
     start = time.perf_counter()
     finished = []
     with _interruptible() as stopped:
@@ -119,18 +128,17 @@ def _check(args, argv: list[str]) -> int:
     records = [*load_errors, *(done.record for done in finished)]
     done_items = len({done.index for done in finished})
     if interrupted:
-        records.append(interrupted_record(interrupted, done_items, len(items), args.seed))
+        records.append(interrupted_record(interrupted, done_items, len(planned), args.seed))
     frame = report.to_frame(records)
     name = "search" if args.command == "search" else "correctness"
     run = {"command": "harness " + " ".join(shlex.quote(a) for a in argv),
-           "duration": f"{time.perf_counter() - start:.1f} s for {done_items} of {len(items)} "
+           "duration": f"{time.perf_counter() - start:.1f} s for {done_items} of {len(planned)} "
                        "items"}
-    descriptions = {c.name: c.description for c in cases if c.description}
     paths = report.write_somewhere(lambda where: report.write(
-        frame, where, seed=args.seed, name=name, run=run, descriptions=descriptions),
+        frame, where, seed=args.seed, name=name, run=run, descriptions=plan.descriptions),
         args.report_dir)
     if interrupted:
-        print(f"harness: interrupted by {interrupted} after {done_items} of {len(items)} "
+        print(f"harness: interrupted by {interrupted} after {done_items} of {len(planned)} "
               f"items; {', '.join(str(p) for p in paths)} hold the finished rows, marked "
               "incomplete", file=sys.stderr)
         return EXIT_CODES[interrupted]
@@ -140,7 +148,7 @@ def _check(args, argv: list[str]) -> int:
     if details:
         print(details + "\n")
     print(report.summary(frame))
-    print(f"{len(items)} items in {time.perf_counter() - start:.1f} s; "
+    print(f"{len(planned)} items in {time.perf_counter() - start:.1f} s; "
           f"reports: {', '.join(progress.link(p) for p in paths)}")
     return 0 if frame["status"].isin(GOOD).all() else 1
 
@@ -157,7 +165,7 @@ def _bench(args) -> int:
     usage.check_report_dir(args.report_dir)
     usage.check_devices(args.device, device_available)
     reg = registry.load(args.load, patterns=args.cases or (), tags=args.tag or ())
-    usage.counted_load_errors(reg, args.cases)
+    usage.counted_load_errors(reg.errors, (c.name for c in reg.cases), args.cases)
     cases = [c for c in registry.select(reg.cases, args.cases or list(bench.DEFAULT_CASES),
                                         args.tag) if not isinstance(c, TrainingCase)]
     if not cases:
@@ -233,7 +241,7 @@ def _list(args) -> int:
 
     usage.check_loads(args.load)
     reg = registry.load(args.load, patterns=args.cases or (), tags=args.tag or ())
-    errors = usage.counted_load_errors(reg, args.cases)
+    errors = usage.counted_load_errors(reg.errors, (c.name for c in reg.cases), args.cases)
     cases = registry.select(reg.cases, args.cases or (), args.tag or ())
     if not cases and not errors and (args.cases or args.tag):
         raise usage.UsageError(f"no case matches {usage.selection_words(args)}")

@@ -70,17 +70,18 @@ def check_patterns(patterns: Iterable[str] | None, names: list[str],
         raise UsageError(f"--cases {pattern!r} matches no case; {hint}")
 
 
-def counted_load_errors(reg, patterns) -> list:
-    """The registry's load errors this run counts; a broken plugin its --cases cannot
-    select is a warning on stderr instead (see registry.counted_errors)."""
+def counted_load_errors(errors, loaded: Iterable[str], patterns) -> list:
+    """The registry's load `errors` this run counts; a broken plugin its --cases cannot
+    select is a warning on stderr instead (see registry.counted_errors). `loaded`: the names
+    of every case the registry loaded, which each pattern must match one of."""
     from harness import registry  # imports torch: not before the fork server starts
 
-    counted, warned = registry.counted_errors(reg.errors, patterns)
+    counted, warned = registry.counted_errors(errors, patterns)
     for err in warned:
         print(f"harness: warning: {err.message.splitlines()[0]} (not counted: the --cases "
               "given do not select it)", file=sys.stderr)
-    broken = [err.source.split(" ")[1] for err in reg.errors if err.source.startswith("plugin ")]
-    check_patterns(patterns, [c.name for c in reg.cases], broken)
+    broken = [err.source.split(" ")[1] for err in errors if err.source.startswith("plugin ")]
+    check_patterns(patterns, list(loaded), broken)
     return counted
 
 

@@ -2,11 +2,12 @@
 only its worker, and several workers share the items of one run.
 
 Cases hold lambdas and closures, which cannot be sent to another process, so each worker is
-given the run's Selection (plain data) and builds the same items itself. Workers fork from
-the fork server of harness.processes (torch and the checks already imported), so a worker
-costs its registry load, not a torch import. A worker lives for the whole run; only a crash
-or a time-out costs a new one. Its row then says "crashed: signal N" or "timed out after
-T s", and the next item runs in the new worker.
+given the run's Selection (plain data) and builds the same items itself; the first worker's
+Plan of them is all the main process needs (harness.plan). Workers fork from the fork server
+of harness.processes (torch and the checks already imported), so a worker costs its registry
+load, not a torch import. A worker lives for the whole run; only a crash or a time-out costs a
+new one. Its row then says "crashed: signal N" or "timed out after T s", and the next item
+runs in the new worker.
 """
 
 from __future__ import annotations
@@ -15,45 +16,16 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from multiprocessing.connection import wait
 
 import torch
 
-from harness import processes, registry
+from harness import processes
 from harness.checks import Settings
 from harness.diagnose.events import crashed_phrase, timed_out_phrase, with_worker_note
+from harness.plan import Plan, PlannedItem, Selection
 from harness.record import Record
-from harness.runner import (
-    Finished,
-    Item,
-    finished,
-    item_record,
-    items_for,
-    run_item_noting_warnings,
-)
-from harness.tolerances import DTYPES
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What a run checks, as data a fresh process rebuilds the same items from."""
-
-    load: tuple[str, ...] = ()
-    patterns: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    checks: tuple[str, ...] | None = None
-    dtypes: tuple[str, ...] | None = None
-    devices: tuple[str, ...] | None = None
-
-    def build(self) -> tuple[registry.Registry, list]:
-        """The registry (with its load errors) and the selected cases."""
-        reg = registry.load(self.load, patterns=self.patterns, tags=self.tags)
-        return reg, registry.select(reg.cases, self.patterns, self.tags)
-
-    def items(self, cases) -> list[Item]:
-        dtypes = [DTYPES[d] for d in self.dtypes] if self.dtypes else None
-        return items_for(cases, self.checks, dtypes, self.devices)
+from harness.runner import Finished, finished, run_item_noting_warnings
 
 
 def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: float | None):
@@ -65,9 +37,8 @@ def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: floa
 
         limit = int(memory_limit_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    _, cases = selection.build()
-    items = selection.items(cases)
-    conn.send([item.id for item in items])
+    plan, items = selection.plan()
+    conn.send(plan)
     while True:
         try:
             message = conn.recv()
@@ -87,8 +58,8 @@ STOP_WAIT = 5.0
 
 
 class _Worker:
-    """A worker process, started at once with torch's default threads; the first `send`
-    waits until it has built the run's items and checks they are the same."""
+    """A worker process, started at once with torch's default threads; it first builds the
+    run's items and sends their Plan (`plan()` waits for it), then runs what it is sent."""
 
     def __init__(self, selection: Selection, settings: Settings,
                  memory_limit_gb: float | None):
@@ -99,19 +70,22 @@ class _Worker:
         self.process.start()
         child.close()
         self.threads: int | None = None  # None: torch's default
-        self.built = False
+        self._plan: Plan | None = None
         self.index: int | None = None
         self.sent = self.limit = 0.0
 
+    def plan(self) -> Plan:
+        """The Plan this worker built; EOFError if it died building it."""
+        if self._plan is None:
+            self._plan = self.conn.recv()
+        return self._plan
+
     def send(self, index: int, limit: float, expected_ids: list[str],
              threads: int | None) -> None:
-        if not self.built:
-            ids = self.conn.recv()  # EOFError if the worker could not even build the items
-            if ids != expected_ids:
-                self.stop()
-                raise RuntimeError("the worker built different items from the same selection "
-                                   "(a plugin whose cases change between imports?)")
-            self.built = True
+        if self.plan().ids != expected_ids:
+            self.stop()
+            raise RuntimeError("the worker built different items from the same selection "
+                               "(a plugin whose cases change between imports?)")
         if threads != self.threads:
             self.conn.send(("threads", threads or torch.get_num_threads()))
             self.threads = threads
@@ -131,30 +105,30 @@ class _Worker:
 
 def start_worker(selection: Selection, settings: Settings,
                  memory_limit_gb: float | None = None) -> _Worker | None:
-    """A worker started before this process builds the items, so its registry load (the
-    OpInfo database: seconds) runs alongside ours; hand it to run_isolated. None if it
-    cannot start: run_isolated then tries again and says why in its first row."""
+    """The run's first worker, started at once: its Plan spares this process building the
+    items (the OpInfo database: seconds); hand it to run_isolated. None if it cannot start:
+    run_isolated then tries again and says why in its first row."""
     try:
         return _Worker(selection, settings, memory_limit_gb)
     except Exception:
         return None
 
 
-def dispatch_order(items: list[Item]) -> list[int]:
+def dispatch_order(items: list[PlannedItem]) -> list[int]:
     """Item indices, costliest case first (its families' declared `cost` summed), each case's
     items kept together and in order. A run ends when its last item does: one long item
     dispatched last (a custom op's AOT dispatch test, ~1 s) left the other workers idle, and
     a case's items in a row share their prepared example."""
     estimate: dict[str, float] = {}
     for item in items:
-        estimate[item.case.name] = estimate.get(item.case.name, 0.0) + item.spec.cost
-    return sorted(range(len(items)), key=lambda i: -estimate[items[i].case.name])
+        estimate[item.case] = estimate.get(item.case, 0.0) + item.cost
+    return sorted(range(len(items)), key=lambda i: -estimate[items[i].case])
 
 
 def run_isolated(
-    items: list[Item], selection: Selection, settings: Settings, timeout: float,
+    items: list[PlannedItem], selection: Selection, settings: Settings, timeout: float,
     memory_limit_gb: float | None = None,
-    progress: Callable[[int, int, Item], None] | None = None, workers: int = 1,
+    progress: Callable[[int, int, PlannedItem], None] | None = None, workers: int = 1,
     started: _Worker | None = None,
 ) -> Iterator[Finished]:
     """Run `items` (built from `selection`) in up to `workers` worker processes, each item
@@ -179,8 +153,7 @@ def run_isolated(
                 try:
                     worker = idle.pop() if idle else _Worker(selection, settings,
                                                              memory_limit_gb)
-                    worker.send(index, getattr(item.case, "timeout", None) or timeout, ids,
-                                threads)
+                    worker.send(index, item.timeout or timeout, ids, threads)
                 except Exception as exc:
                     if worker is not None:
                         worker.stop()
@@ -188,7 +161,8 @@ def run_isolated(
                         todo.appendleft(index)
                         wanted = len(busy) + len(idle)
                         continue
-                    yield from _in_process(items, [index, *todo], settings, exc, progress)
+                    yield from _in_process(selection, ids, [index, *todo], settings, exc,
+                                           progress)
                     return
                 busy.append(worker)
             ready = wait([w.conn for w in busy],
@@ -216,16 +190,21 @@ def run_isolated(
                 busy.remove(worker)
                 worker.stop()
                 done += 1
-                yield Finished(worker.index, item_record(
-                    item, settings, "error", f"{item.id}: {message}",
+                yield Finished(worker.index, item.record(
+                    settings.seed, "error", f"{item.id}: {message}",
                     time.monotonic() - worker.sent))
     finally:
         for worker in busy + idle:
             worker.stop()
 
 
-def _in_process(items, indices, settings, exc, progress) -> Iterator[Finished]:
-    """The items left when no worker could start, run here; the first row says why."""
+def _in_process(selection, ids, indices, settings, exc, progress) -> Iterator[Finished]:
+    """The items left when no worker could start, built and run here; the first row says
+    why."""
+    _, items = selection.plan()
+    if [item.id for item in items] != ids:
+        raise RuntimeError("this process built different items from the worker's (a plugin "
+                           "whose cases change between imports?)")
     for n, index in enumerate(indices):
         if progress and n:
             progress(len(items) - len(indices) + n, len(items), items[index])

@@ -281,11 +281,11 @@ def test_list_into_a_closed_pipe_is_not_an_error(tmp_path):
 
 
 def test_auto_workers_are_one_per_core_unless_the_items_would_not_repay_their_load():
-    from harness import registry
     from harness.arguments import AUTO_WORKERS_MAX, auto_workers, usable_cores
-    from harness.runner import items_for
+    from harness.plan import Selection
 
-    items = items_for(registry.load(()).cases, devices=["cpu"])  # the main job: ~14 s
+    plan, _ = Selection(devices=("cpu",)).plan()
+    items = plan.items  # the main job: ~14 s
     assert auto_workers(items, load_seconds=0.02) == min(usable_cores(), AUTO_WORKERS_MAX)
     fd_items = [item for item in items if item.check == "fd"][:40]  # ~0.16 s of work
     assert auto_workers(fd_items, load_seconds=5.0) == 1  # the OpInfo database's load

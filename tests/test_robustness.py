@@ -91,12 +91,12 @@ def test_two_workers_share_the_items_a_crash_stays_in_its_worker_and_rows_keep_i
 
 
 def test_workers_take_the_costliest_case_first_and_each_case_s_items_in_a_row():
-    from types import SimpleNamespace
-
+    from harness.plan import PlannedItem
     from harness.workers import dispatch_order
 
     def item(case, cost):
-        return SimpleNamespace(case=SimpleNamespace(name=case), spec=SimpleNamespace(cost=cost))
+        return PlannedItem(id=f"{case}-{cost}", case=case, source="test", check="fd",
+                           dtype="float64", device="cpu", cost=cost)
 
     items = [item("a", 0.01), item("a", 0.01), item("b", 0.01), item("b", 0.3),
              item("c", 0.02), item("c", 0.01)]
@@ -270,6 +270,41 @@ def test_under_pytest_xdist_replaces_a_crashed_worker_and_pytest_timeout_stops_a
     assert "crashed while running" in out
     assert "FAILED harness::bad/hang-fd-float64-cpu - Failed: Timeout (>3.0s)" in out
     assert "2 passed" in out  # bad/zz-fine, both dtypes, after the crash and the hangs
+
+
+def test_the_main_process_builds_no_case_and_takes_the_items_from_its_first_worker(
+        tmp_path, monkeypatch):
+    from harness.plan import Selection
+
+    built = []
+    build = Selection.build
+    monkeypatch.setattr(Selection, "build", lambda self: built.append(self) or build(self))
+    code = main(["check", "--cases", "block/exp", "--check", "fd", "--report-dir",
+                 str(tmp_path)])
+    assert code == 0
+    assert built == []  # the worker built them; the OpInfo database took seconds in each
+    frame = pd.read_csv(tmp_path / "correctness.csv")
+    assert list(frame["case"]) == ["block/exp", "block/exp"]
+    assert list(frame["status"]) == ["pass", "pass"]
+
+
+def test_workers_that_die_building_the_items_leave_them_to_this_process(tmp_path):
+    plugin = tmp_path / "dies_in_workers.py"
+    plugin.write_text(f"""
+import os, torch
+from harness import Case, Input
+
+if os.getpid() != {os.getpid()}:
+    os.abort()  # in a worker only
+
+CASES = [Case("dies/exp", torch.exp, [Input((3,))], grad=lambda x: [torch.exp(x)])]
+""")
+    code = main(["check", "--load", str(plugin), "--cases", "dies/*", "--check", "fd",
+                 "--dtype", "float64", "--report-dir", str(tmp_path)])
+    assert code == 0
+    frame = pd.read_csv(tmp_path / "correctness.csv")
+    assert list(frame["status"]) == ["pass"]
+    assert "no worker process could start (EOFError" in frame["message"][0]
 
 
 def test_a_worker_that_cannot_start_leaves_the_items_to_this_process(tmp_path, monkeypatch):

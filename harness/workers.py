@@ -12,6 +12,7 @@ runs in the new worker.
 
 from __future__ import annotations
 
+import gc
 import signal
 import time
 from collections import deque
@@ -39,6 +40,7 @@ def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: floa
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     plan, items = selection.plan()
     conn.send(plan)
+    gc.freeze()  # what is loaded now lives as long as the worker: no collection walks it again
     while True:
         try:
             message = conn.recv()

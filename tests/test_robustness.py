@@ -297,7 +297,7 @@ from harness import Case, Input
 if os.getpid() != {os.getpid()}:
     os.abort()  # in a worker only
 
-CASES = [Case("dies/exp", torch.exp, [Input((3,))], grad=lambda x: [torch.exp(x)])]
+CASES = [Case("dies/exp", torch.exp, [Input((3,))], grad=lambda x, v: [torch.exp(x) * v])]
 """)
     code = main(["check", "--load", str(plugin), "--cases", "dies/*", "--check", "fd",
                  "--dtype", "float64", "--report-dir", str(tmp_path)])
@@ -305,6 +305,23 @@ CASES = [Case("dies/exp", torch.exp, [Input((3,))], grad=lambda x: [torch.exp(x)
     frame = pd.read_csv(tmp_path / "correctness.csv")
     assert list(frame["status"]) == ["pass"]
     assert "no worker process could start (EOFError" in frame["message"][0]
+
+
+def test_a_worker_freezes_what_it_loaded_so_no_collection_walks_it_again(tmp_path):
+    plugin = tmp_path / "frozen.py"
+    plugin.write_text("""
+import gc, torch
+from harness import Case, Input
+
+def scaled(x):  # NaN (an error row) unless the worker froze its loaded objects
+    return x * (2.0 if gc.get_freeze_count() > 0 else float("nan"))
+
+CASES = [Case("frozen/scaled", scaled, [Input((3,))], grad=lambda x, v: [2.0 * v])]
+""")
+    code = main(["check", "--load", str(plugin), "--cases", "frozen/*", "--check", "analytic",
+                 "--dtype", "float64", "--report-dir", str(tmp_path)])
+    frame = pd.read_csv(tmp_path / "correctness.csv")
+    assert (code, list(frame["status"])) == (0, ["pass"]), frame["message"][0]
 
 
 def test_a_worker_that_cannot_start_leaves_the_items_to_this_process(tmp_path, monkeypatch):

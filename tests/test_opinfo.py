@@ -3,6 +3,7 @@ a clear error when the private database is missing, and a wrong operator caught.
 
 import copy
 import sys
+from unittest import mock
 
 import pytest
 import torch
@@ -111,6 +112,32 @@ def test_partial_views_keep_their_storage(ops):
     assert len(cases) == 3
     records = _run(cases)
     assert all(r.status == "pass" for r in records), [r.message for r in records]
+
+
+@pytest.mark.parametrize("name, variant", [("normal", ""), ("normal", "number_mean"),
+                                           ("nn.functional.rrelu", "")])
+def test_random_operators_draw_what_torch_s_own_seeding_draws(ops, name, variant):
+    """Where no accelerator is available, OpInfo's reseeding of random operators is replaced
+    by one that seeds the CPU generator alone: the same values, every call."""
+    from torch.testing import _utils
+    from torch.testing._internal import common_methods_invocations as cmi
+
+    op = ops[(name, variant)]
+    case = opinfo.opinfo_cases(ops=[op], follow_torch_marks=False)[0]
+    tensors = case.inputs(torch.Generator())
+    ours = [case.fn(*tensors) for _ in range(2)]
+    installed = cmi.wrapper_set_seed
+    cmi.wrapper_set_seed = _utils.wrapper_set_seed
+    try:
+        with mock.patch.object(opinfo, "_cpu_only", lambda: False):
+            theirs = opinfo.opinfo_cases(ops=[op], follow_torch_marks=False)[0].fn(*tensors)
+    finally:
+        cmi.wrapper_set_seed = installed
+    if not torch.accelerator.is_available():
+        assert installed is opinfo._cpu_seeded
+    for a, b, c in zip(*ours, theirs):
+        assert torch.equal(a, c) and torch.equal(b, c), name
+    assert any(bool((t != 0).any()) for t in theirs)  # random values, not all zero
 
 
 @pytest.mark.parametrize("name", ["sin", "addmm", "nn.functional.conv2d", "cat"])

@@ -113,7 +113,7 @@ def _check(args, argv: list[str]) -> int:
     runner = (run_items(items, settings, progress=show) if args.no_isolate
               else run_isolated(list(planned), selection, settings, args.timeout,
                                 args.memory_limit, progress=show, workers=workers,
-                                started=early))
+                                started=early, built=items))
     start = time.perf_counter()
     finished = []
     with _interruptible() as stopped:

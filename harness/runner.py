@@ -24,6 +24,7 @@ from harness.diagnose import contracts, transforms
 from harness.diagnose.events import error_hint, with_state_note
 from harness.diagnose.findings import as_expected_failure, record_of
 from harness.inputs import CaseError, draw_example, draw_training_example
+from harness.plan import PlannedItem
 from harness.record import Record
 from harness.state import preserved_torch_state
 from harness.tolerances import LOW_PRECISION, dtype_name
@@ -135,9 +136,7 @@ def _case_frame(frames):
 def item_record(item: Item, settings: Settings, status: str, message: str,
                 seconds: float = 0.0) -> Record:
     """A record of `item` written by the harness itself (a skip, an error, a crash)."""
-    return Record(case=item.case.name, check=item.check, dtype=item.dtype_name,
-                  device=item.device, status=status, message=message, seed=settings.seed,
-                  seconds=seconds, source=item.case.source)
+    return PlannedItem.of(item).record(settings.seed, status, message, seconds)
 
 
 def prepared(case, dtype: torch.dtype, device: str, seed: int):

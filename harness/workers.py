@@ -131,14 +131,15 @@ def run_isolated(
     items: list[PlannedItem], selection: Selection, settings: Settings, timeout: float,
     memory_limit_gb: float | None = None,
     progress: Callable[[int, int, PlannedItem], None] | None = None, workers: int = 1,
-    started: _Worker | None = None,
+    started: _Worker | None = None, built: list | None = None,
 ) -> Iterator[Finished]:
     """Run `items` (built from `selection`) in up to `workers` worker processes, each item
     within `timeout` seconds (or its case's own `timeout`); a crash or a time-out becomes the
     item's error row. Records come as items finish, not in item order. Each worker gets its
     share of torch's threads. `started`: a worker from start_worker, now run_isolated's to
     use and stop. Items go out in dispatch_order. If no worker can start, the items run in
-    this process, and the first row says why."""
+    this process, and the first row says why: the items this process `built` already, if
+    any, or built then."""
     ids = [item.id for item in items]
     wanted = max(1, min(workers, len(items)))
     threads = max(1, torch.get_num_threads() // wanted) if wanted > 1 else None
@@ -163,8 +164,8 @@ def run_isolated(
                         todo.appendleft(index)
                         wanted = len(busy) + len(idle)
                         continue
-                    yield from _in_process(selection, ids, [index, *todo], settings, exc,
-                                           progress)
+                    yield from _in_process(built or _built_here(selection, ids),
+                                           [index, *todo], settings, exc, progress)
                     return
                 busy.append(worker)
             ready = wait([w.conn for w in busy],
@@ -200,13 +201,16 @@ def run_isolated(
             worker.stop()
 
 
-def _in_process(selection, ids, indices, settings, exc, progress) -> Iterator[Finished]:
-    """The items left when no worker could start, built and run here; the first row says
-    why."""
+def _built_here(selection: Selection, ids: list[str]) -> list:
     _, items = selection.plan()
     if [item.id for item in items] != ids:
         raise RuntimeError("this process built different items from the worker's (a plugin "
                            "whose cases change between imports?)")
+    return items
+
+
+def _in_process(items, indices, settings, exc, progress) -> Iterator[Finished]:
+    """The items left when no worker could start, run here; the first row says why."""
     for n, index in enumerate(indices):
         if progress and n:
             progress(len(items) - len(indices) + n, len(items), items[index])

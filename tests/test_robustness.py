@@ -326,14 +326,19 @@ CASES = [Case("frozen/scaled", scaled, [Input((3,))], grad=lambda x, v: [2.0 * v
 
 def test_a_worker_that_cannot_start_leaves_the_items_to_this_process(tmp_path, monkeypatch):
     from harness import workers
+    from harness.plan import Selection
 
     def refuse(*args, **kwargs):
         raise OSError("no processes left")
 
+    built = []
+    build = Selection.build
+    monkeypatch.setattr(Selection, "build", lambda self: built.append(self) or build(self))
     monkeypatch.setattr(workers, "_Worker", refuse)
     code = main(["check", "--cases", "block/exp", "--check", "fd", "--report-dir",
                  str(tmp_path)])
     assert code == 0
+    assert len(built) == 1  # built here once, for the plan and the items both
     frame = pd.read_csv(tmp_path / "correctness.csv")
     assert list(frame["status"]) == ["pass", "pass"]
     assert "no worker process could start (OSError: no processes left)" in frame["message"][0]

@@ -182,9 +182,54 @@ def _first_order_alone(runs) -> list[str]:
     return rows
 
 
+CLI = ["check", "--cases", "opinfo/*", "--check", "fd"]
+
+
+def _cli_run(report_dir: str) -> dict:
+    """`harness check --cases 'opinfo/*' --check fd` as a user runs it: its wall, and the
+    seconds of each item from its CSV."""
+    import pandas as pd
+
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "harness.cli", *CLI, "--report-dir",
+                           report_dir], cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - began
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    frame = pd.read_csv(Path(report_dir) / "correctness.csv")
+    return {"wall": wall, "seconds": dict(zip(frame["case"], frame["seconds"]))}
+
+
+def _cli_rows(cli, runs) -> list[str]:
+    """The CLI's wall beside gradcheck-fd's process wall (same rounds, by turns), and both
+    tools' fd seconds over the samples the CLI runs (torch's marks followed)."""
+    cases = set(cli[0]["seconds"])
+    theirs = statistics.median(r["wall"] for r in runs["gradcheck-fd"])
+    ours = statistics.median(r["wall"] for r in cli)
+
+    def over_cases(rounds):
+        return statistics.median(sum(v[3] for key, v in r["verdicts"].items()
+                                     if key.split("|")[0] in cases) for r in rounds)
+
+    fd_ours, fd_theirs = over_cases(runs["harness-fd"]), over_cases(runs["gradcheck-fd"])
+    cli_items = statistics.median(sum(r["seconds"].values()) for r in cli)
+    each = ", ".join(f"{r['wall']:.1f}" for r in cli)
+    return [
+        "The command line, `harness check --cases 'opinfo/*' --check fd` "
+        f"({len(cases)} items, its default workers and threads, reports written), against "
+        "gradcheck-fd's process above, one of each per round:", "",
+        "| | harness | gradcheck fast | harness / gradcheck |", "|---|---|---|---|",
+        f"| wall, start to exit (median of {len(cli)}) | {ours:.1f} s "
+        f"({each}) | {theirs:.1f} s | "
+        f"{ours / theirs:.2f} |",
+        f"| fd seconds over these {len(cases)} samples, one thread (the sweeps above) | "
+        f"{fd_ours:.2f} s | {fd_theirs:.2f} s | {fd_ours / fd_theirs:.2f} |",
+        f"| the CLI's item seconds (its CSV) | {cli_items:.2f} s | | |"]
+
+
 def test_harness_and_gradcheck_agree_on_opinfo():
     results = {}
     runs = {"harness": [], "gradcheck": [], "harness-fd": [], "gradcheck-fd": []}
+    cli = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(ROUNDS):  # interleaved, so drift on a shared machine hits both alike
             for tool in runs:
@@ -193,7 +238,8 @@ def test_harness_and_gradcheck_agree_on_opinfo():
                 subprocess.run([sys.executable, __file__, tool, path], check=True, cwd=ROOT)
                 wall = time.perf_counter() - began
                 runs[tool].append({**json.loads(Path(path).read_text()), "wall": wall})
-    first_order = _first_order_alone(runs)
+            cli.append(_cli_run(os.path.join(tmp, f"cli-{k}")))
+    first_order = [*_first_order_alone(runs), "", *_cli_rows(cli, runs)]
     for tool in ("harness", "gradcheck"):
         rounds = runs[tool]
         results[tool] = {**rounds[0], "seconds": statistics.median(r["seconds"] for r in rounds),

@@ -182,7 +182,7 @@ def _first_order_alone(runs) -> list[str]:
     return rows
 
 
-CLI = ["check", "--cases", "opinfo/*", "--check", "fd"]
+CLI = ["check", "--cases", "opinfo/*", "--check", "fd", "--device", "cpu"]  # as the sweeps
 
 
 def _cli_run(report_dir: str) -> dict:
@@ -196,6 +196,7 @@ def _cli_run(report_dir: str) -> dict:
     wall = time.perf_counter() - began
     assert done.returncode in (0, 1), done.stderr[-2000:]
     frame = pd.read_csv(Path(report_dir) / "correctness.csv")
+    assert frame["device"].eq("cpu").all() and frame["case"].is_unique
     return {"wall": wall, "seconds": dict(zip(frame["case"], frame["seconds"]))}
 
 
@@ -214,7 +215,7 @@ def _cli_rows(cli, runs) -> list[str]:
     cli_items = statistics.median(sum(r["seconds"].values()) for r in cli)
     each = ", ".join(f"{r['wall']:.1f}" for r in cli)
     return [
-        "The command line, `harness check --cases 'opinfo/*' --check fd` "
+        "The command line, `harness check --cases 'opinfo/*' --check fd --device cpu` "
         f"({len(cases)} items, its default workers and threads, reports written), against "
         "gradcheck-fd's process above, one of each per round:", "",
         "| | harness | gradcheck fast | harness / gradcheck |", "|---|---|---|---|",

@@ -218,7 +218,10 @@ def _op_db() -> list:
 
 
 def _cpu_only() -> bool:
-    return not torch.accelerator.is_available()
+    """No accelerator here (torch.accelerator: torch 2.6 on; before it, torch's own seeding
+    is kept)."""
+    accelerator = getattr(torch, "accelerator", None)
+    return accelerator is not None and not accelerator.is_available()
 
 
 def _cpu_seeded(op, *args, **kwargs):

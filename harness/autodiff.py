@@ -36,14 +36,17 @@ def vjp(
     leaves: tuple[torch.Tensor, ...],
     cotangents=None,
     create_graph: bool = False,
+    outs=None,
 ) -> tuple[list[torch.Tensor], list[int]]:
     """Autograd's vᵀJ for every checked input of `ex`, evaluated at `leaves`.
 
     Returns the gradients (zeros where autograd gave None) and the positions in `ex.wrt`
-    whose gradient was None, so the caller can say which inputs got no gradient.
+    whose gradient was None, so the caller can say which inputs got no gradient. `outs`:
+    fn's outputs at `leaves` where they were computed already (with their graph).
     """
     cotangents = ex.cotangents if cotangents is None else cotangents
-    outs = as_outputs(ex.fn(*leaves), ex.case.name)
+    if outs is None:
+        outs = as_outputs(ex.fn(*leaves), ex.case.name)
     targets = [leaves[i] for i in ex.wrt]
     pairs = [(o, v.to(o.dtype)) for o, v in zip(outs, cotangents) if o.requires_grad]
     if pairs:
@@ -101,8 +104,14 @@ def with_graph(ex: Example, outs, cotangents=None) -> tuple[list, list]:
 def example_vjp(ex: Example) -> tuple[list[torch.Tensor], list[int]]:
     """vjp at fresh leaves of the example's own inputs, taken once per example: the families
     that compare against it (fd, analytic, second order, forward mode, non-scalar) only
-    read it."""
-    grads, missing = memo.once_per_example(ex, "vjp", lambda: vjp(ex, ex.leaves()))
+    read it. Where the example was built with its graph (inputs.build_example), that
+    graph is differentiated: no second forward."""
+
+    def compute():
+        graph = memo.take(ex, "graph")
+        return vjp(ex, ex.leaves()) if graph is None else vjp(ex, graph[0], outs=graph[1])
+
+    grads, missing = memo.once_per_example(ex, "vjp", compute)
     return list(grads), list(missing)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import torch
 from hypothesis import strategies as st
 
+from harness import memo
 from harness.case import Case, Input, TrainingCase
 from harness.tolerances import NOISE_JITTER_MAX, NOISE_JITTER_ULPS
 
@@ -158,21 +159,22 @@ def as_outputs(result, case_name: str) -> tuple[torch.Tensor, ...]:
 
 
 def draw_example(case: Case, dtype: torch.dtype, device: str, seed: int,
-                 sizes: dict[str, int] | None = None) -> Example:
+                 sizes: dict[str, int] | None = None, keep_forward: bool = False) -> Example:
     """Draw the inputs and cotangent of `case` for one dtype and device; `sizes` replaces
-    the drawn value of the sizes it names (the bench times chosen sizes)."""
+    the drawn value of the sizes it names (the bench times chosen sizes); `keep_forward`: see
+    build_example."""
     gen = torch.Generator().manual_seed(item_seed(seed, case.name, dtype))
     if callable(case.inputs):
         raw = tuple(case.inputs(gen))
         if not raw or not all(isinstance(t, torch.Tensor) for t in raw):
             raise CaseError(f"case {case.name!r}: inputs callable must return a tuple of tensors")
-        return build_example(case, raw, dtype, device, seed, gen)
+        return build_example(case, raw, dtype, device, seed, gen, keep_forward)
     sizes = {**draw_sizes(case, gen), **(sizes or {})}
     tensors = [draw_tensor(s, sizes, gen) for s in case.input_specs]
     if dtype.is_complex:  # checked inputs get an imaginary part drawn from the same range
         tensors = [torch.complex(t, draw_tensor(s, sizes, gen)) if s.requires_grad else t
                    for t, s in zip(tensors, case.input_specs)]
-    return build_example(case, tensors, dtype, device, seed, gen)
+    return build_example(case, tensors, dtype, device, seed, gen, keep_forward)
 
 
 def input_labels(case: Case, count: int) -> list[str]:
@@ -185,10 +187,16 @@ def input_labels(case: Case, count: int) -> list[str]:
 
 
 def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
-                  gen: torch.Generator) -> Example:
+                  gen: torch.Generator, keep_forward: bool = False) -> Example:
     """An Example from given input tensors (drawn, searched or loaded); `gen` draws the
     cotangent. For spec-based cases the specs say which inputs are checked and where the
-    domain edges are; otherwise tensors with requires_grad are (all floating ones if none)."""
+    domain edges are; otherwise tensors with requires_grad are (all floating ones if none).
+
+    With `keep_forward` (the example the families share), the forward run here at the
+    reference inputs is kept for them (harness.memo): its outputs are the centre of every
+    finite difference, and in float64 it runs on fresh leaves with autograd on, so the
+    example's one vjp (autodiff.example_vjp) differentiates that graph instead of running
+    fn again."""
     specs: list[Input | None]
     if callable(case.inputs):
         marked = [i for i, t in enumerate(base) if differentiable(t) and t.requires_grad]
@@ -208,9 +216,13 @@ def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
     )
     reference_dtype, note = (torch.complex128 if dtype.is_complex else torch.float64), ""
     fn = case.fn
+    graph = None
+    if keep_forward and dtype == reference_dtype:
+        graph = _forward_with_graph(case, inputs, wrt)
     with torch.no_grad():
         try:
-            result = case.fn(*(cast(x, torch.float64) for x in inputs))
+            result = (graph[1] if graph is not None
+                      else case.fn(*(cast(x, torch.float64) for x in inputs)))
         except Exception as exc:
             if dtype in (torch.float64, torch.complex128):
                 raise
@@ -226,12 +238,31 @@ def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
                 f" of {out.numel()} elements, first at flat index {where}): a gradient there "
                 "cannot be checked; draw inputs inside the function's domain")
     cotangents = tuple(_draw_cotangent(o, gen).to(device) for o in outs)
-    return Example(
+    ex = Example(
         case=case, fn=fn, dtype=dtype, device=device, seed=seed, inputs=inputs,
         labels=tuple(labels), wrt=tuple(wrt), cotangents=cotangents,
         scalar_output=len(outs) == 1 and outs[0].dim() == 0, safe_radius=radius,
         reference_dtype=reference_dtype, note=note,
     )
+    if keep_forward and fn is case.fn:
+        memo.keep(ex, "outputs", tuple(o.detach() for o in outs))
+    if graph is not None:
+        ex.__dict__["_carries_graph"] = any(o.requires_grad for o in graph[1])
+        if ex.__dict__["_carries_graph"]:
+            memo.keep(ex, "graph", graph)
+    return ex
+
+
+def _forward_with_graph(case: Case, inputs, wrt) -> tuple[tuple, tuple] | None:
+    """(leaves, outputs) of fn run with autograd on fresh leaves of `inputs` (as
+    Example.leaves makes them); None where that raises (the plain forward then speaks)."""
+    leaves = tuple(x.detach().clone().requires_grad_(True) if i in wrt else x
+                   for i, x in enumerate(inputs))
+    try:
+        with torch.enable_grad():
+            return leaves, as_outputs(case.fn(*leaves), case.name)
+    except Exception:
+        return None
 
 
 def _reference_fn(case: Case, inputs, dtype: torch.dtype, result, exc: Exception):

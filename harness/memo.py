@@ -14,7 +14,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-EXAMPLE_MEMO_KEPT = 6
+EXAMPLE_MEMO_KEPT = 8
 _kept: dict[tuple, tuple] = {}
 
 
@@ -29,6 +29,14 @@ def recall(ex, what: Hashable):
     if found is None or found[0] is not ex or found[1] != versions(ex):
         return None
     return found[2]
+
+
+def take(ex, what: Hashable):
+    """recall, once: the value is forgotten (a graph can be differentiated only once)."""
+    found = recall(ex, what)
+    if found is not None:
+        del _kept[(id(ex), what)]
+    return found
 
 
 def keep(ex, what: Hashable, value: T) -> T:

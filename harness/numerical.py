@@ -54,14 +54,16 @@ STEP_CUT_MAX = 4096.0
 """A step `cap` (see directional) cuts the default step by at most this much."""
 
 
-def remembering(phi: ScalarFn, xs: tuple, small: int) -> ScalarFn:
+def remembering(phi: ScalarFn, xs: tuple, small: int,
+                at_xs: tuple[float, float] | None = None) -> ScalarFn:
     """phi that keeps its readings at inputs where every input is either small (up to
     `small` elements, keyed by its values) or `xs`' own tensor. Passes over the same inputs
     read the same elements at the same steps: the full comparison after a failed quick one
-    then re-reads none of them. Readings that move a larger input are not kept."""
+    then re-reads none of them. Readings that move a larger input are not kept. `at_xs`:
+    phi(xs), where the caller has it (checks.common.phi_at_inputs)."""
     seen: dict = {}
 
-    def at(inputs):
+    def key_of(inputs):
         key = []
         for x, center in zip(inputs, xs):
             if isinstance(x, torch.Tensor) and x.numel() <= small:
@@ -69,8 +71,16 @@ def remembering(phi: ScalarFn, xs: tuple, small: int) -> ScalarFn:
             elif x is center:
                 key.append(None)
             else:
-                return phi(inputs)
-        key = tuple(key)
+                return None
+        return tuple(key)
+
+    if at_xs is not None:
+        seen[key_of(xs)] = at_xs
+
+    def at(inputs):
+        key = key_of(inputs)
+        if key is None:
+            return phi(inputs)
         if key not in seen:
             seen[key] = phi(inputs)
         return seen[key]

@@ -144,7 +144,7 @@ def prepared(case, dtype: torch.dtype, device: str, seed: int):
     model and batch for a TrainingCase."""
     if isinstance(case, TrainingCase):
         return draw_training_example(case, dtype, device, seed)
-    return draw_example(case, dtype, device, seed)
+    return draw_example(case, dtype, device, seed, keep_forward=True)
 
 
 SHARED_EXAMPLES = 4

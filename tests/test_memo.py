@@ -44,3 +44,23 @@ def test_a_kept_result_is_forgotten_when_the_example_changes_in_place():
     ex.inputs[0].add_(1.0)
     assert memo.recall(ex, "what") is None
     assert memo.once_per_example(ex, "what", lambda: "again") == "again"
+
+
+def test_a_float64_example_is_differentiated_through_the_forward_that_built_it():
+    x = torch.randn(12, dtype=torch.float64, requires_grad=True)
+    fn, calls = _counting_square()
+    assert check_gradients(fn, x, checks=("fd",)).ok
+    # one forward with autograd on, for the example and its vjp; the finite differences
+    # read 2 screen directions at +-h and take their centre from that forward
+    assert calls == {"with graph": 1, "without": 4}, calls
+    fn, calls = _counting_square()
+    assert check_gradients(fn, x.float().detach().requires_grad_(), checks=("fd",)).ok
+    # float32: the example's forward runs in float64 (the reference), the vjp in float32
+    assert calls["with graph"] == 1 and calls["without"] == 5, calls
+
+
+def test_a_kept_graph_is_taken_once():
+    ex = SimpleNamespace(inputs=(torch.zeros(3),), cotangents=(torch.ones(()),))
+    memo.keep(ex, "graph", "leaves and outputs")
+    assert memo.take(ex, "graph") == "leaves and outputs"
+    assert memo.take(ex, "graph") is None and memo.recall(ex, "graph") is None

@@ -105,10 +105,31 @@ def phi_of(ex: Example, cotangents=None):
     def phi(xs):
         with torch.no_grad():
             outs = as_outputs(ex.fn(*xs), ex.case.name)
+            if len(outs) != len(cotangents) or any(
+                    o.shape != v.shape for o, v in zip(outs, cotangents)):
+                raise CaseError(_shape_changed(ex, outs, cotangents))
             terms = [o.double() * v.double() for o, v in zip(outs, cotangents)]
             return scalarized(terms)
 
     return phi
+
+
+def _shape_changed(ex: Example, outs, cotangents) -> str:
+    shapes = [tuple(o.shape) for o in outs]
+    before = [tuple(v.shape) for v in cotangents]
+    return (f"case {ex.case.name!r}: fn's output shape changes from call to call: "
+            f"{before} at the example's inputs, {shapes} at inputs moved by a "
+            "finite-difference step; its output shape must depend only on its inputs' shapes")
+
+
+def phi_at_inputs(ex: Example) -> tuple[float, float] | None:
+    """phi_of(ex) at the example's reference inputs, from the forward its build kept
+    (inputs.build_example, harness.memo): one forward call fewer per finite-difference
+    pass. None where none was kept (or the outputs are complex or sparse)."""
+    outs = memo.recall(ex, "outputs")
+    if outs is None or any(o.is_complex() or o.layout != torch.strided for o in outs):
+        return None
+    return scalarized([o.double() * v.double() for o, v in zip(outs, ex.cotangents)])
 
 
 MEASURED_NOISE_DRAWS = 1

@@ -9,6 +9,7 @@ from harness.checks.common import (
     check_generator,
     note_first_order,
     on_demand,
+    phi_at_inputs,
     phi_of,
     rounding_noise,
 )
@@ -31,7 +32,7 @@ def check_finite_diff(ex: Example, settings) -> Finding:
                                                      grads))
     verdicts = compare_measuring_rounding_on_doubt(
         ex, phi_of(ex), grads, tol, Sweep.first_order(settings),
-        lambda: check_generator(ex, "fd"), noise=measure_noise)
+        lambda: check_generator(ex, "fd"), noise=measure_noise, at_inputs=phi_at_inputs(ex))
     note_first_order(ex, settings, [v.label for v in verdicts if v.mismatch is not None])
     hints = []
     if any(v.mismatch for v in verdicts):

@@ -272,8 +272,8 @@ class _FirstDoubt:
 
 
 def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, tol,
-                                        sweep: Sweep, make_gen, noise=None, on_doubt=None
-                                        ) -> list[InputVerdict]:
+                                        sweep: Sweep, make_gen, noise=None, on_doubt=None,
+                                        at_inputs=None) -> list[InputVerdict]:
     """A quick compare_with_fd with phi's rounding assumed (eps x its terms); only when that
     fails, the whole comparison (confirmations, kinks, localization) with phi's rounding
     measured (checks.common.with_measured_rounding). Everything the full pass adds can only
@@ -282,12 +282,13 @@ def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, 
     `noise` may be a callable (checks.common.on_demand): the candidate's rounding noise is
     then measured only when the quick pass without it fails. `on_doubt(sweep, verdicts)`,
     asked only when the quick pass failed, gives the sweep of the full pass, or None to keep
-    the quick verdicts."""
+    the quick verdicts. `at_inputs`: phi at the example's inputs, where the caller has it
+    (checks.common.phi_at_inputs)."""
     quick = replace(sweep, quick=True)
     measure_noise = noise if callable(noise) else None
     noise = None if callable(noise) else noise
     xs = ex.reference_inputs()
-    phi = remembering(phi, xs, ELEMENTWISE_LOCATING)  # the passes below read the same points
+    phi = remembering(phi, xs, ELEMENTWISE_LOCATING, at_inputs)  # the passes read the same points
     verdicts = compare_with_fd(ex, phi, candidates, tol, quick, make_gen(), noise, xs)
     if not any(v.mismatch for v in verdicts):
         return verdicts

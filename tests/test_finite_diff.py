@@ -153,6 +153,40 @@ def test_a_0_01_percent_error_fails_in_float64(shape):
         assert "constant factor 1.0001" in record.pattern
 
 
+SEEDS = 40
+
+
+@pytest.mark.parametrize("size", [5, 8, 16, 32])
+def test_a_constant_error_on_every_element_cannot_hide_from_the_screen(size):
+    """A backward off by one constant on every element (5e-6 of its largest: 5 allowances)
+    fails at every seed: along the screen's positive direction the errors add up; two random
+    sign directions let 4 of 40 seeds pass at 8 elements, 2 at 16, 1 at 32."""
+    def tanh_x(x):
+        return torch.tanh(x) * x
+
+    class ForgetsMean(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return tanh_x(x)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            t = torch.tanh(x)
+            gx = g * ((1 - t * t) * x + t)
+            return gx + 5e-6 * gx.abs().max()
+
+    passed = []
+    for seed in range(SEEDS):
+        x = torch.randn(size, generator=torch.Generator().manual_seed(seed),
+                        dtype=torch.float64, requires_grad=True)
+        if check_gradients(ForgetsMean.apply, x, checks=("fd",), seed=seed).ok:
+            passed.append(seed)
+        assert check_gradients(tanh_x, x, checks=("fd",), seed=seed).ok
+    assert not passed, (size, passed)
+
+
 def test_backward_that_ignores_its_incoming_gradient():
     record = fd(planted.square_ignores_grad, leaf(5))
     assert record.status == "fail"

@@ -186,6 +186,11 @@ class Target:
             out.append(budget)
         return out[0], out[1]
 
+    @property
+    def element_budget(self) -> torch.Tensor:
+        """Each element's allowance, as an element-by-element comparison gives it."""
+        return self._per_element[0]
+
     @functools.cached_property
     def magnitude(self) -> float:
         """The size of phi's terms at the inputs, which sets its rounding."""

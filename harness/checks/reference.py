@@ -36,10 +36,12 @@ from harness.diagnose.mismatch import (
     unlocated_phrase,
 )
 from harness.inputs import Example
-from harness.numerical import ScalarFn, elementwise, remembering
+from harness.numerical import ScalarFn, directional, elementwise, remembering
 from harness.tolerances import (
+    DIRECTION_STEP_SAFETY,
     FD_SAFETY,
     Tolerance,
+    fd_rounding,
 )
 
 CONFIRM_MAX = 2
@@ -164,33 +166,36 @@ def _nonfinite_verdict(t: Target, sweep: Sweep) -> InputVerdict:
 
 
 def _screen(t: Target, gen) -> InputVerdict | None:
-    """A pass along SCREEN_DIRECTIONS random directions, each at one step, when every one
-    agrees with half its allowance to spare; None (look element by element) otherwise.
-    Saves the elementwise sweep on correct gradients. The allowance holds the finite
-    difference's rounding, as each element's does element by element: where that rounding
-    is most of it (a gradient of zeros: floor, ceil, a cast), the elements would pass on it
-    too, so the screen stands for them (its `detects` says so).
+    """A pass along SCREEN_DIRECTIONS random directions when every one agrees to within half
+    of the smallest element's allowance (plus the finite difference's own error, as element
+    by element); None (look element by element) otherwise. Saves the elementwise sweep on
+    correct gradients, where float64 finite differences agree far closer than any allowance,
+    at the power of the elementwise sweep: an error on one element moves <g, u> by at least
+    its size, so any that element by element would catch makes the screen doubt, and errors
+    on several elements pass only if their weighted sum cancels to within that half.
 
     The first direction has random signs; the second the same random sizes, all positive:
-    an error on several elements hides from a sign direction when its terms cancel, and the
-    commonest such error, one constant added to every element (a backward that forgets to
-    subtract a mean), cannot cancel along the positive one (tests/test_finite_diff.py: one
-    of 5e-6 of the largest element, 40 seeds, is caught at every seed on 5-32 elements;
-    two sign directions let 1-4 seeds pass)."""
-    worst_abs = worst_rel = 0.0
-    detects = math.inf
+    the commonest error on many elements, one constant added to every element (a backward
+    that forgets to subtract a mean), cannot cancel along it (tests/test_finite_diff.py).
+    Each reading takes one step, and the Richardson pair only where that one disagrees."""
+    budget = t.element_budget
+    bar, worst = float(budget.min()), float(budget.max())
+    rounding = fd_rounding(t.xs[t.pos].dtype) * t.magnitude
+    cap = DIRECTION_STEP_SAFETY * FD_SAFETY * rounding / max(bar, 1e-300)
+    worst_gap = worst_rel = spread = 0.0
     for k in range(SCREEN_DIRECTIONS):
         u = signs(t.cand.numel(), gen)
-        u = t.movable(u if k % 2 == 0 else u.abs_())
-        probe = t._probe(u.view(t.cand.shape).to(t.cand.device), 1.0)
-        d, actual, allowed = probe
+        u = t.movable(u if k % 2 == 0 else u.abs_()).view(t.cand.shape).to(t.cand.device)
+        actual = float(torch.dot(t.cand.reshape(-1), u.reshape(-1)))
+        d = directional(t.phi, t.xs, t.pos, u, t.radius, cap=cap, accept=lambda d1, err, a=actual:
+                        abs(a - d1) <= (bar + FD_SAFETY * err) / 2)
         gap = abs(actual - d.value)
-        if not (math.isfinite(gap) and gap <= allowed / 2):
+        if not (math.isfinite(gap) and gap <= (bar + FD_SAFETY * d.error) / 2):
             return None
-        worst_abs = max(worst_abs, gap)
+        worst_gap = max(worst_gap, gap)
         worst_rel = max(worst_rel, gap / max(abs(d.value), 1e-300))
-        detects = min(detects, probe.detects)
-    return InputVerdict(t.label, None, worst_abs, worst_rel, detects=detects,
+        spread = max(spread, FD_SAFETY * d.error + gap)
+    return InputVerdict(t.label, None, worst_gap, worst_rel, detects=worst + spread,
                         directions=SCREEN_DIRECTIONS)
 
 

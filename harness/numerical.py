@@ -88,7 +88,7 @@ def remembering(phi: ScalarFn, xs: tuple, small: int,
     return at
 
 
-def _step(x: torch.Tensor, u: torch.Tensor, radius: torch.Tensor | None,
+def step_size(x: torch.Tensor, u: torch.Tensor, radius: torch.Tensor | None,
           shrink: float = 1.0, cap: float | None = None) -> float:
     umax = float(torch.linalg.vector_norm(u, math.inf))  # max |u| without a temporary
     if umax == 0:  # nothing moves (every entry along u is inf or masked): any step will do
@@ -133,7 +133,7 @@ def one_sided(
     """(right, left) one-sided derivatives along u at step h, with |d(h) - d(2h)| as the
     error: at a kink they differ by the jump in slope, at a smooth point by O(h). Not
     Richardson-corrected: next to (not on) a kink that extrapolation overshoots."""
-    h = _step(xs[position], u, radius, shrink, cap)
+    h = step_size(xs[position], u, radius, shrink, cap)
     at = _along(phi, xs, position, u)
     f0, m0 = at(0.0)
     sides = []
@@ -169,7 +169,7 @@ def directional(
     rejects is kept as it is (its error: the rounding alone), the other two saved as well.
     """
     x = xs[position]
-    h = _step(x, u, radius, shrink, cap)
+    h = step_size(x, u, radius, shrink, cap)
     at = _along(phi, xs, position, u)
     for _ in range(EDGE_RETRIES):
         (fp1, m1), (fm1, m2) = at(h), at(-h)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from harness import check_gradients
-from harness.checks.reference import SCREEN_DIRECTIONS
+from harness.checks.screen import SCREEN_DIRECTIONS
 
 import planted
 
@@ -462,3 +462,44 @@ def test_past_the_first_smooth_disagreements_elements_are_read_at_one_step():
     # beside the elements: the point itself, the screen's directions, the rounding
     # measurement and the confirmations at smaller steps
     assert len(set(points)) <= one_step + 2 * SETTLE_AFTER + 30 < both_steps, len(set(points))
+
+
+def _scaled_product(offset: float, wrong: int):
+    """tanh(a) * b * 100 + b / 100, where b's gradient is ~100x a's. Its backward adds
+    `offset` x the largest element of input `wrong`'s gradient to every element of it."""
+    calls = collections.Counter()
+
+    class ScaledProduct(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            calls["forward"] += 1
+            ctx.save_for_backward(a, b)
+            return torch.tanh(a) * b * 100 + b / 100
+
+        @staticmethod
+        def backward(ctx, g):
+            a, b = ctx.saved_tensors
+            grads = [g * (1 - torch.tanh(a) ** 2) * b * 100, g * (torch.tanh(a) * 100 + 0.01)]
+            grads[wrong] = grads[wrong] + offset * grads[wrong].abs().max()
+            return tuple(grads)
+
+    return ScaledProduct.apply, calls
+
+
+@pytest.mark.parametrize("wrong", [0, 1], ids=["smaller-gradient", "larger-gradient"])
+def test_several_inputs_are_screened_together_each_at_its_own_power(wrong):
+    """The inputs move at once (4 forward calls for both, beside the example's own), held to
+    the smallest element allowance of either: an error of 5 allowances on every element of
+    either input is caught at every seed, as input by input, even on the input whose
+    gradient is 100x smaller."""
+    for seed in range(20):
+        gen = torch.Generator().manual_seed(seed)
+        a = torch.randn(16, generator=gen, dtype=torch.float64, requires_grad=True)
+        b = (torch.rand(16, generator=gen, dtype=torch.float64) / 100 + 1e-3).requires_grad_()
+        right, calls = _scaled_product(0.0, wrong)
+        assert check_gradients(right, a, b, checks=("fd",), seed=seed).ok
+        assert calls["forward"] == 1 + 2 * SCREEN_DIRECTIONS, calls
+        bad, _ = _scaled_product(5e-6, wrong)
+        (record,) = check_gradients(bad, a, b, checks=("fd",), seed=seed).records
+        assert record.status == "fail" and record.input == f"input {wrong}", \
+            (seed, record.message)

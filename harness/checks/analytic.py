@@ -10,8 +10,9 @@ from harness.checks.common import (
     phi_of,
     rounding_noise,
 )
-from harness.checks.reference import InputVerdict, Sweep, compare_with_fd
+from harness.checks.reference import Sweep, compare_with_fd
 from harness.checks.spec import Check, Finding
+from harness.checks.verdict import InputVerdict
 from harness.diagnose.mismatch import (
     allowance,
     compare,

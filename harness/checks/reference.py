@@ -20,7 +20,9 @@ import torch
 
 from harness.checks.common import with_measured_rounding
 from harness.checks.localize import found_pattern, localize, sign_split
-from harness.checks.probes import Target, signs
+from harness.checks.probes import Target
+from harness.checks.screen import SCREEN_MIN, joint_screen, screen
+from harness.checks.verdict import InputVerdict
 from harness.diagnose.mismatch import (
     Mismatch,
     allowance,
@@ -36,12 +38,10 @@ from harness.diagnose.mismatch import (
     unlocated_phrase,
 )
 from harness.inputs import Example
-from harness.numerical import ScalarFn, directional, elementwise, remembering
+from harness.numerical import ScalarFn, elementwise, remembering
 from harness.tolerances import (
-    DIRECTION_STEP_SAFETY,
     FD_SAFETY,
     Tolerance,
-    fd_rounding,
 )
 
 CONFIRM_MAX = 2
@@ -58,38 +58,6 @@ SETTLE_AFTER = CONFIRM_MAX + 2
 """Element by element, once this many disagreeing elements read smooth at both steps, later
 disagreeing ones are read at one step (numerical.elementwise's settle_after): the first ones
 are those _confirm_elements re-measures, and only they need the Richardson pair."""
-SCREEN_DIRECTIONS = 2
-SCREEN_MIN = 2
-"""Inputs with more elements than this, checked element by element, first get a screen along
-random directions; only a screen that does not pass clearly goes element by element."""
-@dataclass(frozen=True)
-class InputVerdict:
-    """The comparison for one checked input: a mismatch or None, and the largest errors."""
-
-    label: str
-    mismatch: Mismatch | None
-    max_abs: float
-    max_rel: float
-    unreliable: int = 0
-    reference: torch.Tensor | None = None
-    allowed: torch.Tensor | None = None
-    kinks: tuple[str, ...] = ()
-    detects: float = math.nan
-    directions: int = 0
-    """How the input was compared: 0 element by element, else along this many directions."""
-    checked: torch.Tensor | None = None
-    """Element by element: the checked gradient beside `reference`, for the failure's picture."""
-    values: torch.Tensor | None = None
-    """Element by element: the input's values there."""
-
-    @property
-    def power(self) -> str:
-        """What a pass rules out, in words."""
-        how = ("every element compared" if not self.directions else
-               f"{self.directions} random sign direction{'s' * (self.directions > 1)}")
-        return f"{self.label}: any single element off by more than {self.detects:.2g} ({how})"
-
-
 ELEMENTWISE_LOCATING = 64
 """Where a failing comparison is looked at properly (the full pass), inputs up to this many
 elements are read element by element, whatever `full_max` (second order's is 4)."""
@@ -163,40 +131,6 @@ def _nonfinite_verdict(t: Target, sweep: Sweep) -> InputVerdict:
                  allowed=allowed, rest_err=float("nan"),
                  pattern=nonfinite_phrase(len(flat), where + more))
     return InputVerdict(t.label, m, math.inf, math.inf)
-
-
-def _screen(t: Target, gen) -> InputVerdict | None:
-    """A pass along SCREEN_DIRECTIONS random directions when every one agrees to within half
-    of the smallest element's allowance (plus the finite difference's own error, as element
-    by element); None (look element by element) otherwise. Saves the elementwise sweep on
-    correct gradients, where float64 finite differences agree far closer than any allowance,
-    at the power of the elementwise sweep: an error on one element moves <g, u> by at least
-    its size, so any that element by element would catch makes the screen doubt, and errors
-    on several elements pass only if their weighted sum cancels to within that half.
-
-    The first direction has random signs; the second the same random sizes, all positive:
-    the commonest error on many elements, one constant added to every element (a backward
-    that forgets to subtract a mean), cannot cancel along it (tests/test_finite_diff.py).
-    Each reading takes one step, and the Richardson pair only where that one disagrees."""
-    budget = t.element_budget
-    bar, worst = float(budget.min()), float(budget.max())
-    rounding = fd_rounding(t.xs[t.pos].dtype) * t.magnitude
-    cap = DIRECTION_STEP_SAFETY * FD_SAFETY * rounding / max(bar, 1e-300)
-    worst_gap = worst_rel = spread = 0.0
-    for k in range(SCREEN_DIRECTIONS):
-        u = signs(t.cand.numel(), gen)
-        u = t.movable(u if k % 2 == 0 else u.abs_()).view(t.cand.shape).to(t.cand.device)
-        actual = float(torch.dot(t.cand.reshape(-1), u.reshape(-1)))
-        d = directional(t.phi, t.xs, t.pos, u, t.radius, cap=cap, accept=lambda d1, err, a=actual:
-                        abs(a - d1) <= (bar + FD_SAFETY * err) / 2)
-        gap = abs(actual - d.value)
-        if not (math.isfinite(gap) and gap <= (bar + FD_SAFETY * d.error) / 2):
-            return None
-        worst_gap = max(worst_gap, gap)
-        worst_rel = max(worst_rel, gap / max(abs(d.value), 1e-300))
-        spread = max(spread, FD_SAFETY * d.error + gap)
-    return InputVerdict(t.label, None, worst_gap, worst_rel, detects=worst + spread,
-                        directions=SCREEN_DIRECTIONS)
 
 
 def _directional_verdict(t: Target, sweep: Sweep, gen) -> InputVerdict:
@@ -372,20 +306,26 @@ def compare_with_fd(
     read again."""
     xs = ex.reference_inputs() if xs is None else xs
     phi = _center_kept(phi, xs)
+    targets = [Target(phi, xs, pos, ex.labels[pos], candidates[k].detach().double(), tol,
+                      ex.safe_radius[pos], None if noise is None else noise[k])
+               for k, pos in enumerate(ex.wrt)]
+    if settled is None and len(targets) > 1 and all(
+            0 < t.cand.numel() <= sweep.elementwise_max and bool(torch.isfinite(t.cand).all())
+            for t in targets) and (joint := joint_screen(targets, gen)):
+        return joint
     verdicts = []
-    for k, pos in enumerate(ex.wrt):
+    for k, t in enumerate(targets):
+        pos = t.pos
         if settled is not None and settled[k].mismatch is None:
             verdicts.append(settled[k])
             continue
         failed = sum(v.mismatch is not None for v in verdicts)
         confirm_max = sweep.confirm_max if failed < CONFIRM_INPUTS else 1
-        t = Target(phi, xs, pos, ex.labels[pos], candidates[k].detach().double(), tol,
-                    ex.safe_radius[pos], None if noise is None else noise[k])
         if t.cand.numel() == 0:
             verdicts.append(InputVerdict(t.label, None, 0.0, 0.0, detects=0.0))
         elif not bool(torch.isfinite(t.cand).all()):
             verdicts.append(_nonfinite_verdict(t, sweep))
-        elif t.cand.numel() > SCREEN_MIN and (screened := _screen(t, gen)):
+        elif t.cand.numel() > SCREEN_MIN and (screened := screen(t, gen)):
             verdicts.append(screened)
         elif t.cand.numel() <= sweep.elementwise_max:
             strict = allowance(t.cand, tol, noise=t.noise).flatten() / 2

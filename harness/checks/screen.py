@@ -1,0 +1,106 @@
+"""Screens: a few readings along random directions that stand for the element-by-element
+comparison where the gradient is right, at its power.
+
+An error on one element moves <g, u> by at least its size (every component of u is at least
+1 in size), so a reading held to half of the smallest element's allowance doubts wherever
+element by element would fail; errors on several elements pass only if their weighted sum
+cancels to within that half. Float64 finite differences agree with a correct gradient far
+closer than any allowance, so the screen passes there, and any doubt goes element by element.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from harness.checks.probes import Target, signs
+from harness.checks.verdict import InputVerdict
+from harness.numerical import directional, step_size
+from harness.tolerances import DIRECTION_STEP_SAFETY, FD_SAFETY, fd_rounding
+
+SCREEN_DIRECTIONS = 2
+"""Readings a screen takes (2 forward calls each). The first has random signs; the second
+the same random sizes, all positive: the commonest error on many elements, one constant added
+to every element (a backward that forgets to subtract a mean), cannot cancel along it
+(tests/test_finite_diff.py)."""
+SCREEN_MIN = 2
+"""Inputs with more elements than this, checked element by element, are screened first:
+2 readings a direction, where element by element takes 2 an element."""
+
+
+def _direction(t: Target, gen: torch.Generator, k: int) -> torch.Tensor:
+    u = signs(t.cand.numel(), gen)
+    return t.movable(u if k % 2 == 0 else u.abs_()).view(t.cand.shape).to(t.cand.device)
+
+
+def screen(t: Target, gen: torch.Generator) -> InputVerdict | None:
+    """One input's screen: a pass, or None (look element by element). Each reading takes
+    one step, and the Richardson pair only where that one disagrees."""
+    budget = t.element_budget
+    bar, worst = float(budget.min()), float(budget.max())
+    rounding = fd_rounding(t.xs[t.pos].dtype) * t.magnitude
+    cap = DIRECTION_STEP_SAFETY * FD_SAFETY * rounding / max(bar, 1e-300)
+    worst_gap = worst_rel = spread = 0.0
+    for k in range(SCREEN_DIRECTIONS):
+        u = _direction(t, gen, k)
+        actual = float(torch.dot(t.cand.reshape(-1), u.reshape(-1)))
+        d = directional(t.phi, t.xs, t.pos, u, t.radius, cap=cap, accept=lambda d1, err, a=actual:
+                        abs(a - d1) <= (bar + FD_SAFETY * err) / 2)
+        gap = abs(actual - d.value)
+        if not (math.isfinite(gap) and gap <= (bar + FD_SAFETY * d.error) / 2):
+            return None
+        worst_gap = max(worst_gap, gap)
+        worst_rel = max(worst_rel, gap / max(abs(d.value), 1e-300))
+        spread = max(spread, FD_SAFETY * d.error + gap)
+    return InputVerdict(t.label, None, worst_gap, worst_rel, detects=worst + spread,
+                        directions=SCREEN_DIRECTIONS)
+
+
+def joint_screen(targets: list[Target], gen: torch.Generator) -> list[InputVerdict] | None:
+    """Every input's screen from the same readings: all inputs move at once, input k by
+    t * h_k * u_k, so d/dt phi = sum_k h_k <g_k, u_k>, held to half of the smallest
+    h_k x element allowance over all inputs (each input's own step h_k). An error on one
+    element of input k moves the reading by at least h_k times its size: each input keeps
+    its own screen's power, for 4 forward calls in all instead of 4 an input. None (screen
+    input by input) at any doubt, or where a step leaves the function's domain."""
+    phi, xs = targets[0].phi, targets[0].xs
+    rounding = max(fd_rounding(xs[t.pos].dtype) for t in targets)
+    worst = [float(t.element_budget.max()) for t in targets]
+    floors = [float(t.element_budget.min()) for t in targets]
+    spread = [0.0] * len(targets)
+    worst_gap = [0.0] * len(targets)
+    worst_rel = 0.0
+    for k in range(SCREEN_DIRECTIONS):
+        moves, actual, bar = [], 0.0, math.inf
+        for t, floor in zip(targets, floors):
+            u = _direction(t, gen, k)
+            h = step_size(xs[t.pos], u, t.radius)
+            moves.append((t.pos, u, h))
+            actual += h * float(torch.dot(t.cand.reshape(-1), u.reshape(-1)))
+            bar = min(bar, h * floor)
+
+        def at(step: float, moves=moves):
+            moved = list(xs)
+            for pos, u, h in moves:
+                x = xs[pos]
+                moved[pos] = torch.add(x.double(), u, alpha=step * h).to(x.dtype)
+            return phi(tuple(moved))
+
+        (f1, m1), (f2, m2) = at(1.0), at(-1.0)
+        value, error = (f1 - f2) / 2, rounding * max(m1, m2)
+        if math.isfinite(value) and abs(actual - value) > (bar + FD_SAFETY * error) / 2:
+            (f3, m3), (f4, m4) = at(2.0), at(-2.0)
+            d2 = (f3 - f4) / 4
+            error = abs(value - d2) + rounding * max(m1, m2, m3, m4)
+            value = value + (value - d2) / 3
+        gap = abs(actual - value)
+        if not (math.isfinite(gap) and gap <= (bar + FD_SAFETY * error) / 2):
+            return None
+        worst_rel = max(worst_rel, gap / max(abs(value), 1e-300))
+        for i, (_, _, h) in enumerate(moves):
+            spread[i] = max(spread[i], (FD_SAFETY * error + gap) / h)
+            worst_gap[i] = max(worst_gap[i], gap / h)
+    return [InputVerdict(t.label, None, g, worst_rel, detects=w + s,
+                         directions=SCREEN_DIRECTIONS)
+            for t, g, w, s in zip(targets, worst_gap, worst, spread)]

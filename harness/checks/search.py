@@ -173,9 +173,10 @@ def _searched_note(seen, tried: int, count: int, ex, run_settings, out_of_time: 
 
 
 def _example(case, drawn: Drawn, dtype, device, seed: int):
-    """The example of one searched input, its cotangent drawn from the input's seed."""
+    """The example of one searched input, its cotangent drawn from the input's seed; its
+    forward is kept for the check (inputs.build_example)."""
     gen = torch.Generator().manual_seed(drawn.seed)
-    return build_example(case, drawn.tensors, dtype, device, seed, gen)
+    return build_example(case, drawn.tensors, dtype, device, seed, gen, keep_forward=True)
 
 
 def _confirmed(target: Check, case, dtype, device, run_settings, failures):

@@ -503,3 +503,43 @@ def test_several_inputs_are_screened_together_each_at_its_own_power(wrong):
         (record,) = check_gradients(bad, a, b, checks=("fd",), seed=seed).records
         assert record.status == "fail" and record.input == f"input {wrong}", \
             (seed, record.message)
+
+
+def _tanh_x_off(at: int, error: float):
+    """tanh(x) * x with `error` added to element `at` of its gradient."""
+    class Off(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.tanh(x) * x
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            t = torch.tanh(x)
+            gx = (g * ((1 - t * t) * x + t)).clone()
+            gx.view(-1)[at] += error
+            return gx
+
+    return Off.apply
+
+
+@pytest.mark.parametrize("shape", [(1,), (5,), (16,), (8, 8), (300,)],
+                         ids=["one", "screened-5", "screened-16", "screened-64", "directions"])
+def test_a_pass_catches_what_it_says_it_would(shape):
+    """A pass's `detects` (any single element off by more than it would have been caught):
+    an error of twice that on one element, first, middle or last, fails at every seed. Twice,
+    not just above: a disagreement re-measured at smaller steps stands unless a sharp reading
+    there agrees, so errors up to twice an allowance can be read as finite-difference error.
+    The 300-element input is screened along 2 directions and compared along 3 after a doubt:
+    its screen claims the power of those 3, not of an element."""
+    for seed in range(10):
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(seed),
+                        dtype=torch.float64, requires_grad=True)
+        (right,) = check_gradients(_tanh_x_off(0, 0.0), x, checks=("fd",), seed=seed,
+                                   name="tanh-x").records
+        assert right.status == "pass", right.message
+        for at in {0, x.numel() // 2, x.numel() - 1}:
+            (wrong,) = check_gradients(_tanh_x_off(at, 2 * right.detects), x, checks=("fd",),
+                                       seed=seed, name="tanh-x").records
+            assert wrong.status == "fail", (seed, at, right.detects, wrong.message)

@@ -325,7 +325,8 @@ def compare_with_fd(
             verdicts.append(InputVerdict(t.label, None, 0.0, 0.0, detects=0.0))
         elif not bool(torch.isfinite(t.cand).all()):
             verdicts.append(_nonfinite_verdict(t, sweep))
-        elif t.cand.numel() > SCREEN_MIN and (screened := screen(t, gen)):
+        elif t.cand.numel() > SCREEN_MIN and (screened := screen(
+                t, gen, strict=t.cand.numel() <= sweep.elementwise_max)):
             verdicts.append(screened)
         elif t.cand.numel() <= sweep.elementwise_max:
             strict = allowance(t.cand, tol, noise=t.noise).flatten() / 2

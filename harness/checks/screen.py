@@ -34,9 +34,17 @@ def _direction(t: Target, gen: torch.Generator, k: int) -> torch.Tensor:
     return t.movable(u if k % 2 == 0 else u.abs_()).view(t.cand.shape).to(t.cand.device)
 
 
-def screen(t: Target, gen: torch.Generator) -> InputVerdict | None:
-    """One input's screen: a pass, or None (look element by element). Each reading takes
-    one step, and the Richardson pair only where that one disagrees."""
+def screen(t: Target, gen: torch.Generator, strict: bool = True) -> InputVerdict | None:
+    """One input's screen: a pass, or None (look properly). Each reading takes one step,
+    and the Richardson pair only where that one disagrees.
+
+    `strict` where a doubt goes element by element: held to half of the smallest element's
+    allowance, a pass has the elementwise power. Otherwise (an input compared along random
+    directions, too large to go element by element) each direction is held to half of its
+    own allowance, as the directions read after a doubt are: a pass claims no more than they
+    would have caught."""
+    if not strict:
+        return _along_allowance(t, gen)
     budget = t.element_budget
     bar, worst = float(budget.min()), float(budget.max())
     rounding = fd_rounding(t.xs[t.pos].dtype) * t.magnitude
@@ -54,6 +62,26 @@ def screen(t: Target, gen: torch.Generator) -> InputVerdict | None:
         worst_rel = max(worst_rel, gap / max(abs(d.value), 1e-300))
         spread = max(spread, FD_SAFETY * d.error + gap)
     return InputVerdict(t.label, None, worst_gap, worst_rel, detects=worst + spread,
+                        directions=SCREEN_DIRECTIONS)
+
+
+def _along_allowance(t: Target, gen: torch.Generator) -> InputVerdict | None:
+    """The screen of a large input: every direction agrees with half its allowance (the
+    directional tolerance summed over its elements, the finite difference's error included)
+    to spare; its power is that allowance plus the gap, as a direction read after a doubt
+    would have it."""
+    worst_abs = worst_rel = 0.0
+    detects = 0.0
+    for k in range(SCREEN_DIRECTIONS):
+        probe = t._probe(_direction(t, gen, k), 1.0)
+        d, actual, allowed = probe
+        gap = abs(actual - d.value)
+        if not (math.isfinite(gap) and gap <= allowed / 2):
+            return None
+        worst_abs = max(worst_abs, gap)
+        worst_rel = max(worst_rel, gap / max(abs(d.value), 1e-300))
+        detects = max(detects, probe.detects)
+    return InputVerdict(t.label, None, worst_abs, worst_rel, detects=detects,
                         directions=SCREEN_DIRECTIONS)
 
 

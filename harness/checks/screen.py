@@ -29,6 +29,17 @@ SCREEN_MIN = 2
 2 readings a direction, where element by element takes 2 an element."""
 
 
+def _stands(gap: float, bar: float, error: float, rounding: float) -> bool:
+    """Whether one reading passes a screen held to `bar`: it agrees to within half of `bar`
+    plus the finite difference's error, and that error is either small beside `bar` or its
+    assumed rounding alone (a gradient of zeros, floor or a cast, whose every element would
+    pass on that rounding too). An error grown by the Richardson pair's disagreement (a step
+    across a kink) never stands in for `bar`: that input is looked at properly."""
+    fd_part = FD_SAFETY * error
+    return math.isfinite(gap) and gap <= (bar + fd_part) / 2 and (
+        fd_part <= bar or error <= 2 * rounding)
+
+
 def _direction(t: Target, gen: torch.Generator, k: int) -> torch.Tensor:
     u = signs(t.cand.numel(), gen)
     return t.movable(u if k % 2 == 0 else u.abs_()).view(t.cand.shape).to(t.cand.device)
@@ -56,7 +67,7 @@ def screen(t: Target, gen: torch.Generator, strict: bool = True) -> InputVerdict
         d = directional(t.phi, t.xs, t.pos, u, t.radius, cap=cap, accept=lambda d1, err, a=actual:
                         abs(a - d1) <= (bar + FD_SAFETY * err) / 2)
         gap = abs(actual - d.value)
-        if not (math.isfinite(gap) and gap <= (bar + FD_SAFETY * d.error) / 2):
+        if not _stands(gap, bar, d.error, d.rounding):
             return None
         worst_gap = max(worst_gap, gap)
         worst_rel = max(worst_rel, gap / max(abs(d.value), 1e-300))
@@ -68,19 +79,20 @@ def screen(t: Target, gen: torch.Generator, strict: bool = True) -> InputVerdict
 def _along_allowance(t: Target, gen: torch.Generator) -> InputVerdict | None:
     """The screen of a large input: every direction agrees with half its allowance (the
     directional tolerance summed over its elements, the finite difference's error included)
-    to spare; its power is that allowance plus the gap, as a direction read after a doubt
+    to spare; its power is that allowance plus the gap, the smallest over the directions (an
+    error on one element moves every one of them), as the directions read after a doubt
     would have it."""
     worst_abs = worst_rel = 0.0
-    detects = 0.0
+    detects = math.inf
     for k in range(SCREEN_DIRECTIONS):
         probe = t._probe(_direction(t, gen, k), 1.0)
         d, actual, allowed = probe
         gap = abs(actual - d.value)
-        if not (math.isfinite(gap) and gap <= allowed / 2):
+        if not _stands(gap, allowed - FD_SAFETY * d.error, d.error, d.rounding):
             return None
         worst_abs = max(worst_abs, gap)
         worst_rel = max(worst_rel, gap / max(abs(d.value), 1e-300))
-        detects = max(detects, probe.detects)
+        detects = min(detects, probe.detects)
     return InputVerdict(t.label, None, worst_abs, worst_rel, detects=detects,
                         directions=SCREEN_DIRECTIONS)
 
@@ -117,13 +129,15 @@ def joint_screen(targets: list[Target], gen: torch.Generator) -> list[InputVerdi
 
         (f1, m1), (f2, m2) = at(1.0), at(-1.0)
         value, error = (f1 - f2) / 2, rounding * max(m1, m2)
+        assumed = error
         if math.isfinite(value) and abs(actual - value) > (bar + FD_SAFETY * error) / 2:
             (f3, m3), (f4, m4) = at(2.0), at(-2.0)
             d2 = (f3 - f4) / 4
-            error = abs(value - d2) + rounding * max(m1, m2, m3, m4)
+            assumed = rounding * max(m1, m2, m3, m4)
+            error = abs(value - d2) + assumed
             value = value + (value - d2) / 3
         gap = abs(actual - value)
-        if not (math.isfinite(gap) and gap <= (bar + FD_SAFETY * error) / 2):
+        if not _stands(gap, bar, error, assumed):
             return None
         worst_rel = max(worst_rel, gap / max(abs(value), 1e-300))
         for i, (_, _, h) in enumerate(moves):

@@ -98,30 +98,35 @@ def scalarized(terms: list[torch.Tensor]) -> tuple[float, float]:
     return value, abs(value) + float(sum(t.square().sum() for t in terms)) ** 0.5
 
 
-def _dotted(out: torch.Tensor, v: torch.Tensor, v2: torch.Tensor) -> tuple[float, float]:
-    """scalarized([out * v]) for a real strided output, as two dot products (v2 = v * v):
-    one forward reading's whole cost beside the operator is a few microseconds."""
-    flat = out.double().reshape(-1)
-    value = float(torch.dot(flat, v))
-    return value, abs(value) + float(torch.dot(flat * flat, v2)) ** 0.5
+def _scalarizer(cotangents):
+    """outs -> scalarized <v, outs>. One real strided output, the usual case, is read as two
+    dot products against the cotangent flattened once: a reading's whole cost beside the
+    operator is then a few microseconds."""
+    flat = [v.double().reshape(-1) for v in cotangents]
+    squares = [f * f for f in flat]
+
+    def of(outs) -> tuple[float, float]:
+        if len(outs) == 1 and outs[0].layout == torch.strided and not outs[0].is_complex():
+            out = outs[0].double().reshape(-1)
+            value = float(torch.dot(out, flat[0]))
+            return value, abs(value) + float(torch.dot(out * out, squares[0])) ** 0.5
+        return scalarized([o.double() * v.double() for o, v in zip(outs, cotangents)])
+
+    return of
 
 
 def phi_of(ex: Example, cotangents=None):
     """xs -> scalarized <v, fn(xs)>: what finite differences perturb."""
     cotangents = ex.cotangents if cotangents is None else cotangents
-    flat = [v.double().reshape(-1) for v in cotangents]
-    squares = [f * f for f in flat]
     shapes = [v.shape for v in cotangents]
+    scalarize = _scalarizer(cotangents)
 
     def phi(xs):
         with torch.no_grad():
             outs = as_outputs(ex.fn(*xs), ex.case.name)
             if len(outs) != len(shapes) or any(o.shape != s for o, s in zip(outs, shapes)):
                 raise CaseError(_shape_changed(ex, outs, cotangents))
-            if len(outs) == 1 and outs[0].layout == torch.strided and not outs[0].is_complex():
-                return _dotted(outs[0], flat[0], squares[0])
-            terms = [o.double() * v.double() for o, v in zip(outs, cotangents)]
-            return scalarized(terms)
+            return scalarize(outs)
 
     return phi
 
@@ -137,11 +142,9 @@ def _shape_changed(ex: Example, outs, cotangents) -> str:
 def phi_at_inputs(ex: Example) -> tuple[float, float] | None:
     """phi_of(ex) at the example's reference inputs, from the forward its build kept
     (inputs.build_example, harness.memo): one forward call fewer per finite-difference
-    pass. None where none was kept (or the outputs are complex or sparse)."""
+    pass. None where none was kept."""
     outs = memo.recall(ex, "outputs")
-    if outs is None or any(o.is_complex() or o.layout != torch.strided for o in outs):
-        return None
-    return scalarized([o.double() * v.double() for o, v in zip(outs, ex.cotangents)])
+    return None if outs is None else _scalarizer(ex.cotangents)(outs)
 
 
 MEASURED_NOISE_DRAWS = 1

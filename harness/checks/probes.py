@@ -186,6 +186,11 @@ class Target:
             out.append(budget)
         return out[0], out[1]
 
+    @functools.cached_property
+    def finite(self) -> bool:
+        """Whether every element of the candidate gradient is finite."""
+        return bool(torch.isfinite(self.cand).all())
+
     @property
     def element_budget(self) -> torch.Tensor:
         """Each element's allowance, as an element-by-element comparison gives it."""

@@ -310,8 +310,8 @@ def compare_with_fd(
                       ex.safe_radius[pos], None if noise is None else noise[k])
                for k, pos in enumerate(ex.wrt)]
     if settled is None and len(targets) > 1 and all(
-            0 < t.cand.numel() <= sweep.elementwise_max and bool(torch.isfinite(t.cand).all())
-            for t in targets) and (joint := joint_screen(targets, gen)):
+            0 < t.cand.numel() <= sweep.elementwise_max and t.finite for t in targets
+    ) and (joint := joint_screen(targets, gen)):
         return joint
     verdicts = []
     for k, t in enumerate(targets):
@@ -323,7 +323,7 @@ def compare_with_fd(
         confirm_max = sweep.confirm_max if failed < CONFIRM_INPUTS else 1
         if t.cand.numel() == 0:
             verdicts.append(InputVerdict(t.label, None, 0.0, 0.0, detects=0.0))
-        elif not bool(torch.isfinite(t.cand).all()):
+        elif not t.finite:
             verdicts.append(_nonfinite_verdict(t, sweep))
         elif t.cand.numel() > SCREEN_MIN and (screened := screen(
                 t, gen, strict=t.cand.numel() <= sweep.elementwise_max)):

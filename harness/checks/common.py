@@ -107,7 +107,8 @@ def _scalarizer(cotangents):
 
     def of(outs) -> tuple[float, float]:
         if len(outs) == 1 and outs[0].layout == torch.strided and not outs[0].is_complex():
-            out = outs[0].double().reshape(-1)
+            out = outs[0].reshape(-1)
+            out = out if out.dtype == torch.float64 else out.double()
             value = float(torch.dot(out, flat[0]))
             return value, abs(value) + float(torch.dot(out * out, squares[0])) ** 0.5
         return scalarized([o.double() * v.double() for o, v in zip(outs, cotangents)])

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import torch
 
 from harness.diagnose.mismatch import format_index, kink_phrase
-from harness.numerical import Derivative, ScalarFn, directional, one_sided
+from harness.numerical import Derivative, ScalarFn, all_finite, directional, max_abs, one_sided
 from harness.tolerances import (
     DIRECTION_SIGMAS,
     DIRECTION_STEP_SAFETY,
@@ -61,10 +61,18 @@ def signs(n: int, gen: torch.Generator) -> torch.Tensor:
     at least 1 in size, so no element hides an error behind a small weight (as a Gaussian
     direction's can), and errors of one size on several elements cannot cancel exactly (as
     along plain +-1, where an error constant on 2 elements, e.g. a sparsemax backward that
-    forgets the support's mean, cancels with probability 1/2 per direction)."""
+    forgets the support's mean, cancels with probability 1/2 per direction). One uniform
+    draw w in [-1, 1) per component gives both: its sign, and the size low + (high-low)|w|."""
     low, high = SIGN_WEIGHTS
-    u = torch.randint(0, 2, (n,), generator=gen, dtype=torch.float64).mul_(2).sub_(1)
-    return u.mul_(torch.rand(n, generator=gen, dtype=torch.float64).mul_(high - low).add_(low))
+    w = torch.rand(n, generator=gen, dtype=torch.float64).mul_(2).sub_(1)
+    sign = torch.where(w < 0, -low, low)
+    return w.mul_(high - low).add_(sign)
+
+
+def sizes(n: int, gen: torch.Generator) -> torch.Tensor:
+    """n positive weights of random size in SIGN_WEIGHTS (see signs)."""
+    low, high = SIGN_WEIGHTS
+    return torch.rand(n, generator=gen, dtype=torch.float64).mul_(high - low).add_(low)
 
 
 @dataclass(frozen=True)
@@ -164,8 +172,7 @@ class Target:
     def _budget(self, u: torch.Tensor) -> tuple[float, float | None]:
         """(allowance before the finite difference's own error, step cap) along u."""
         moved = int(torch.count_nonzero(u))
-        per_element = self._per_element[moved > 1]
-        spread = (per_element * u).abs_()  # = per_element * |u|: the budgets are >= 0
+        spread = torch.mul(self._per_element(moved > 1), u).abs_()  # budgets are >= 0
         linear, quadrature = float(spread.sum()), float(spread.norm())
         base = min(linear, DIRECTION_SIGMAS * quadrature)
         if moved <= 1:
@@ -173,28 +180,31 @@ class Target:
         rounding = fd_rounding(self.xs[self.pos].dtype) * self.magnitude
         return base, DIRECTION_STEP_SAFETY * FD_SAFETY * rounding / max(base, 1e-300)
 
+    def _per_element(self, across: bool) -> torch.Tensor:
+        """Each element's budget for an element probe, or (`across`) a direction over many."""
+        return self._direction_budget if across else self.element_budget
+
+    def _budget_of(self, tol: Tolerance) -> torch.Tensor:
+        largest = max_abs(self.cand)
+        # in place on one fresh |cand|: inputs can be 10^7 elements
+        budget = self.cand.abs().mul_(tol.rtol).add_(tol.atol * largest + tol.floor)
+        if self.noise is not None:
+            budget.add_(NOISE_SAFETY * self.noise)
+        return budget
+
     @functools.cached_property
-    def _per_element(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each element's budget for (an element probe, a direction over many elements)."""
-        c = self.cand.abs()
-        largest = float(c.max()) if c.numel() else 0.0
-        out = []
-        for tol in (self.tol, self.tol.directional):  # in place: inputs can be 10^7 elements
-            budget = c.mul(tol.rtol).add_(tol.atol * largest).add_(tol.floor)
-            if self.noise is not None:
-                budget.add_(NOISE_SAFETY * self.noise)
-            out.append(budget)
-        return out[0], out[1]
+    def element_budget(self) -> torch.Tensor:
+        """Each element's allowance, as an element-by-element comparison gives it."""
+        return self._budget_of(self.tol)
+
+    @functools.cached_property
+    def _direction_budget(self) -> torch.Tensor:
+        return self._budget_of(self.tol.directional)
 
     @functools.cached_property
     def finite(self) -> bool:
         """Whether every element of the candidate gradient is finite."""
-        return bool(torch.isfinite(self.cand).all())
-
-    @property
-    def element_budget(self) -> torch.Tensor:
-        """Each element's allowance, as an element-by-element comparison gives it."""
-        return self._per_element[0]
+        return all_finite(self.cand)
 
     @functools.cached_property
     def magnitude(self) -> float:
@@ -221,8 +231,8 @@ class Target:
 
     @functools.cached_property
     def _movable(self) -> torch.Tensor | None:
-        finite = torch.isfinite(self.xs[self.pos])
-        return None if bool(finite.all()) else finite.flatten().double().cpu()
+        x = self.xs[self.pos]
+        return None if all_finite(x) else torch.isfinite(x).flatten().double().cpu()
 
     def movable(self, u: torch.Tensor) -> torch.Tensor:
         """`u` with 0 at -inf/inf/NaN entries of the input (a masked softmax's -inf): a step

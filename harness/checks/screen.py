@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from harness.checks.probes import Target, signs
+from harness.checks.probes import Target, signs, sizes
 from harness.checks.verdict import InputVerdict
 from harness.numerical import directional, step_size
 from harness.tolerances import DIRECTION_STEP_SAFETY, FD_SAFETY, fd_rounding
@@ -41,8 +41,9 @@ def _stands(gap: float, bar: float, error: float, rounding: float) -> bool:
 
 
 def _direction(t: Target, gen: torch.Generator, k: int) -> torch.Tensor:
-    u = signs(t.cand.numel(), gen)
-    return t.movable(u if k % 2 == 0 else u.abs_()).view(t.cand.shape).to(t.cand.device)
+    u = (signs if k % 2 == 0 else sizes)(t.cand.numel(), gen)
+    u = t.movable(u).view(t.cand.shape)
+    return u if t.cand.device.type == "cpu" else u.to(t.cand.device)
 
 
 def screen(t: Target, gen: torch.Generator, strict: bool = True) -> InputVerdict | None:
@@ -65,7 +66,9 @@ def screen(t: Target, gen: torch.Generator, strict: bool = True) -> InputVerdict
         u = _direction(t, gen, k)
         actual = float(torch.dot(t.cand.reshape(-1), u.reshape(-1)))
         d = directional(t.phi, t.xs, t.pos, u, t.radius, cap=cap, accept=lambda d1, err, a=actual:
-                        abs(a - d1) <= (bar + FD_SAFETY * err) / 2)
+                        abs(a - d1) <= (bar + FD_SAFETY * err) / 2,
+                        refine=lambda d, a=actual: not _stands(abs(a - d.value), bar, d.error,
+                                                                d.rounding))
         gap = abs(actual - d.value)
         if not _stands(gap, bar, d.error, d.rounding):
             return None
@@ -132,10 +135,15 @@ def joint_screen(targets: list[Target], gen: torch.Generator) -> list[InputVerdi
         assumed = error
         if math.isfinite(value) and abs(actual - value) > (bar + FD_SAFETY * error) / 2:
             (f3, m3), (f4, m4) = at(2.0), at(-2.0)
-            d2 = (f3 - f4) / 4
+            d1, d2 = value, (f3 - f4) / 4
             assumed = rounding * max(m1, m2, m3, m4)
-            error = abs(value - d2) + assumed
-            value = value + (value - d2) / 3
+            error = abs(d1 - d2) + assumed
+            value = d1 + (d1 - d2) / 3
+            if math.isfinite(value) and not _stands(abs(actual - value), bar, error, assumed):
+                (f5, m5), (f6, m6) = at(0.5), at(-0.5)  # Romberg, as numerical.directional
+                finer = (f5 - f6) + ((f5 - f6) - d1) / 3
+                assumed = 2 * rounding * max(m1, m2, m3, m4, m5, m6)
+                error, value = abs(finer - value) + assumed, finer
         gap = abs(actual - value)
         if not _stands(gap, bar, error, assumed):
             return None

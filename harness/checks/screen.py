@@ -40,6 +40,14 @@ def _stands(gap: float, bar: float, error: float, rounding: float) -> bool:
         fd_part <= bar or error <= 2 * rounding)
 
 
+def _unsure(gap: float, bar: float, error: float, rounding: float) -> bool:
+    """Whether a reading that does not stand would, were its finite-difference error
+    smaller: the gap is within that error, which is more than its rounding (truncation, or
+    a kink). Worth a reading at a finer step; a gap beyond the error is not."""
+    return (not _stands(gap, bar, error, rounding)
+            and math.isfinite(gap) and gap <= (bar + FD_SAFETY * error) / 2)
+
+
 def _direction(t: Target, gen: torch.Generator, k: int) -> torch.Tensor:
     u = (signs if k % 2 == 0 else sizes)(t.cand.numel(), gen)
     u = t.movable(u).view(t.cand.shape)
@@ -67,8 +75,8 @@ def screen(t: Target, gen: torch.Generator, strict: bool = True) -> InputVerdict
         actual = float(torch.dot(t.cand.reshape(-1), u.reshape(-1)))
         d = directional(t.phi, t.xs, t.pos, u, t.radius, cap=cap, accept=lambda d1, err, a=actual:
                         abs(a - d1) <= (bar + FD_SAFETY * err) / 2,
-                        refine=lambda d, a=actual: not _stands(abs(a - d.value), bar, d.error,
-                                                                d.rounding))
+                        refine=lambda d, a=actual: _unsure(abs(a - d.value), bar, d.error,
+                                                           d.rounding))
         gap = abs(actual - d.value)
         if not _stands(gap, bar, d.error, d.rounding):
             return None
@@ -139,7 +147,7 @@ def joint_screen(targets: list[Target], gen: torch.Generator) -> list[InputVerdi
             assumed = rounding * max(m1, m2, m3, m4)
             error = abs(d1 - d2) + assumed
             value = d1 + (d1 - d2) / 3
-            if math.isfinite(value) and not _stands(abs(actual - value), bar, error, assumed):
+            if _unsure(abs(actual - value), bar, error, assumed):
                 (f5, m5), (f6, m6) = at(0.5), at(-0.5)  # Romberg, as numerical.directional
                 finer = (f5 - f6) + ((f5 - f6) - d1) / 3
                 assumed = 2 * rounding * max(m1, m2, m3, m4, m5, m6)

@@ -137,11 +137,14 @@ def step_size(x: torch.Tensor, u: torch.Tensor, radius: torch.Tensor | None,
 def _along(phi: ScalarFn, xs, position: int, u: torch.Tensor):
     """t -> phi(xs with xs[position] + t*u)."""
     x = xs[position]
-    wide = x.dtype == u.dtype == torch.float64
+    # float64: every reading writes x + t*u into one tensor (one pass, no allocation: inputs
+    # can be 10^7 elements); fn reads it and phi returns numbers before the next reading
+    room = torch.empty_like(x) if x.dtype == u.dtype == torch.float64 and not (
+        x.requires_grad and torch.is_grad_enabled()) else None
 
     def at(t: float) -> tuple[float, float]:
         moved = list(xs)
-        moved[position] = (torch.add(x, u, alpha=t) if wide  # x + t*u, one pass
+        moved[position] = (torch.add(x, u, alpha=t, out=room) if room is not None
                            else torch.add(x.double(), u, alpha=t).to(x.dtype))
         return phi(tuple(moved))
 

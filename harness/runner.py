@@ -74,11 +74,13 @@ def items_for(
             raise ValueError(f"unknown check {name!r}; known: {', '.join(CHECKS)}")
     dtypes = set(dtypes) if dtypes is not None else None
     devices = set(devices) if devices is not None else None
+    specs = [spec for spec in CHECKS.values() if wanted is None or spec.name in wanted]
     return [
         Item(case, spec.name, dtype, device)
         for case in cases
-        for spec in CHECKS.values()
-        if spec.applies_to == _kind(case) and _selected(case, spec, wanted)
+        for kind in (_kind(case),)
+        for spec in specs
+        if spec.applies_to == kind and _selected(case, spec, wanted)
         and (spec.needs_case is None or getattr(case, spec.needs_case, None) is not None
              or wanted is not None)  # named: a skip row that says what is missing
         for dtype, device in _dtypes_and_devices(case, spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import replace
@@ -22,6 +23,7 @@ def check_generator(ex: Example, check: str) -> torch.Generator:
     return torch.Generator().manual_seed(item_seed(ex.seed, f"{ex.case.name}|{check}", ex.dtype))
 
 
+@functools.lru_cache(maxsize=32)
 def _first_order_key(settings) -> tuple:
     return "first-order wrong", replace(settings, verdict_only=False, report_dir=None)
 

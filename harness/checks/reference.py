@@ -13,6 +13,7 @@ the direction's allowance plus its gap, the smallest over the directions drawn.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -220,6 +221,11 @@ class _FirstDoubt:
         return True
 
 
+@functools.lru_cache(maxsize=32)
+def _quick(sweep: Sweep) -> Sweep:
+    return replace(sweep, quick=True)
+
+
 def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, tol,
                                         sweep: Sweep, make_gen, noise=None, on_doubt=None,
                                         at_inputs=None) -> list[InputVerdict]:
@@ -233,7 +239,7 @@ def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, 
     asked only when the quick pass failed, gives the sweep of the full pass, or None to keep
     the quick verdicts. `at_inputs`: phi at the example's inputs, where the caller has it
     (checks.common.phi_at_inputs)."""
-    quick = replace(sweep, quick=True)
+    quick = _quick(sweep)
     measure_noise = noise if callable(noise) else None
     noise = None if callable(noise) else noise
     xs = ex.reference_inputs()

@@ -62,20 +62,29 @@ def vjp(
 
 
 def second_order(
-    ex: Example, leaves: tuple[torch.Tensor, ...], weights: list[torch.Tensor]
-) -> tuple[list[torch.Tensor], bool]:
+    ex: Example, leaves: tuple[torch.Tensor, ...], weights: list[torch.Tensor],
+    outs=None, incoming: list[torch.Tensor] | None = None,
+) -> tuple[list[torch.Tensor], bool, list[torch.Tensor]]:
     """d/dx <w, vᵀJ(x)> by double backward (create_graph), one tensor per checked input.
 
     Also returns whether the first-order gradient was connected to the inputs at all; when it
     is not (once_differentiable, a detach in backward), the second derivative reads as zero.
+    `incoming`: the cotangents as leaves that require grad (where fn's output does), so the
+    same double backward gives d/dv <w, vᵀJ(x)> too, one tensor per output (third value;
+    empty without `incoming`); the graph is kept for readings along them (checks.cotangent).
+    `outs`: fn's outputs at `leaves`, with their graph, where the caller ran it.
     """
-    grads, _ = vjp(ex, leaves, create_graph=True)
+    grads, _ = vjp(ex, leaves, cotangents=incoming, create_graph=True, outs=outs)
     psi = sum((g * w.to(g.dtype)).sum() for g, w in zip(grads, weights))
     targets = [leaves[i] for i in ex.wrt]
+    over = [v for v in incoming or () if v.requires_grad]
     if not isinstance(psi, torch.Tensor) or not psi.requires_grad:
-        return [torch.zeros_like(t) for t in targets], False
-    second = torch.autograd.grad(psi, targets, allow_unused=True)
-    return [torch.zeros_like(t) if g is None else g for t, g in zip(targets, second)], True
+        return [torch.zeros_like(t) for t in targets], False, [torch.zeros_like(v) for v in over]
+    found = torch.autograd.grad(psi, [*targets, *over], allow_unused=True,
+                                retain_graph=bool(over))
+    connected = any(g is not None for g in found[:len(targets)])  # to x, not v alone
+    found = [torch.zeros_like(t) if g is None else g for t, g in zip([*targets, *over], found)]
+    return found[:len(targets)], connected, [g.detach() for g in found[len(targets):]]
 
 
 def carries_graph(ex: Example) -> bool:

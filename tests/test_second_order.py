@@ -140,3 +140,69 @@ def test_where_only_inputs_with_a_wrong_gradient_disagree_the_quick_readings_sta
     # differences of a gradient: two backward passes each, four where one disagrees) and its
     # rounding measurement
     assert sum(with_graph) <= 16, sum(with_graph)
+
+
+def _sin_backward(detach_incoming: bool):
+    class Sin(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.sin(x)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return (g.detach() if detach_incoming else g) * torch.cos(x)
+
+    return Sin.apply
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 40)], ids=["element-by-element", "directions"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_backward_that_detaches_its_incoming_gradient_fails_over_the_cotangent(shape, seed):
+    """Its first-order values and its derivative in x are right: only the derivative with
+    respect to grad_output (gradgradcheck's second Jacobian) is zero. Small outputs name the
+    element, large ones the directions; the correct backward passes at the same seeds."""
+    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed),
+                    requires_grad=True)
+    assert not torch.autograd.gradgradcheck(_sin_backward(True), (x,), raise_exception=False)
+    report = check_gradients(_sin_backward(True), x, checks=("fd", "second-order"), seed=seed)
+    fd, so = report.records
+    assert fd.status == "pass", fd.message
+    assert so.status == "fail" and so.input == "grad_output", so.message
+    assert "zero where the reference is not" in so.pattern
+    assert "does not follow the incoming gradient" in so.message
+    assert "agree: input 0" in so.message
+    if len(shape) == 1:
+        assert so.index != "" and "mismatched elements: 5 / 5" in so.message
+    else:
+        assert "random directions" in so.message
+    good = check_gradients(_sin_backward(False), x, checks=("second-order",), seed=seed)
+    (record,) = good.records
+    assert record.status == "pass", record.message
+    assert "grad_output: any single element off by more than" in record.message
+
+
+def test_a_wrong_second_derivative_over_the_cotangent_is_caught_where_its_size_says():
+    """A backward whose graph scales grad_output by 1.5 in its derivative only (its values
+    stay right): the cotangent's verdict fails at every seed and names the factor."""
+
+    class HalfTracked(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.sin(x)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            tracked = 1.5 * g - 0.5 * g.detach()  # value g, derivative in g 1.5
+            return tracked * torch.cos(x)
+
+    for seed in range(5):
+        x = torch.randn(7, dtype=torch.float64, generator=torch.Generator().manual_seed(seed),
+                        requires_grad=True)
+        (record,) = check_gradients(HalfTracked.apply, x, checks=("second-order",),
+                                    seed=seed).records
+        assert record.status == "fail" and record.input == "grad_output", record.message
+        assert "constant factor 1.5" in record.pattern

@@ -81,7 +81,7 @@ def _second_order(ex: Example, backend: str) -> tuple[list[str], str]:
     leaves = ex.leaves()
     weights = [torch.randn(leaves[i].shape, generator=gen, dtype=torch.float64).to(leaves[i])
                for i in ex.wrt]
-    eager, connected = second_order(ex, leaves, weights)
+    eager, connected, _ = second_order(ex, leaves, weights)
     if not connected:
         return [], ""
     leaves = ex.leaves()

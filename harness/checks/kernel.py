@@ -176,7 +176,7 @@ def check_reference_second_order(ex: Example, settings) -> Finding:
     xs = ex.reference_inputs()
     weights = [torch.randn(xs[i].shape, generator=gen, dtype=torch.float64).to(xs[i].device)
                for i in ex.wrt]
-    _, connected = second_order(ex, ex.leaves(), weights)
+    _, connected, _ = second_order(ex, ex.leaves(), weights)
     if not connected:
         return Finding(skip=transforms.KERNEL_NO_SECOND_ORDER)
     labels = [ex.labels[i] for i in ex.wrt]

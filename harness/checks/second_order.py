@@ -2,7 +2,9 @@
 
 psi(x) = <w, vᵀJ(x)> for random weights w; its gradient by create_graph double backward must
 match central differences of psi. A backward whose own derivative is wrong fails here even
-when its first-order values are right.
+when its first-order values are right. Where that agrees, the double backward's derivative
+with respect to the incoming gradient v is checked too (checks.cotangent): gradgradcheck
+differentiates the backward with respect to both.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from harness.checks.common import (
     rounding_noise,
     scalarized,
 )
+from harness.checks.cotangent import cotangent_verdicts, incoming_leaves
 from harness.checks.reference import Sweep, compare_measuring_rounding_on_doubt
 from harness.checks.spec import Check, Finding
 from harness.diagnose.mismatch import DISCONNECTED_BACKWARD
-from harness.inputs import Example
+from harness.inputs import Example, as_outputs
 from harness.tolerances import tolerance_for
 
 
@@ -33,8 +36,11 @@ def check_second_order(ex: Example, settings) -> Finding:
     gen = check_generator(ex, "second-order")
     weights = [torch.randn(ex.inputs[i].shape, generator=gen, dtype=torch.float64)
                .to(ex.device) for i in ex.wrt]
+    leaves = ex.leaves()
     try:
-        second, connected = second_order(ex, ex.leaves(), weights)
+        outs = as_outputs(ex.fn(*leaves), ex.case.name)
+        incoming = incoming_leaves(ex, outs)
+        second, connected, over_v = second_order(ex, leaves, weights, outs, incoming)
     except RuntimeError as exc:
         op = builtin_without_double_backward(exc)
         if op is None or ex.case.twice_differentiable:
@@ -42,7 +48,7 @@ def check_second_order(ex: Example, settings) -> Finding:
         return Finding(skip=f"not checked: torch has no double backward for {op}, a built-in "
                        "operator this code calls (torch's limit, not this code's)")
     noise = on_demand(lambda: rounding_noise(
-        ex, lambda leaves: second_order(ex, leaves, weights)[0], second))
+        ex, lambda at: second_order(ex, at, weights)[0], second))
 
     def psi(xs):
         leaves = tuple(x.detach().clone().requires_grad_(i in ex.wrt) if x.is_floating_point()
@@ -71,13 +77,30 @@ def check_second_order(ex: Example, settings) -> Finding:
     if failed and not connected and ex.case.twice_differentiable is None:
         return Finding(skip=f"not checked: {DISCONNECTED_BACKWARD}")
     hints = [] if connected else [DISCONNECTED_BACKWARD]
+    reference, checked = "finite differences of the gradient", "double backward"
+    if not failed and connected:
+        over_v = cotangent_verdicts(ex, outs, leaves, incoming, over_v, weights, tol,
+                                    check_generator(ex, "second-order|v"))
+        verdicts = [*verdicts, *over_v]
+        if any(v.mismatch for v in over_v):
+            reference, checked = REFERENCE_OVER_V, "double backward's d/d(grad_output)"
+            hints.append(IGNORES_INCOMING)
     if failed and first_order_wrong:
         hints.append(f"the first-order gradient of {', '.join(first_order_wrong)} is wrong "
                      "too (the fd row says where), so the second-order elements were not "
                      "located, and where only such inputs disagree their readings were not "
                      "re-measured: fix the first order, then this check names them")
-    return Finding(verdicts=verdicts, reference="finite differences of the gradient",
-                   checked="double backward", hints=hints)
+    return Finding(verdicts=verdicts, reference=reference, checked=checked, hints=hints)
+
+
+REFERENCE_OVER_V = "the first backward's values along it"
+IGNORES_INCOMING = (
+    "the double backward does not follow the incoming gradient (grad_output): the backward "
+    "detaches it or computes with it outside autograd (.detach(), .data, numpy, a no_grad "
+    "block), so whatever differentiates through this backward (a gradient penalty, a "
+    "Hessian-vector product, gradgradcheck) gets wrong values; compute the backward from "
+    "grad_output with differentiable torch ops, or mark it @once_differentiable so torch "
+    "raises instead")
 
 
 def _first_order_wrong(ex: Example, settings) -> list[str]:

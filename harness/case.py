@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from harness.tolerances import Tolerance
+from harness.tolerances import TOLERANCES, Tolerance, with_user_tolerance
 
 DEFAULT_DTYPES = (torch.float64, torch.float32)
 DEFAULT_DEVICES = ("cpu", "cuda")
@@ -129,6 +129,9 @@ class Case:
     qualified name "mylib::op"; set by itself when fn is one): the opcheck families check its
     registration (schema, fake kernel, autograd registration, AOT dispatch) at the arguments
     fn passes it.
+    `rtol` / `atol` replace the tolerance table's for every dtype (merged over `tolerances`
+    too), for a function approximate by design (an iterative solver, a lookup table); every
+    row they decided says so, and the CSV's `tolerance` column carries them.
     `nondeterministic_tol` declares a backward allowed to differ run to run by that much: the
     determinism check measures the spread and reports it instead of failing.
     `timeout` (seconds) replaces the run's per-item time limit (--timeout) for this case's
@@ -146,6 +149,8 @@ class Case:
     dtypes: tuple[torch.dtype, ...] = DEFAULT_DTYPES
     devices: tuple[str, ...] = DEFAULT_DEVICES
     tolerances: Mapping[torch.dtype, Tolerance] = field(default_factory=dict)
+    rtol: float | None = None
+    atol: float | None = None
     tags: tuple[str, ...] = ()
     twice_differentiable: bool | None = True
     input_names: tuple[str, ...] = ()
@@ -164,6 +169,21 @@ class Case:
     timeout: float | None = None
     description: str = ""
     source: str = ""
+
+    def _merge_user_tolerance(self) -> None:
+        """`rtol`/`atol` merged over every dtype's tolerance (the table's, or the case's own
+        `tolerances`), so every family that compares reads them."""
+        for name in ("rtol", "atol"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float))
+                                          and math.isfinite(value) and value >= 0):
+                raise ValueError(f"Case {self.name!r}: {name} must be a finite number >= 0, "
+                                 f"got {value!r}")
+        if self.rtol is None and self.atol is None:
+            return
+        merged = {**TOLERANCES, **self.tolerances}
+        object.__setattr__(self, "tolerances", {
+            dtype: with_user_tolerance(t, self.rtol, self.atol) for dtype, t in merged.items()})
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -185,6 +205,7 @@ class Case:
                         f"Case {self.name!r}: inputs[{i}] is {type(spec).__name__}, expected "
                         "harness.Input (or pass a callable taking a torch.Generator)"
                     )
+        self._merge_user_tolerance()
         object.__setattr__(self, "dtypes", tuple(self.dtypes))
         object.__setattr__(self, "devices", tuple(self.devices))
         object.__setattr__(self, "tags", tuple(self.tags))

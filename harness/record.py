@@ -40,6 +40,8 @@ class Record:
     seed: int | None = None
     seconds: float = 0.0
     source: str = ""
+    tolerance: str = ""
+    """The case's own rtol/atol where it set them (Case.rtol, Case.atol), else empty."""
     figure: str = ""
     """A failure's picture (base64 PNG), for the HTML report; not in the CSV."""
 

@@ -17,7 +17,7 @@ from harness.record import BAD, STATUSES, Record
 
 COLUMNS = ["case", "check", "dtype", "device", "status", "max_abs_err", "max_rel_err",
            "input", "index", "expected", "actual", "allowed", "detects", "pattern", "message",
-           "seed", "seconds", "source"]
+           "seed", "seconds", "source", "tolerance"]
 
 
 def to_frame(records: Iterable[Record]) -> pd.DataFrame:

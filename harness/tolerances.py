@@ -14,7 +14,7 @@ fixed table can know.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -123,6 +123,33 @@ wrong gradient stays wrong at any step, a kink artefact shrinks away with it."""
 FD_UNRELIABLE = 1e-2
 """An FD error estimate above this fraction of the derivative means a kink or domain edge was
 crossed; the direction is redrawn rather than trusted."""
+
+
+def with_user_tolerance(table: Tolerance, rtol: float | None, atol: float | None) -> Tolerance:
+    """`table` with a case's own rtol/atol (a function approximate by design: an iterative
+    solver, a lookup table): each replaces the table's; the budget of each element along a
+    direction (`along`) scales by the same factor, so directions loosen or tighten with it."""
+    def scaled(base: float, was: float, now: float | None) -> float:
+        return base if now is None else (base * now / was if was > 0 else now)
+
+    along = table.along
+    if along is not None:
+        along = replace(along, rtol=scaled(along.rtol, table.rtol, rtol),
+                        atol=scaled(along.atol, table.atol, atol))
+    return replace(table, rtol=table.rtol if rtol is None else rtol,
+                   atol=table.atol if atol is None else atol, along=along)
+
+
+def user_tolerance_note(dtype: torch.dtype, rtol: float | None, atol: float | None) -> str:
+    """Where a case's own rtol/atol decided a verdict, in words beside the table's."""
+    table = TOLERANCES.get(dtype)
+    given = ", ".join(f"{name}={value:g}" for name, value in (("rtol", rtol), ("atol", atol))
+                      if value is not None)
+    if table is None:
+        return f"tolerance set by the case: {given}"
+    name = str(dtype).removeprefix("torch.")
+    return (f"tolerance set by the case: {given} (the table's for {name}: "
+            f"rtol={table.rtol:g}, atol={table.atol:g})")
 
 
 def tolerance_for(dtype: torch.dtype, overrides: dict | None = None) -> Tolerance:

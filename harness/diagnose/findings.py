@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness.diagnose.mismatch import describe, header, reproduce_line
 from harness.record import Record
-from harness.tolerances import dtype_name
+from harness.tolerances import dtype_name, user_tolerance_note
 
 
 def record_of(ex, spec, finding, seconds: float, saved: Path | None = None) -> Record:
@@ -23,6 +23,11 @@ def record_of(ex, spec, finding, seconds: float, saved: Path | None = None) -> R
     common = dict(case=ex.case.name, check=f"search-{spec.searches}" if spec.searches
                   else spec.name, dtype=dtype_name(ex.dtype), device=ex.device, seed=ex.seed,
                   seconds=seconds, source=ex.case.source)
+    rtol, atol = getattr(ex.case, "rtol", None), getattr(ex.case, "atol", None)
+    if rtol is not None or atol is not None:
+        note = user_tolerance_note(ex.dtype, rtol, atol)
+        common["tolerance"] = note.removeprefix("tolerance set by the case: ")
+        finding = replace(finding, notes=(*finding.notes, note))
     if finding.skip:
         return Record(status="skip", message=finding.skip, **common)
     if finding.error:

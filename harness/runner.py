@@ -21,6 +21,7 @@ from harness.autodiff import carries_graph
 from harness.case import Case, TrainingCase, library_custom_op
 from harness.checks import CHECKS, Check, Finding, Settings
 from harness.diagnose import contracts, transforms
+from harness.diagnose.determinism import with_determinism
 from harness.diagnose.events import error_hint, with_state_note
 from harness.diagnose.findings import as_expected_failure, record_of
 from harness.inputs import CaseError, draw_example, draw_training_example
@@ -206,6 +207,8 @@ def run_check(spec: Check, ex, settings: Settings, started: float | None = None,
                                     f"{spec.searches}-{dtype_name(ex.dtype)}",
                                     finding.searched.inputs)
     record = record_of(ex, spec, finding, time.perf_counter() - started, saved)
+    if not isinstance(ex.case, TrainingCase):
+        record = with_determinism(record, ex)
     if expected is not None:
         record = as_expected_failure(record, expected)
     if finding.searched is not None and finding.searched.figure:

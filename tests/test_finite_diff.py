@@ -370,7 +370,9 @@ def test_a_failing_check_reads_each_point_once_across_its_passes():
     assert not report.ok and "off by a constant factor 1.02" in str(report)
     assert len(points) > 2 * x.numel()  # every element read, confirmations beside
     repeated = [point for point, n in collections.Counter(points).items() if n > 1]
-    assert repeated == []  # x itself too: the example's forward is every difference's centre
+    # x itself too: the example's forward is every difference's centre, and the one call at x
+    # that asks whether fn is deterministic (diagnose.determinism) is compared with it
+    assert repeated == []
 
 
 def test_the_full_pass_reads_only_the_inputs_the_quick_pass_failed():

@@ -11,6 +11,7 @@ import torch
 
 from harness import memo
 from harness.autodiff import vjp
+from harness.diagnose.determinism import raise_if_not_deterministic
 from harness.diagnose.mismatch import IGNORES_COTANGENT, missing_phrase
 from harness.inputs import CaseError, Example, as_outputs
 from harness.tolerances import NOISE_DRAWS, fd_rounding
@@ -164,6 +165,7 @@ def with_measured_rounding(phi, ex: Example, gen: torch.Generator, xs=None):
     code the candidate gradient cannot influence, so a wrong gradient cannot excuse itself.
     `xs`: the example's reference inputs, where the caller has them.
     """
+    raise_if_not_deterministic(ex)  # else fn's own randomness would read as rounding
     xs = ex.reference_inputs() if xs is None else xs
     value, _ = phi(xs)
     worst = 0.0

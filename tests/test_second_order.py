@@ -143,18 +143,8 @@ def test_where_only_inputs_with_a_wrong_gradient_disagree_the_quick_readings_sta
 
 
 def _sin_backward(detach_incoming: bool):
-    class Sin(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return torch.sin(x)
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return (g.detach() if detach_incoming else g) * torch.cos(x)
-
-    return Sin.apply
+    return planted._function(torch.sin, lambda x, g: (g.detach() if detach_incoming else g)
+                             * torch.cos(x), "Sin")
 
 
 @pytest.mark.parametrize("shape", [(5,), (3, 40)], ids=["element-by-element", "directions"])
@@ -187,22 +177,13 @@ def test_a_wrong_second_derivative_over_the_cotangent_is_caught_where_its_size_s
     """A backward whose graph scales grad_output by 1.5 in its derivative only (its values
     stay right): the cotangent's verdict fails at every seed and names the factor."""
 
-    class HalfTracked(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return torch.sin(x)
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            tracked = 1.5 * g - 0.5 * g.detach()  # value g, derivative in g 1.5
-            return tracked * torch.cos(x)
-
+    # value g, derivative in g 1.5
+    half_tracked = planted._function(
+        torch.sin, lambda x, g: (1.5 * g - 0.5 * g.detach()) * torch.cos(x), "HalfTracked")
     for seed in range(5):
         x = torch.randn(7, dtype=torch.float64, generator=torch.Generator().manual_seed(seed),
                         requires_grad=True)
-        (record,) = check_gradients(HalfTracked.apply, x, checks=("second-order",),
+        (record,) = check_gradients(half_tracked, x, checks=("second-order",),
                                     seed=seed).records
         assert record.status == "fail" and record.input == "grad_output", record.message
         assert "constant factor 1.5" in record.pattern

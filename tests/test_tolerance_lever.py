@@ -8,23 +8,15 @@ from harness import Case, check_gradients
 from harness.report import to_frame
 from harness.tolerances import TOLERANCES, Tolerance, tolerance_for
 
+import planted
+
 
 def _approximate(relative_error: float):
     """sin whose backward is off by up to `relative_error` of each element, varying (an
     iterative solver's tolerance)."""
-
-    class Approx(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return torch.sin(x)
-
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return g * torch.cos(x) * (1 + relative_error * torch.sin(7 * x))
-
-    return Approx.apply
+    return planted._function(
+        torch.sin, lambda x, g: g * torch.cos(x) * (1 + relative_error * torch.sin(7 * x)),
+        "Approx")
 
 
 @pytest.mark.parametrize("seed", range(5))

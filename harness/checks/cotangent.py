@@ -14,7 +14,7 @@ import torch
 
 from harness.checks.probes import signs, sizes
 from harness.checks.verdict import InputVerdict
-from harness.diagnose.mismatch import Mismatch, allowance, compare, pattern
+from harness.diagnose.mismatch import allowance, along_directions, compare, pattern
 from harness.inputs import Example
 from harness.tolerances import Tolerance
 
@@ -97,14 +97,8 @@ def _verdict(label: str, cand: torch.Tensor, along, tol: Tolerance,
     a = torch.tensor([a for a, _, _ in readings], dtype=torch.float64)
     allow = torch.tensor([al for _, _, al in readings], dtype=torch.float64)
     bad = ~((a - e).abs() <= allow)
-    worst = int(((a - e).abs() / allow.clamp_min(1e-300)).argmax())
-    m = Mismatch(label=label, count=int(bad.sum()), total=len(readings), index=(worst,),
-                 expected=float(e[worst]), actual=float(a[worst]),
-                 abs_err=float((a - e).abs()[worst]),
-                 rel_err=float((a - e).abs()[worst] / e[worst].abs().clamp_min(1e-300)),
-                 allowed=float(allow[worst]), rest_err=float("nan"),
-                 pattern=f"along random directions: {pattern(e, a, bad, allow)}",
-                 directions_of=n)
+    m = along_directions(label, n, e, a, allow, bad,
+                         f"along random directions: {pattern(e, a, bad, allow)}")
     return InputVerdict(label, m, float((a - e).abs().max()),
                         float(((a - e).abs() / e.abs().clamp_min(1e-300)).max()),
                         directions=COTANGENT_DIRECTIONS)

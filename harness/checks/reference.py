@@ -27,6 +27,7 @@ from harness.checks.verdict import InputVerdict
 from harness.diagnose.mismatch import (
     Mismatch,
     allowance,
+    along_directions,
     compare,
     element_power,
     format_index,
@@ -109,12 +110,7 @@ class Sweep:
 
 
 def _unlocated(t: Target, e, a, allow, bad, story: str) -> Mismatch:
-    k = int(((a - e).abs() / allow).argmax())
-    diff = float((a[k] - e[k]).abs())
-    return Mismatch(label=t.label, count=int(bad.sum()), total=len(e), index=(),
-                    expected=float(e[k]), actual=float(a[k]), abs_err=diff,
-                    rel_err=diff / max(abs(float(e[k])), 1e-300), allowed=float(allow[k]),
-                    rest_err=float("nan"), pattern=story, directions_of=t.cand.numel())
+    return along_directions(t.label, t.cand.numel(), e, a, allow, bad, story)
 
 
 def _nonfinite_verdict(t: Target, sweep: Sweep) -> InputVerdict:

@@ -39,6 +39,19 @@ class Mismatch:
         return format_index(self.label, self.index)
 
 
+def along_directions(label: str, elements: int, expected, actual, allowed, bad,
+                     story: str) -> Mismatch:
+    """The Mismatch of readings along random directions over `elements` (tensors of the
+    readings), at the worst of them: no element is named."""
+    k = int(((actual - expected).abs() / allowed.clamp_min(1e-300)).argmax())
+    diff = float((actual[k] - expected[k]).abs())
+    return Mismatch(label=label, count=int(bad.sum()), total=len(expected), index=(),
+                    expected=float(expected[k]), actual=float(actual[k]), abs_err=diff,
+                    rel_err=diff / max(abs(float(expected[k])), 1e-300),
+                    allowed=float(allowed[k]), rest_err=float("nan"), pattern=story,
+                    directions_of=elements)
+
+
 def worst_of(m: Mismatch) -> str:
     """'3 of 12 elements differ, worst at x[4]: 2.5 instead of 1.5'."""
     return (f"{m.count} of {m.total} elements differ, worst at {m.where}: "

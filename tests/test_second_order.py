@@ -187,3 +187,28 @@ def test_a_wrong_second_derivative_over_the_cotangent_is_caught_where_its_size_s
                                     seed=seed).records
         assert record.status == "fail" and record.input == "grad_output", record.message
         assert "constant factor 1.5" in record.pattern
+
+
+@pytest.mark.parametrize("how", ["no_grad", "detach", "numpy"])
+def test_a_backward_that_silently_does_not_differentiate_fails_unless_marked_or_declared(how):
+    """torch returns zeros through such a backward with no error (gradgradcheck fails it):
+    not a skip, a failure naming @once_differentiable and twice_differentiable=False. The
+    same backward marked @once_differentiable, or declared, stays a skip."""
+
+    def backward(x, g):
+        if how == "no_grad":
+            with torch.no_grad():
+                return 2 * x * g
+        if how == "detach":
+            return (2 * x * g).detach()
+        return torch.from_numpy(2 * x.detach().numpy() * g.detach().numpy())
+
+    square = planted._function(lambda x: x**2, backward, "Square")
+    x = x64(5)
+    assert not torch.autograd.gradgradcheck(square, (x,), raise_exception=False)
+    record = second(square, x)
+    assert record.status == "fail", record.message
+    assert "zero where the reference is not" in record.pattern
+    assert "@once_differentiable" in record.message
+    assert "twice_differentiable=False" in record.message
+    assert second(square, x, twice_differentiable=False).status == "skip"

@@ -25,7 +25,6 @@ from harness.checks.common import (
 from harness.checks.cotangent import cotangent_verdicts, incoming_leaves
 from harness.checks.reference import Sweep, compare_measuring_rounding_on_doubt
 from harness.checks.spec import Check, Finding
-from harness.diagnose.mismatch import DISCONNECTED_BACKWARD
 from harness.inputs import Example, as_outputs
 from harness.tolerances import tolerance_for
 
@@ -74,9 +73,12 @@ def check_second_order(ex: Example, settings) -> Finding:
         ex, psi, second, tol, Sweep.second_order(settings),
         lambda: check_generator(ex, "second-order|fd"), noise=noise, on_doubt=on_doubt)
     failed = any(v.mismatch for v in verdicts)
-    if failed and not connected and ex.case.twice_differentiable is None:
-        return Finding(skip=f"not checked: {DISCONNECTED_BACKWARD}")
-    hints = [] if connected else [DISCONNECTED_BACKWARD]
+    marked = failed and not connected and marked_once_differentiable(ex, outs, leaves,
+                                                                     incoming)
+    if marked and ex.case.twice_differentiable is None:
+        return Finding(skip=f"not checked: {MARKED_ONCE}")
+    hints = [] if connected else [MARKED_ONCE_DEMANDED if marked
+                                  else SILENTLY_NOT_DIFFERENTIABLE]
     reference, checked = "finite differences of the gradient", "double backward"
     if not failed and connected:
         over_v = cotangent_verdicts(ex, outs, leaves, incoming, over_v, weights, tol,
@@ -91,6 +93,29 @@ def check_second_order(ex: Example, settings) -> Finding:
                      "located, and where only such inputs disagree their readings were not "
                      "re-measured: fix the first order, then this check names them")
     return Finding(verdicts=verdicts, reference=reference, checked=checked, hints=hints)
+
+
+MARKED_ONCE = ("the backward is marked @once_differentiable: torch raises on a double "
+               "backward through it instead of returning values, so there is none to check")
+MARKED_ONCE_DEMANDED = (
+    "the backward is marked @once_differentiable, so torch gives no double backward, and the "
+    "case demands one (twice_differentiable=True): declare twice_differentiable=False, or "
+    "write a backward torch can differentiate")
+SILENTLY_NOT_DIFFERENTIABLE = (
+    "the backward is not differentiable and says nothing: its result has no graph back to the "
+    "inputs (computed under no_grad, from .detach()ed tensors or numpy), so a double backward "
+    "through it returns zeros or drops terms without an error, where finite differences of "
+    "the gradient are not zero; mark it @once_differentiable (torch then raises instead), "
+    "declare twice_differentiable=False if nothing differentiates through it, or compute it "
+    "with differentiable torch ops")
+
+
+def marked_once_differentiable(ex: Example, outs, leaves, incoming) -> bool:
+    """Whether the first backward's result carries torch's error node for a backward marked
+    @once_differentiable (what it returns where its incoming gradient requires grad)."""
+    grads, _ = vjp(ex, leaves, cotangents=incoming, create_graph=True, outs=outs)
+    return any(g.grad_fn is not None and g.grad_fn.name() == "torch::autograd::Error"
+               for g in grads)
 
 
 REFERENCE_OVER_V = "the first backward's values along it"

@@ -305,11 +305,6 @@ IGNORES_COTANGENT = ("backward ignores its incoming gradient (grad_output): doub
                      "cotangent left the gradient unchanged; multiply by grad_output in backward")
 
 
-DISCONNECTED_BACKWARD = (
-    "the gradient is not differentiable: double backward sees no graph (once_differentiable, "
-    "or detach/no_grad inside backward); declare twice_differentiable=False if that is intended")
-
-
 def missing_phrase(labels: list[str]) -> str:
     return (f"autograd returned no gradient (None) for {', '.join(labels)}: no differentiable "
             "path from the output, or a backward that returns None for it")

@@ -136,11 +136,12 @@ def check_gradients(
     bfloat16 (float16 too on CUDA). With no `checks`, every family that
     applies runs, as `harness check` runs them (forward mode, batched, layouts, undefined
     gradients, the semantics checks...); `checks` names families, or a short form of
-    SHORT_FORMS ("gradients": analytic, fd and second order). Double backward is checked
-    where the backward builds a graph (`twice_differentiable=True` demands it, False skips
-    it). `rtol` / `atol` replace the tolerance table's (Case.rtol, Case.atol): for a function
-    approximate by design; every row they decided says so. Returns a GradientReport of
-    records.
+    SHORT_FORMS ("gradients": analytic, fd and second order). Double backward is checked;
+    a backward torch cannot differentiate is a skip where it is marked @once_differentiable
+    or `twice_differentiable=False` says so, and a failure where it silently returns no
+    graph (`twice_differentiable=True` demands a double backward in every case). `rtol` /
+    `atol` replace the tolerance table's (Case.rtol, Case.atol): for a function approximate
+    by design; every row they decided says so. Returns a GradientReport of records.
     """
     for i, x in enumerate(inputs):
         if not isinstance(x, torch.Tensor):

@@ -109,7 +109,8 @@ class Case:
     With `grad=None` finite differences are the only independent reference.
 
     `twice_differentiable`: True checks double backward and fails a backward that builds no
-    graph; False skips it; None checks it only where the backward is differentiable.
+    graph; False skips it; None checks it, skips a backward marked @once_differentiable
+    (torch raises on a double backward there) and fails one that silently builds no graph.
     `input_names` label the tensors of an `inputs` callable in reports (specs carry a name).
     `intermediates(*inputs)` returns (fn's output, {name: intermediate tensor}) for the
     retain_grad check; `intermediate_grad` gives their analytic gradients, called like `grad`.

@@ -21,7 +21,7 @@ from harness.autodiff import carries_graph
 from harness.case import Case, TrainingCase, library_custom_op
 from harness.checks import CHECKS, Check, Finding, Settings
 from harness.diagnose import contracts, transforms
-from harness.diagnose.determinism import with_determinism
+from harness.diagnose.determinism import NotDeterministic, with_determinism
 from harness.diagnose.events import error_hint, with_state_note
 from harness.diagnose.findings import as_expected_failure, record_of
 from harness.inputs import CaseError, draw_example, draw_training_example
@@ -200,7 +200,10 @@ def run_check(spec: Check, ex, settings: Settings, started: float | None = None,
     elif spec.second_order and ex.case.twice_differentiable is False:
         finding = Finding(skip=contracts.NOT_TWICE_DIFFERENTIABLE)
     else:
-        finding = spec.run(ex, settings)
+        try:
+            finding = spec.run(ex, settings)
+        except NotDeterministic as exc:  # a comparison doubted and read fn's own noise
+            finding = Finding(problems=(str(exc),))
     saved = None
     if finding.searched is not None and settings.report_dir is not None:
         saved = save_failing_inputs(settings.report_dir, f"{ex.case.name.replace('/', '__')}-"

@@ -21,14 +21,17 @@ ROUNDING_ULPS = 256
 """Differences up to this many ulps of the output's largest magnitude are rounding (a fused
 or fast path taken in one mode and not the other), not randomness."""
 
+
 class NotDeterministic(CaseError):
     """fn's two calls on the same inputs differ beyond rounding: no comparison on it means
-    anything (raised where a comparison doubted; the fd family makes it its verdict)."""
+    anything (raised where a comparison doubted; runner.run_check makes it the row's verdict,
+    whichever family raised it)."""
 
 
 def forward_difference(ex) -> str | None:
-    """None if two calls of fn on the example's inputs agree bit for bit, else where and by
-    how much they differ, in words. Kept per example: every failing family asks it."""
+    """None if two calls of fn on the example's inputs agree to rounding (ROUNDING_ULPS),
+    else where and by how much they differ, in words. Kept per example: every failing family
+    asks it."""
     found = memo.once_per_example(ex, "forward difference", lambda: _measured(ex) or "")
     return found or None  # "" kept for "they agree": memo keeps no None
 
@@ -58,7 +61,6 @@ def _measured(ex) -> str | None:
         return (f"{label} differs by {float(gap.flatten()[flat]):.3g} "
                 f"(the output's largest magnitude: {scale:.3g})")
     return None
-
 
 
 def not_deterministic_phrase(difference: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -11,23 +12,30 @@ from torch import nn
 
 from harness.case import Case, custom_op_name
 from harness.checks import CHECKS, Settings
-from harness.record import BAD, GOOD, Record
+from harness.record import HarnessWarning, Record, fails_run
 from harness.runner import items_for, run_item
 
 
 @dataclass(frozen=True)
 class GradientReport:
-    """The records of one check_gradients call; truthy when nothing failed."""
+    """The records of one check_gradients call; truthy when nothing failed (warn rows fail
+    it only when `strict`)."""
 
     records: tuple[Record, ...]
+    strict: bool = False
 
     @property
     def ok(self) -> bool:
-        return all(r.status in GOOD for r in self.records)
+        return not self.failures
 
     @property
     def failures(self) -> tuple[Record, ...]:
-        return tuple(r for r in self.records if r.status in BAD)
+        return tuple(r for r in self.records if fails_run(r.status, self.strict))
+
+    @property
+    def warnings(self) -> tuple[Record, ...]:
+        """Warn rows: right values, something else wrong (see harness.record.STATUSES)."""
+        return tuple(r for r in self.records if r.status == "warn")
 
     def __bool__(self) -> bool:
         return self.ok
@@ -125,6 +133,7 @@ def check_gradients(
     settings: Settings | None = None,
     rtol: float | None = None,
     atol: float | None = None,
+    strict: bool = False,
 ) -> GradientReport:
     """Check the gradients of `fn` at `inputs` (those with requires_grad; all float ones if none).
 
@@ -141,7 +150,9 @@ def check_gradients(
     or `twice_differentiable=False` says so, and a failure where it silently returns no
     graph (`twice_differentiable=True` demands a double backward in every case). `rtol` /
     `atol` replace the tolerance table's (Case.rtol, Case.atol): for a function approximate
-    by design; every row they decided says so. Returns a GradientReport of records.
+    by design; every row they decided says so. A finding that is not a wrong value (a tensor
+    kept on ctx outside save_for_backward) is a warn row, which fails the report only when
+    `strict`. Returns a GradientReport of records.
     """
     for i, x in enumerate(inputs):
         if not isinstance(x, torch.Tensor):
@@ -171,13 +182,16 @@ def check_gradients(
                     if spec.dtypes == "complex" and spec.name not in checks), *checks)
     settings = settings or Settings(seed=seed)
     records = [r for item in items_for([case], checks) for r in run_item(item, settings)]
-    return GradientReport(tuple(records))
+    return GradientReport(tuple(records), strict)
 
 
 def assert_gradients(fn: Callable | nn.Module, *inputs: torch.Tensor, **kwargs) -> GradientReport:
-    """check_gradients, raising one AssertionError that carries every failed check's diagnosis."""
+    """check_gradients, raising one AssertionError that carries every failed check's
+    diagnosis; a warn row (not strict) becomes a HarnessWarning, which pytest lists."""
     __tracebackhide__ = True
     report = check_gradients(fn, *inputs, **kwargs)
     if not report.ok:
         raise AssertionError(str(report))
+    for record in report.warnings:
+        warnings.warn(HarnessWarning(record.message), stacklevel=2)
     return report

@@ -96,6 +96,9 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--no-isolate", action="store_true",
                              help="run items in this process (for a debugger); a crashing "
                              "case then ends the run, and --timeout does not apply")
+        command.add_argument("--strict", action="store_true",
+                             help="warn rows (right values, something else wrong: a tensor "
+                             "kept on ctx outside save_for_backward) fail the run (exit 1)")
         command.add_argument("-n", "--workers", type=_workers, default=None, metavar="N",
                              help="worker processes running items side by side: a number, "
                              f"or auto (the default: one per usable core, at most "
@@ -112,8 +115,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 EXIT_STATUS = """exit status:
-  0    every row passed, was skipped or failed as its case expects (xfail)
-  1    a check failed or errored, an expected failure passed (xpass), or a bench got slower
+  0    every row passed, warned, was skipped or failed as its case expects (xfail)
+  1    a check failed or errored, an expected failure passed (xpass), a row warned under
+       --strict, or a bench got slower
   2    usage error, found before the first item (bad option, unknown --cases pattern,
        missing --load file, unwritable --report-dir, --device cuda without CUDA)
   130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM: the finished rows are written"""

@@ -51,7 +51,7 @@ def _check(args, argv: list[str]) -> int:
     from harness.checks import CHECKS, Settings
     from harness.diagnose.events import interrupted_record
     from harness.plan import Selection
-    from harness.record import GOOD
+    from harness.record import fails_run
     from harness.runner import device_available, run_items
     from harness.workers import run_isolated, start_worker
 
@@ -150,7 +150,7 @@ def _check(args, argv: list[str]) -> int:
     print(report.summary(frame))
     print(f"{len(planned)} items in {time.perf_counter() - start:.1f} s; "
           f"reports: {', '.join(progress.link(p) for p in paths)}")
-    return 0 if frame["status"].isin(GOOD).all() else 1
+    return 1 if frame["status"].map(lambda s: fails_run(s, args.strict)).any() else 0
 
 
 def _bench(args) -> int:

@@ -20,7 +20,7 @@ import pandas as pd
 from harness.record import BAD, STATUSES
 
 COLOURS = {"pass": "#1a7f37", "fail": "#cf222e", "error": "#953800", "skip": "#6e7781",
-           "xfail": "#8250df", "xpass": "#bc4c00"}
+           "xfail": "#8250df", "xpass": "#bc4c00", "warn": "#9a6700"}
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;
@@ -40,6 +40,7 @@ pre{white-space:pre-wrap;overflow-wrap:anywhere;background:#f6f8fa;padding:8px;
 details.case>summary{cursor:pointer;padding:3px 0}details.case{border-bottom:1px solid #eaeef2}
 details.failure{border-left:4px solid #cf222e;padding-left:8px;margin:8px 0}
 details.failure.error{border-left-color:#953800}details.failure.xpass{border-left-color:#bc4c00}
+details.failure.warn{border-left-color:#9a6700}
 .repro{display:flex;gap:6px;align-items:center;margin:4px 0}
 .repro code{background:#eef1f4;padding:2px 6px;border-radius:4px;overflow-wrap:anywhere}
 button{cursor:pointer}.filters{position:sticky;top:0;background:#fff;padding:8px 0;
@@ -54,7 +55,7 @@ CSS += "".join(f".s-{status}{{background:{colour}}}" for status, colour in COLOU
 
 SCRIPT = """
 let DATA=[], LIMIT=200;
-const STATUSES=['pass','fail','error','skip','xfail','xpass'];
+const STATUSES=__STATUSES__;
 function esc(v){return String(v).replace(/[&<>"']/g,c=>'&#'+c.charCodeAt(0)+';');}
 function badge(s,text){return '<span class="badge s-'+s+'">'+esc(text)+'</span>';}
 function matching(group,shown,text){
@@ -105,6 +106,7 @@ document.addEventListener('DOMContentLoaded',()=>{
   applyFilters();
 });
 """
+SCRIPT = SCRIPT.replace("__STATUSES__", json.dumps(list(STATUSES)))
 
 
 def _e(value) -> str:
@@ -154,11 +156,11 @@ def _reproduce(message: str) -> str:
             '<button onclick="copyLine(this)">copy</button></div>')
 
 
-def _failures(frame: pd.DataFrame, groups) -> str:
+def _failures(frame: pd.DataFrame, groups, none: str = "No failures or errors.") -> str:
     """Failing rows grouped by case, each open with its diagnosis; one entry for the items
-    one broken case took down (`groups`: report._grouped)."""
+    one broken case took down (`groups`: report._grouped, or (row, 1) per warn row)."""
     if not groups:
-        return "<p>No failures or errors.</p>"
+        return f"<p>{none}</p>"
     by_case: dict[str, list] = {}
     for row, count in groups:
         by_case.setdefault(row.case, []).append((row, count))
@@ -225,6 +227,7 @@ def page(frame: pd.DataFrame, groups, run: Mapping[str, str],
     descriptions = descriptions or {}
     rows_json = _cases(frame, descriptions)
     bad = int(frame["status"].isin(BAD).sum())
+    warned = [(row, 1) for row in frame[frame["status"] == "warn"].itertuples()]
     boxes = "".join(f'<label><input type="checkbox" value="{s}" checked> {_badge(s)}</label>'
                     for s in STATUSES)
     return (
@@ -232,11 +235,14 @@ def page(frame: pd.DataFrame, groups, run: Mapping[str, str],
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
         f"<title>Gradient correctness</title><style>{CSS}</style><script>{SCRIPT}</script>"
         "</head><body><h1>Gradient correctness</h1>"
-        '<nav><a href="#failures">failures and errors</a><a href="#skips">skip reasons</a>'
+        '<nav><a href="#failures">failures and errors</a><a href="#warnings">warnings</a>'
+        '<a href="#skips">skip reasons</a>'
         '<a href="#cases">every case</a></nav>'
         f'<div class="top"><div>{_run_table(run)}</div><div><h2>Counts by check family</h2>'
         f"{_counts(frame)}</div></div>"
         f'<h2 id="failures">Failures and errors ({bad})</h2>{_failures(frame, groups)}'
+        f'<h2 id="warnings">Warnings ({len(warned)}: right values; they fail the run under '
+        f'--strict)</h2>{_failures(frame, warned, "No warnings.")}'
         f'<h2 id="skips">Skip reasons</h2>{_skips(frame)}'
         f'<h2 id="cases">Every case ({frame["case"].nunique()} cases, {len(frame)} rows)</h2>'
         f'<div class="filters">{boxes}<input id="text" type="search" placeholder="filter case '

@@ -3,7 +3,8 @@
 Enabled by the ini option `harness_cases = true` (or `--harness-cases`); items are added when
 pytest collects its default paths, not when it is pointed at particular files. Select with
 `--harness-select GLOB` or ini `harness_select`, and checks with `--harness-check NAME`
-or ini `harness_checks`.
+or ini `harness_checks`. A warn row passes with a HarnessWarning; `--harness-strict` (ini
+`harness_strict`) fails it.
 
 pytest loads this plugin in every session of every project that has gradharness installed,
 so at load it imports pytest alone: torch, hypothesis and the families are imported when
@@ -31,12 +32,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="only this check family (repeatable; `harness check --help` "
                     "names them)")
     group.addoption("--harness-seed", type=int, default=0, help="seed for drawn inputs")
+    group.addoption("--harness-strict", action="store_true", default=None,
+                    help="warn rows (right values, something else wrong) fail their test; "
+                    "without it they pass with a HarnessWarning")
     group.addoption("--harness-load", action="append", default=[], metavar="PATH",
                     help="also load cases from a .py file or folder")
     parser.addini("harness_cases", "add the registered cases as tests", type="bool",
                   default=False)
     parser.addini("harness_select", "case name globs to include", type="linelist", default=[])
     parser.addini("harness_checks", "checks to run (default: all)", type="args", default=[])
+    parser.addini("harness_strict", "warn rows fail their test", type="bool", default=False)
 
 
 class HarnessItem(pytest.Item):
@@ -50,16 +55,24 @@ class HarnessItem(pytest.Item):
             self.add_marker(tag.replace("-", "_"))
 
     def runtest(self) -> None:
+        import warnings
+
         from harness.checks import Settings
-        from harness.record import BAD
+        from harness.record import HarnessWarning, fails_run
         from harness.runner import device_available, run_item
 
         if not device_available(self.work.device):
             pytest.skip(f"device {self.work.device} unavailable")
         records = run_item(self.work, Settings(seed=self.seed))
-        bad = [r for r in records if r.status in BAD]
+        strict = self.config.getoption("--harness-strict")
+        if strict is None:
+            strict = self.config.getini("harness_strict")
+        bad = [r for r in records if fails_run(r.status, strict)]
         if bad:
             raise HarnessFailure("\n\n".join(r.message for r in bad))
+        for record in records:
+            if record.status == "warn":
+                warnings.warn(HarnessWarning(record.message), stacklevel=1)
         for status, outcome in (("skip", pytest.skip), ("xfail", pytest.xfail)):
             alike = [r for r in records if r.status == status]
             if alike and len(alike) == len(records):

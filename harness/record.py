@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-STATUSES = ("pass", "fail", "error", "skip", "xfail", "xpass")
+STATUSES = ("pass", "fail", "error", "skip", "xfail", "xpass", "warn")
 """xfail: a case that is wrong on purpose (a teaching case's mistake) failed as it declares;
-xpass: it passed instead, which fails the run (pytest's strict xfail)."""
-GOOD = ("pass", "skip", "xfail")
+xpass: it passed instead, which fails the run (pytest's strict xfail). warn: the gradient's
+values are right, but something else is not (a tensor kept on ctx outside save_for_backward
+holds memory for the graph's life; a second backward succeeds where torch would refuse it):
+the run passes unless it is strict (`--strict`, `strict=True`, `--harness-strict`)."""
+GOOD = ("pass", "skip", "xfail", "warn")
 BAD = ("fail", "error", "xpass")
+
+
+def fails_run(status: str, strict: bool = False) -> bool:
+    """Whether a row of this status fails its run: BAD ones always, warn ones when strict."""
+    return status in BAD or (strict and status == "warn")
+
+
+class HarnessWarning(UserWarning):
+    """A warn row where the caller reports through Python's warnings (pytest items,
+    assert_gradients): shown in pytest's warnings summary, not a failure."""
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,9 @@ def _grouped(frame: pd.DataFrame) -> list[tuple[object, int]]:
 
 
 def summary(frame: pd.DataFrame) -> str:
-    """'162 rows: 150 pass, 2 fail, 0 error, 10 skip' (and xfail, xpass where there are any)
-    plus one line per failing row, and one per broken case with the count of its items."""
+    """'162 rows: 150 pass, 2 fail, 0 error, 10 skip' (and xfail, xpass, warn where there
+    are any) plus one line per failing row, one per broken case with the count of its items,
+    and one per warn row."""
     counts = frame["status"].value_counts()
     parts = [f"{int(counts.get(s, 0))} {s}" for s in STATUSES
              if s in ("pass", "fail", "error", "skip") or counts.get(s, 0)]
@@ -70,6 +71,8 @@ def summary(frame: pd.DataFrame) -> str:
         detail = row.pattern if isinstance(row.pattern, str) and row.pattern else first
         lines.append(f"  {row.status.upper()} {row.case} {row.check} {row.dtype} {row.device}: "
                      f"{detail}")
+    for row in frame[frame["status"] == "warn"].itertuples():
+        lines.append(f"  WARN {row.case} {row.check} {row.dtype} {row.device}: {row.pattern}")
     return "\n".join(lines)
 
 
@@ -124,6 +127,12 @@ def _markdown(frame: pd.DataFrame, seed: int | None) -> str:
     if len(failures):
         body += ["## Failures", ""]
         for row in failures.itertuples():
+            body += [f"### {row.case} / {row.check} / {row.dtype} / {row.device}", "",
+                     "```", str(row.message), "```", ""]
+    warned = frame[frame["status"] == "warn"]
+    if len(warned):
+        body += ["## Warnings (right values; they fail the run under --strict)", ""]
+        for row in warned.itertuples():
             body += [f"### {row.case} / {row.check} / {row.dtype} / {row.device}", "",
                      "```", str(row.message), "```", ""]
     return "\n".join(head + body)

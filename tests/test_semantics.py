@@ -90,9 +90,10 @@ def test_autograd_grad_must_not_touch_dot_grad():
     assert "torch.autograd.grad changed .grad" in record.message
 
 
-def test_a_tensor_kept_on_ctx_outside_save_for_backward_is_reported():
+def test_a_tensor_kept_on_ctx_outside_save_for_backward_is_a_warning():
     record = run("retain-graph", planted.SquareKeepsInput.apply)
-    assert record.status == "fail"
+    assert record.status == "warn"  # the gradient is right; the memory is held
+    assert "  - warning: a second backward without retain_graph succeeded" in record.message
     assert "succeeded because SquareKeepsInput.copy holds a tensor on ctx" in record.message
     assert "ctx.save_for_backward" in record.message
 

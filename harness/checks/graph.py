@@ -53,9 +53,11 @@ def _tensors_kept_on_ctx(outs) -> list[str]:
 def check_retain_graph(ex: Example, settings) -> Finding:
     """A second backward without retain_graph raises torch's error when the first backward
     read saved tensors; with retain_graph=True it succeeds and gives the same gradient.
-    Only evidence fails: saved tensors read and yet still there, or tensors kept on a custom
-    Function's ctx, outside save_for_backward."""
-    problems, notes = [], []
+    Only evidence counts: saved tensors read and yet still there, or tensors kept on a custom
+    Function's ctx, outside save_for_backward, are a warning (the gradient is right; memory
+    is held for the graph's life); a refusal with another error, or a retained graph that
+    cannot run twice, fails."""
+    problems, concerns, notes = [], [], []
     leaves = ex.leaves()
     saved, outs = _forward_counting_saves(ex, leaves)
     kept = _tensors_kept_on_ctx(outs)
@@ -67,9 +69,9 @@ def check_retain_graph(ex: Example, settings) -> Finding:
     except RuntimeError as exc:
         second_error = str(exc)
     if second_error is None and kept:
-        problems.append(contracts.kept_on_ctx_phrase(kept))
+        concerns.append(contracts.kept_on_ctx_phrase(kept))
     elif saved.unpacked and second_error is None:
-        problems.append(contracts.second_backward_phrase(saved.unpacked))
+        concerns.append(contracts.second_backward_phrase(saved.unpacked))
     elif second_error is not None and "backward through the graph a second time" \
             not in second_error:
         problems.append(contracts.unexpected_error_phrase(second_error))
@@ -84,7 +86,7 @@ def check_retain_graph(ex: Example, settings) -> Finding:
             torch.autograd.backward(targets, grad_tensors=cotangents, retain_graph=True)
     except RuntimeError as exc:
         problems.append(contracts.retain_graph_failed_phrase(str(exc)))
-    return Finding(problems=problems, notes=notes)
+    return Finding(problems=problems, concerns=concerns, notes=notes)
 
 
 def check_retain_grad(ex: Example, settings) -> Finding:

@@ -102,7 +102,9 @@ class Finding:
     `hints` on who is wrong. `notes` go into the message either way. `view`: the example the
     verdicts were measured on, when it is not the item's own (complex as real pairs);
     `preface` lines open a failure's message and `pattern` replaces its derived pattern.
-    `error`: the check could not run at all. `searched`: a searched failure.
+    `error`: the check could not run at all. `searched`: a searched failure. `concerns`:
+    findings that are not wrong values (memory held, a second backward torch should refuse):
+    alone they make a warn row, beside problems they are listed with them.
     """
 
     skip: str = ""
@@ -117,6 +119,7 @@ class Finding:
     pattern: str = ""
     error: str = ""
     searched: SearchFailure | None = None
+    concerns: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:

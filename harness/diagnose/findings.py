@@ -36,15 +36,16 @@ def record_of(ex, spec, finding, seconds: float, saved: Path | None = None) -> R
         return _searched(ex, spec, finding.searched, saved, common)
     if finding.verdicts is not None:
         return _verdicts(ex, spec, finding, common)
-    if not finding.problems:
+    if not finding.problems and not finding.concerns:
         return Record(status="pass", message="; ".join(finding.notes), **common)
     lines = [header(ex.case.name, ex.dtype, ex.device, spec.title)]
     lines += [f"  - {p}" for p in finding.problems]
+    lines += [f"  - warning: {c}" for c in finding.concerns]
     lines += [f"  note: {n}" for n in finding.notes]
     lines.append(reproduce_line(ex.case.name, ex.dtype, ex.device, ex.seed, ex.case.source,
                                 spec.name))
-    return Record(status="fail", message="\n".join(lines), pattern=finding.problems[0],
-                  **common)
+    return Record(status="fail" if finding.problems else "warn", message="\n".join(lines),
+                  pattern=(finding.problems or finding.concerns)[0], **common)
 
 
 def _verdicts(ex, spec, finding, common: dict) -> Record:
@@ -122,13 +123,14 @@ def _searched(ex, spec, searched, saved: Path | None, common: dict) -> Record:
 def as_expected_failure(record: Record, phrase: str) -> Record:
     """A deliberately wrong (teaching) case: failing with `phrase` in its diagnosis is an
     xfail; passing is an xpass (the run fails: the mistake the case shows is gone)."""
-    if record.status == "fail" and phrase in record.message + record.pattern:
+    if record.status in ("fail", "warn") and phrase in record.message + record.pattern:
         return replace(record, status="xfail",
                        message=f"fails as the case expects ({phrase!r}):\n{record.message}")
-    if record.status == "pass":
+    if record.status in ("pass", "warn"):
         return replace(record, status="xpass", message=(
             f"{record.case} {record.dtype} {record.device}: {record.check} was expected to "
-            f"fail with {phrase!r} but passed: the mistake this case declares is no longer "
-            "seen (fix the case or its expected_failures)"))
+            f"fail with {phrase!r} but {'passed' if record.status == 'pass' else 'only warned'}"
+            ": the mistake this case declares is no longer seen (fix the case or its "
+            "expected_failures)"))
     return replace(record, message=f"expected a failure with {phrase!r}, got:\n"
                    f"{record.message}")

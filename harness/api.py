@@ -134,6 +134,7 @@ def check_gradients(
     rtol: float | None = None,
     atol: float | None = None,
     strict: bool = False,
+    nondeterministic_tol: float = 0.0,
 ) -> GradientReport:
     """Check the gradients of `fn` at `inputs` (those with requires_grad; all float ones if none).
 
@@ -152,7 +153,9 @@ def check_gradients(
     `atol` replace the tolerance table's (Case.rtol, Case.atol): for a function approximate
     by design; every row they decided says so. A finding that is not a wrong value (a tensor
     kept on ctx outside save_for_backward) is a warn row, which fails the report only when
-    `strict`. Returns a GradientReport of records.
+    `strict`. `nondeterministic_tol`: the spread between runs of the backward you accept
+    (Case.nondeterministic_tol; the backward-determinism and reentrancy checks). Returns a
+    GradientReport of records.
     """
     for i, x in enumerate(inputs):
         if not isinstance(x, torch.Tensor):
@@ -169,11 +172,12 @@ def check_gradients(
     name = name or _name_of(fn)
     if isinstance(fn, nn.Module):
         case = _module_case(fn, inputs, name, grad, twice_differentiable, reference,
-                            rtol=rtol, atol=atol)
+                            rtol=rtol, atol=atol, nondeterministic_tol=nondeterministic_tol)
     else:
         case = _tensor_case(fn, inputs, name, grad, twice_differentiable=twice_differentiable,
                             input_names=_signature_names(fn, len(inputs)),
-                            reference=reference, rtol=rtol, atol=atol)
+                            reference=reference, rtol=rtol, atol=atol,
+                            nondeterministic_tol=nondeterministic_tol)
     if any(isinstance(x, torch.Tensor) and x.is_sparse for x in inputs):
         # the other families perturb dense tensors
         checks = tuple(spec.name for spec in CHECKS.values() if spec.sparse)

@@ -107,6 +107,9 @@ def parser() -> argparse.ArgumentParser:
     for spec in CHECKS.values():
         if spec.flag:
             check.add_argument(spec.flag, action="store_true", help=spec.flag_help)
+    check.add_argument("--determinism-runs", type=_runs, default=10, metavar="N",
+                       help="runs of fn and its backward that --determinism compares "
+                       "(default 10; at least 2)")
     check.add_argument("--compile-backend", default="inductor",
                        help="torch.compile backend for the compiled check (default: inductor; "
                        "aot_eager "
@@ -183,3 +186,14 @@ def _size_setting(text: str) -> dict[str, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected NAME=N[,NAME=N], e.g. n=4096,m=8") from None
+
+
+def _runs(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of runs, 2 or more (each "
+                                         "is compared with the first)")
+    return count

@@ -79,6 +79,7 @@ def _check(args, argv: list[str]) -> int:
     settings = Settings(seed=args.seed, profile="thorough" if args.thorough else "quick",
                         report_dir=args.report_dir,
                         compile_backend=getattr(args, "compile_backend", "inductor"),
+                        determinism_runs=getattr(args, "determinism_runs", 10),
                         figures=True)
     # the first worker builds the items; this process, which only dispatches them, takes
     # their Plan from it (building them here too cost the OpInfo run seconds)

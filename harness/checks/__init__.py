@@ -9,6 +9,7 @@ from __future__ import annotations
 from harness.checks import (
     accumulation,
     analytic,
+    backward_determinism,
     batched,
     compiled,
     complex,
@@ -56,6 +57,7 @@ TABLE: tuple[Check, ...] = (
     graph.NON_SCALAR,
     graph.GRAPH_SWITCHES,
     reentrancy.REENTRANCY,
+    backward_determinism.BACKWARD_DETERMINISM,
     accumulation.OPTIMIZER,
     undefined.UNDEFINED_GRAD,
     layouts.LAYOUTS,

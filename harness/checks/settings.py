@@ -40,6 +40,9 @@ class Settings:
     """A time budget for the search check: once it has run this long, it checks no further
     input (it has checked at least one) and its row says it stopped there. None: the profile's
     count of inputs, cut for big inputs (harness.checks.search.SEARCH_ELEMENTS)."""
+    determinism_runs: int = 10
+    """Runs of fn and its backward the backward-determinism family compares (flash-attention
+    found a race in 50)."""
     figures: bool = False
     """Draw a picture of each element-by-element failure (harness.figures), for the HTML
     report."""
@@ -52,6 +55,9 @@ class Settings:
                      "second_order_directions", "localize_probes", "localize_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Settings.{name} must be >= 1, got {getattr(self, name)}")
+        if self.determinism_runs < 2:
+            raise ValueError(f"Settings.determinism_runs must be >= 2 (runs compared with the "
+                             f"first), got {self.determinism_runs}")
         if self.search_seconds is not None and not self.search_seconds > 0:
             raise ValueError(f"Settings.search_seconds must be > 0 seconds or None, got "
                              f"{self.search_seconds}")

@@ -56,7 +56,68 @@ def rounding_noise(ex: Example, compute, base: list[torch.Tensor]) -> list[torch
     for drifts in rounding_drifts(ex, compute, base, NOISE_DRAWS):
         for n, drift in zip(noise, drifts):
             torch.maximum(n, drift.abs(), out=n)
-    return [torch.full_like(n, float(n.max()) if n.numel() else 0.0) for n in noise]
+    saved = saved_rounding(ex, compute)
+    return [torch.full_like(n, float(n.max()) if n.numel() else 0.0) + s.to(n.device)
+            for n, s in zip(noise, saved)]
+
+
+def saved_in(dtype: torch.dtype):
+    """Autograd's saved float64 tensors rounded to `dtype` (what a low-precision run keeps)."""
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.dtype != torch.float64:
+            return t
+        return t.detach().to(dtype).to(torch.float64)
+
+    return torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+
+
+SAVED_DRAWS = 2
+"""Random perturbations of the saved tensors, beside their rounding, in saved_rounding."""
+
+
+def _saved_perturbed(dtype: torch.dtype, gen: torch.Generator):
+    """Each saved float64 tensor moved, element by element, by up to half an ulp of its
+    largest magnitude in `dtype` (uniformly, with random signs): the error a low-precision
+    kernel leaves on an element beside larger ones (log_softmax's 1 + 1e-7 summed to 1 in
+    float32 leaves its largest output at 0, not -1e-7), which rounding the element alone
+    does not reach."""
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.dtype != torch.float64 or not t.numel() or t.layout != torch.strided:
+            return t
+        half_ulp = torch.finfo(dtype).eps / 2 * float(t.detach().abs().max())
+        if not half_ulp > 0 or half_ulp == float("inf"):
+            return t
+        step = torch.rand(t.shape, generator=gen, dtype=torch.float64).mul_(2).sub_(1)
+        return t.detach() + half_ulp * step.to(t.device)
+
+    return torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+
+
+def saved_rounding(ex: Example, compute) -> list[torch.Tensor]:
+    """Per element, how far the error a low-precision run leaves on the tensors autograd saves
+    moves `compute(leaves)` in float64: each saved tensor rounded to the dtype under test, and
+    moved by up to half an ulp of its largest magnitude (SAVED_DRAWS times). No jitter of the
+    inputs measures this where a saved value saturates: softmax(30 x) keeps y = 1 exactly in
+    float32, so y(1 - y) is 0 in the backward and its derivatives, and a correct float32
+    gradient or double backward misses terms that float64 finite differences read (its
+    bfloat16 form: harness.checks.precision)."""
+    exact = [_dense(e) for e in compute(ex.leaves(ex.reference_dtype))]
+    worst = [torch.zeros_like(e, dtype=torch.float64) for e in exact]
+    gen = torch.Generator().manual_seed(ex.seed)
+    hooks = [saved_in(ex.dtype), *(_saved_perturbed(ex.dtype, gen) for _ in range(SAVED_DRAWS))]
+    for hook in hooks:
+        with hook:
+            moved = compute(ex.leaves(ex.reference_dtype))
+        for w, m, e in zip(worst, moved, exact):
+            torch.maximum(w, (_dense(m).double() - e.double()).abs(), out=w)
+    return worst
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    return t.to_dense() if t.layout != torch.strided else t
 
 
 def on_demand(compute):

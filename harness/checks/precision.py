@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from harness.autodiff import carries_graph, vjp
-from harness.checks.common import on_demand, rounding_drifts
+from harness.checks.common import on_demand, rounding_drifts, saved_in
 from harness.checks.spec import Check, Finding
 from harness.diagnose import contracts, transforms
 from harness.diagnose.mismatch import allowance, compare
@@ -67,17 +67,6 @@ def average_bias(got: torch.Tensor, ref: torch.Tensor, drifts: list[torch.Tensor
     unit = torch.finfo(dtype).eps / 2
     spread = max(measured, unit / 3**0.5 * _rms_weight(ref))
     return bias, BIAS_SIGMAS * spread + BIAS_FLOOR_ULPS * unit
-
-
-def saved_in(dtype: torch.dtype):
-    """Autograd's saved float64 tensors rounded to `dtype` (what a low-precision run keeps)."""
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        if t.dtype != torch.float64:
-            return t
-        return t.detach().to(dtype).to(torch.float64)
-
-    return torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
 
 
 def check_low_precision(ex: Example, settings) -> Finding:

@@ -66,7 +66,7 @@ PLANTED = {
 }
 
 
-def _items():
+def items():
     for case in all_cases():
         if isinstance(case, Case):
             leaves = draw_example(case, torch.float64, "cpu", seed=0).leaves()
@@ -82,13 +82,13 @@ def _items():
             yield f"real/{name}", fn, inputs
 
 
-def _fresh(leaves):
+def fresh(leaves):
     return tuple(t.detach().clone().requires_grad_(t.requires_grad) if t.is_floating_point()
                  or t.is_complex() else t for t in leaves)
 
 
 def _harness(fn, leaves) -> str:
-    report = check_gradients(fn, *_fresh(leaves))
+    report = check_gradients(fn, *fresh(leaves))
     if report.ok:
         return "pass"
     return "fail: " + ",".join(sorted({r.check for r in report.failures}))
@@ -102,7 +102,7 @@ def _forward_ad_runs(fn, leaves) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.autograd.gradcheck(fn, _fresh(leaves), check_forward_ad=True, fast_mode=True,
+            torch.autograd.gradcheck(fn, fresh(leaves), check_forward_ad=True, fast_mode=True,
                                      check_backward_ad=False, raise_exception=False)
     except NotImplementedError:
         return False
@@ -112,7 +112,7 @@ def _forward_ad_runs(fn, leaves) -> bool:
 
 
 def _gradcheck(fn, leaves, fast: bool, forward_ad: bool = True) -> str:
-    inputs = _fresh(leaves)
+    inputs = fresh(leaves)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -139,7 +139,7 @@ def _best(call, *args) -> tuple[str, float]:
 def _sweep() -> list[dict]:
     _harness(torch.sin, (torch.randn(4, dtype=torch.float64, requires_grad=True),))  # warm-up
     rows = []
-    for name, fn, leaves in _items():
+    for name, fn, leaves in items():
         harness, harness_s = _best(_harness, fn, leaves)
         elements = sum(t.numel() for t in leaves if t.requires_grad)
         forward_ad = _forward_ad_runs(fn, leaves)

@@ -212,3 +212,15 @@ def test_a_backward_that_silently_does_not_differentiate_fails_unless_marked_or_
     assert "@once_differentiable" in record.message
     assert "twice_differentiable=False" in record.message
     assert second(square, x, twice_differentiable=False).status == "skip"
+
+
+def test_a_backward_that_ignores_grad_output_fails_over_it_naming_the_first_order():
+    """gradgradcheck passes it (the derivative of 2x in v is 0, read and computed); the
+    comparison over grad_output holds the backward to linearity in it, so it fails there and
+    says the first order is the cause, instead of crashing on the shapes (as it did)."""
+    x = torch.randn(8, 6, dtype=torch.float64, requires_grad=True)
+    (record,) = check_gradients(planted.square_ignores_grad, x, checks="second-order").records
+    assert record.status == "fail"
+    assert "double backward's d/d(grad_output) vs the first backward's values" in record.message
+    assert "the first-order gradient of input 0 is wrong (the fd row says where)" in record.message
+    assert "detaches it" not in record.message

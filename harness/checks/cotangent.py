@@ -88,11 +88,12 @@ def _verdict(label: str, cand: torch.Tensor, along, tol: Tolerance,
     if n <= COTANGENT_ELEMENTWISE:
         reference = torch.tensor([along(_unit(n, j).view(cand.shape).to(c.device))
                                   for j in range(n)], dtype=torch.float64).to(c.device)
+        reference = reference.view(cand.shape)
         allowed = allowance(reference, tol)
-        m, max_abs, max_rel = compare(label, reference.view(cand.shape), cand, allowed)
+        m, max_abs, max_rel = compare(label, reference, cand, allowed)
         if m is not None:
-            return InputVerdict(label, m, max_abs, max_rel, reference=reference.view(cand.shape),
-                                allowed=allowed.view(cand.shape), checked=cand)
+            return InputVerdict(label, m, max_abs, max_rel, reference=reference,
+                                allowed=allowed, checked=cand)
     e = torch.tensor([e for _, e, _ in readings], dtype=torch.float64)
     a = torch.tensor([a for a, _, _ in readings], dtype=torch.float64)
     allow = torch.tensor([al for _, _, al in readings], dtype=torch.float64)

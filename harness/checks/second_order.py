@@ -86,7 +86,8 @@ def check_second_order(ex: Example, settings) -> Finding:
         verdicts = [*verdicts, *over_v]
         if any(v.mismatch for v in over_v):
             reference, checked = REFERENCE_OVER_V, "double backward's d/d(grad_output)"
-            hints.append(IGNORES_INCOMING)
+            wrong = _first_order_wrong(ex, settings)
+            hints.append(not_linear_phrase(wrong) if wrong else IGNORES_INCOMING)
     if failed and first_order_wrong:
         hints.append(f"the first-order gradient of {', '.join(first_order_wrong)} is wrong "
                      "too (the fd row says where), so the second-order elements were not "
@@ -126,6 +127,15 @@ IGNORES_INCOMING = (
     "Hessian-vector product, gradgradcheck) gets wrong values; compute the backward from "
     "grad_output with differentiable torch ops, or mark it @once_differentiable so torch "
     "raises instead")
+
+
+def not_linear_phrase(wrong: list[str]) -> str:
+    return (f"the first-order gradient of {', '.join(wrong)} is wrong (the fd row says where): "
+            "this comparison holds the double backward to a backward linear in its incoming "
+            "gradient, as every correct one is, so it fails with it (gradgradcheck, which "
+            "assumes nothing of the kind, can pass a backward that ignores grad_output); fix "
+            "the first order, then this check says whether the double backward follows "
+            "grad_output")
 
 
 def _first_order_wrong(ex: Example, settings) -> list[str]:

@@ -44,7 +44,10 @@ def vjp(
     whose gradient was None, so the caller can say which inputs got no gradient. `outs`:
     fn's outputs at `leaves` where they were computed already (with their graph).
     """
-    cotangents = ex.cotangents if cotangents is None else cotangents
+    # the example's own cotangents as copies: a backward that writes into its grad_output
+    # (reentrancy, which passes its own, says so) must not change what every later reading
+    # of <v, f> uses
+    cotangents = [v.clone() for v in ex.cotangents] if cotangents is None else cotangents
     if outs is None:
         outs = as_outputs(ex.fn(*leaves), ex.case.name)
     targets = [leaves[i] for i in ex.wrt]

@@ -224,3 +224,34 @@ def test_a_backward_that_ignores_grad_output_fails_over_it_naming_the_first_orde
     assert "double backward's d/d(grad_output) vs the first backward's values" in record.message
     assert "the first-order gradient of input 0 is wrong (the fd row says where)" in record.message
     assert "detaches it" not in record.message
+
+
+class WritesIntoGradOutput(torch.autograd.Function):
+    """x^2 whose backward doubles a view of grad_output in place, then uses it: values right
+    (2 x g), but no double backward can go through the write (gradgradcheck raises)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        g.view(-1).mul_(2)
+        return x * g
+
+
+def test_a_backward_writing_into_a_view_of_grad_output_is_an_error_row_saying_so():
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    report = check_gradients(WritesIntoGradOutput.apply, x,
+                             checks=("fd", "second-order", "reentrancy"))
+    fd, second, reentrancy = report.records
+    assert fd.status == "pass"  # the values are right: every reading's cotangent is a copy
+    assert second.status == "error"
+    assert "a view of a leaf Variable that requires grad is being used in an in-place" \
+        in second.message
+    assert "(at " in second.message and "in backward)" in second.message  # the real frame
+    assert "the backward writes in place into its incoming gradient" in second.message
+    assert "the backward changed the incoming gradient (grad_output) in place" \
+        in reentrancy.message

@@ -77,6 +77,11 @@ def error_hint(exc: Exception, differentiates_backward: bool = False,
     if "no autograd formula was registered" in text:
         return ("the custom op has no backward: register one with "
                 "op.register_autograd(backward, setup_context=...)")
+    if differentiates_backward and "used in an in-place operation" in text:
+        return ("the backward writes in place into its incoming gradient (grad_output, or a "
+                "view of it): a double backward differentiates through grad_output, and "
+                "autograd cannot differentiate through that write (gradgradcheck raises the "
+                "same); compute the backward out of place (g * 2, not g.mul_(2))")
     if differentiates_backward:
         return ("if the backward is meant to be differentiable once only, declare "
                 "twice_differentiable=False")

@@ -53,10 +53,11 @@ def rounding_noise(ex: Example, compute, base: list[torch.Tensor]) -> list[torch
     if ex.dtype == ex.reference_dtype:
         return None
     noise = [torch.zeros_like(b, dtype=torch.float64) for b in base]
-    for drifts in rounding_drifts(ex, compute, base, NOISE_DRAWS):
+    base64 = compute(ex.leaves(ex.reference_dtype))
+    for drifts in rounding_drifts(ex, compute, base, NOISE_DRAWS, base64=base64):
         for n, drift in zip(noise, drifts):
             torch.maximum(n, drift.abs(), out=n)
-    saved = saved_rounding(ex, compute)
+    saved = saved_rounding(ex, compute, exact=base64)
     return [torch.full_like(n, float(n.max()) if n.numel() else 0.0) + s.to(n.device)
             for n, s in zip(noise, saved)]
 
@@ -73,9 +74,9 @@ def saved_in(dtype: torch.dtype):
 
 
 def _saved_perturbed(dtype: torch.dtype, seed: int, sign: float):
-    """Each saved float64 tensor moved, element by element, by up to half an ulp of its
-    largest magnitude in `dtype` (uniform steps drawn from `seed`, times `sign`; never across
-    or off 0): the error a low-precision kernel leaves on an element beside larger ones
+    """Each saved float64 tensor rounded to `dtype`, then moved, element by element, by up to
+    half an ulp of its largest magnitude (uniform steps drawn from `seed`, times `sign`; never
+    across or off 0): the error a low-precision kernel leaves on an element beside larger ones
     (log_softmax's 1 + 1e-7 summed to 1 in float32 leaves its largest output at 0, not
     -1e-7), which rounding the element alone does not reach."""
     gen = torch.Generator().manual_seed(seed)
@@ -83,7 +84,7 @@ def _saved_perturbed(dtype: torch.dtype, seed: int, sign: float):
     def pack(t: torch.Tensor) -> torch.Tensor:
         if t.dtype != torch.float64 or not t.numel() or t.layout != torch.strided:
             return t
-        t = t.detach()
+        t = t.detach().to(dtype).to(torch.float64)  # rounded, as saved_in
         half_ulp = torch.finfo(dtype).eps / 2 * float(t.abs().max())
         if not half_ulp > 0 or half_ulp == float("inf"):
             return t
@@ -96,24 +97,25 @@ def _saved_perturbed(dtype: torch.dtype, seed: int, sign: float):
     return torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
 
 
-def saved_rounding(ex: Example, compute) -> list[torch.Tensor]:
+def saved_rounding(ex: Example, compute, exact=None) -> list[torch.Tensor]:
     """Per element, how far the error a low-precision run leaves on the tensors autograd saves
-    moves `compute(leaves)` in float64: each saved tensor rounded to the dtype under test, and
+    moves `compute(leaves)` in float64: each saved tensor rounded to the dtype under test and
     moved by up to half an ulp of its largest magnitude, by one random draw and by its
-    opposite (an element that one of them would carry across 0 moves under the other). No
+    opposite (an element that one of them would carry across 0 moves under the other).
+    `exact`: compute at the float64 inputs, where the caller has it. No
     jitter of the inputs measures this where a saved value saturates: softmax(30 x) keeps
     y = 1 exactly in float32, so y(1 - y) is 0 in the backward and its derivatives, and a
     correct float32 gradient or double backward misses terms that float64 finite
     differences read (its bfloat16 form: harness.checks.precision)."""
-    exact = [_dense(e) for e in compute(ex.leaves(ex.reference_dtype))]
-    worst = [torch.zeros_like(e, dtype=torch.float64) for e in exact]
-    hooks = [saved_in(ex.dtype), _saved_perturbed(ex.dtype, ex.seed, 1.0),
-             _saved_perturbed(ex.dtype, ex.seed, -1.0)]
+    exact = compute(ex.leaves(ex.reference_dtype)) if exact is None else exact
+    exact = [_dense(e).double() for e in exact]
+    worst = [torch.zeros_like(e) for e in exact]
+    hooks = [_saved_perturbed(ex.dtype, ex.seed, 1.0), _saved_perturbed(ex.dtype, ex.seed, -1.0)]
     for hook in hooks:
         with hook:
             moved = compute(ex.leaves(ex.reference_dtype))
         for w, m, e in zip(worst, moved, exact):
-            torch.maximum(w, (_dense(m).double() - e.double()).abs(), out=w)
+            torch.maximum(w, (_dense(m).double() - e).abs(), out=w)
     return worst
 
 
@@ -137,13 +139,15 @@ def on_demand(compute):
 
 
 def rounding_drifts(ex: Example, compute, base: list[torch.Tensor], draws: int,
-                    compute64=None):
+                    compute64=None, base64=None):
     """Per jitter of the inputs, (g(x') - g(x)) - (g64(x') - g64(x)) for each tensor of
     `compute(leaves)`: the difference of two independent roundings (see rounding_noise).
-    `compute64` is the float64 side when it is other code (a kernel's reference)."""
+    `compute64` is the float64 side when it is other code (a kernel's reference); `base64`
+    its value at the float64 inputs, where the caller has it."""
     gen = check_generator(ex, "noise")
     compute64 = compute if compute64 is None else compute64
-    base64 = compute64(ex.leaves(ex.reference_dtype))
+    if base64 is None:
+        base64 = compute64(ex.leaves(ex.reference_dtype))
     for _ in range(draws):
         moved = ex.leaves(jitter=gen)
         moved64 = tuple(

@@ -148,17 +148,21 @@ AUTO_WORKERS_MAX = 8
 run has too few items per worker for its start (a registry load, ~0.4 GB) to pay off."""
 
 
-def _workers(text: str) -> int | str:
-    if text == "auto":
-        return text
+def _count(text: str, least: int, expected: str) -> int:
+    """An integer of at least `least`, else argparse's usage error saying what was expected."""
     try:
         count = int(text)
     except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of workers (1 or more) "
-                                         "or auto")
+        count = least - 1
+    if count < least:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
     return count
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    return _count(text, 1, "a number of workers (1 or more) or auto")
 
 
 def auto_workers(items, load_seconds: float) -> int:
@@ -189,11 +193,4 @@ def _size_setting(text: str) -> dict[str, int]:
 
 
 def _runs(text: str) -> int:
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count < 2:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of runs, 2 or more (each "
-                                         "is compared with the first)")
-    return count
+    return _count(text, 2, "a number of runs, 2 or more (each is compared with the first)")

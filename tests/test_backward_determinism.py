@@ -8,6 +8,8 @@ from harness import Case, Input, check_gradients
 from harness.checks import CHECKS, Settings
 from harness.cli import main
 
+from planted import _function
+
 
 def _row(fn, *inputs, **kwargs):
     report = check_gradients(fn, *inputs, checks="backward-determinism", **kwargs)
@@ -15,20 +17,14 @@ def _row(fn, *inputs, **kwargs):
     return record
 
 
-class NoisyAt(torch.autograd.Function):
-    """x^2 whose backward adds fresh noise of 1e-12 at element [1, 2] only."""
+def _noisy_at(x, g):
+    noise = torch.zeros_like(x)
+    noise[1, 2] = 1e-12 * (1 + torch.rand(()).item())
+    return 2 * x * g + noise
 
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
 
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        noise = torch.zeros_like(x)
-        noise[1, 2] = 1e-12 * (1 + torch.rand(()).item())
-        return 2 * x * g + noise
+NoisyAt = _function(lambda x: x * x, _noisy_at, "NoisyAt")
+"""x^2 whose backward adds fresh noise of 1e-12 at element [1, 2] only."""
 
 
 class ShuffledSum(torch.autograd.Function):
@@ -52,21 +48,15 @@ class ShuffledSum(torch.autograd.Function):
         return dx, x.t() @ g
 
 
-class WrongOnce(torch.autograd.Function):
+def _wrong_once():
     """x^2 whose backward is off by 1e-6 on its 7th call alone: a rare race."""
+    calls = []
 
-    calls = 0
+    def backward(x, g):
+        calls.append(1)
+        return 2 * x * g + (1e-6 if len(calls) == 7 else 0.0)
 
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        WrongOnce.calls += 1
-        return 2 * x * g + (1e-6 if WrongOnce.calls == 7 else 0.0)
+    return _function(lambda x: x * x, backward, "WrongOnce")
 
 
 def test_a_deterministic_backward_is_bitwise_identical_over_the_runs():
@@ -81,7 +71,7 @@ def test_a_deterministic_backward_is_bitwise_identical_over_the_runs():
 
 def test_an_undeclared_spread_fails_and_names_the_element():
     x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-    record = _row(NoisyAt.apply, x)
+    record = _row(NoisyAt, x)
     assert record.status == "fail"
     assert ("The gradient of input 0 differs across 10 runs of fn and its backward (same "
             "inputs and cotangent), in 9 of the 9 reruns: 1 of 12 elements, largest spread"
@@ -94,13 +84,13 @@ def test_an_undeclared_spread_fails_and_names_the_element():
 
 def test_a_spread_within_the_declared_tolerance_passes_and_says_how_much():
     x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-    record = _row(NoisyAt.apply, x, nondeterministic_tol=1e-9)
+    record = _row(NoisyAt, x, nondeterministic_tol=1e-9)
     assert record.status == "pass"
     assert record.message.startswith("nondeterministic within the declared nondeterministic_tol "
                                      "1e-09 over 10 runs: the gradient of input 0: 1 of 12 "
                                      "elements, "
                                      "largest spread ")
-    beyond = _row(NoisyAt.apply, x, nondeterministic_tol=1e-13)
+    beyond = _row(NoisyAt, x, nondeterministic_tol=1e-13)
     assert beyond.status == "fail"
     assert "more than the declared nondeterministic_tol 1e-13" in beyond.message
 
@@ -119,11 +109,9 @@ def test_an_accumulation_in_random_order_differs_at_rounding_level_in_float32():
 
 def test_a_rare_difference_needs_enough_runs():
     x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
-    WrongOnce.calls = 0
-    few = _row(WrongOnce.apply, x, settings=Settings(determinism_runs=5))
+    few = _row(_wrong_once(), x, settings=Settings(determinism_runs=5))
     assert few.status == "pass" and "bitwise identical over 5 runs" in few.message
-    WrongOnce.calls = 0
-    many = _row(WrongOnce.apply, x)
+    many = _row(_wrong_once(), x)
     assert many.status == "fail"
     assert "in 1 of the 9 reruns: 6 of 6 elements, largest spread 1e-06" in many.message
 
@@ -153,7 +141,7 @@ def test_the_cli_flag_adds_it_with_its_runs_and_bad_runs_are_usage_errors(tmp_pa
 import torch
 from harness import Case, Input
 from test_backward_determinism import NoisyAt
-CASES = [Case("mine/noisy", NoisyAt.apply, [Input((3, 4))], dtypes=(torch.float64,),
+CASES = [Case("mine/noisy", NoisyAt, [Input((3, 4))], dtypes=(torch.float64,),
               nondeterministic_tol=1e-9)]
 ''')
     code = main(["check", "--load", str(plugin), "--cases", "mine/*", "--check", "fd",

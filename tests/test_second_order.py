@@ -226,32 +226,28 @@ def test_a_backward_that_ignores_grad_output_fails_over_it_naming_the_first_orde
     assert "detaches it" not in record.message
 
 
-class WritesIntoGradOutput(torch.autograd.Function):
-    """x^2 whose backward doubles a view of grad_output in place, then uses it: values right
-    (2 x g), but no double backward can go through the write (gradgradcheck raises)."""
+def _writes_into_grad_output(x, g):
+    g.view(-1).mul_(2)
+    return x * g
 
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
 
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        g.view(-1).mul_(2)
-        return x * g
+WritesIntoGradOutput = planted._function(lambda x: x * x, _writes_into_grad_output,
+                                         "WritesIntoGradOutput")
+"""x^2 whose backward doubles a view of grad_output in place, then uses it: values right
+(2 x g), but no double backward can go through the write (gradgradcheck raises)."""
 
 
 def test_a_backward_writing_into_a_view_of_grad_output_is_an_error_row_saying_so():
     x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-    report = check_gradients(WritesIntoGradOutput.apply, x,
+    report = check_gradients(WritesIntoGradOutput, x,
                              checks=("fd", "second-order", "reentrancy"))
     fd, second, reentrancy = report.records
     assert fd.status == "pass"  # the values are right: every reading's cotangent is a copy
     assert second.status == "error"
     assert "a view of a leaf Variable that requires grad is being used in an in-place" \
         in second.message
-    assert "(at " in second.message and "in backward)" in second.message  # the real frame
+    assert "test_second_order.py:" in second.message  # the real frame, where it writes
+    assert "in _writes_into_grad_output)" in second.message
     assert "the backward writes in place into its incoming gradient" in second.message
     assert "the backward changed the incoming gradient (grad_output) in place" \
         in reentrancy.message

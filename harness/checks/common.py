@@ -48,7 +48,8 @@ def rounding_noise(ex: Example, compute, base: list[torch.Tensor]) -> list[torch
     |(g(x') - g(x)) - (g64(x') - g64(x))|. The true change cancels, the rounding (now
     decorrelated between x and x') remains, and a systematic bug cancels too, so it cannot
     excuse itself. Taken per tensor: rounding is quantized, and one element may sit still
-    while its neighbours move. None in float64, where rounding is far below every tolerance.
+    while its neighbours move. Plus, per element, what no jitter moves (saved_rounding). None
+    in float64, where rounding is far below every tolerance.
     """
     if ex.dtype == ex.reference_dtype:
         return None
@@ -102,11 +103,11 @@ def saved_rounding(ex: Example, compute, exact=None) -> list[torch.Tensor]:
     moves `compute(leaves)` in float64: each saved tensor rounded to the dtype under test and
     moved by up to half an ulp of its largest magnitude, by one random draw and by its
     opposite (an element that one of them would carry across 0 moves under the other).
-    `exact`: compute at the float64 inputs, where the caller has it. No
-    jitter of the inputs measures this where a saved value saturates: softmax(30 x) keeps
-    y = 1 exactly in float32, so y(1 - y) is 0 in the backward and its derivatives, and a
-    correct float32 gradient or double backward misses terms that float64 finite
-    differences read (its bfloat16 form: harness.checks.precision)."""
+    `exact`: compute at the float64 inputs, where the caller has it. No jitter of the inputs
+    measures this where a saved value saturates: softmax(30 x) keeps y = 1 exactly in
+    float32, so y(1 - y) is 0 in the backward and its derivatives, and a correct float32
+    gradient or double backward misses terms that float64 finite differences read (its
+    bfloat16 form: harness.checks.precision)."""
     exact = compute(ex.leaves(ex.reference_dtype)) if exact is None else exact
     exact = [_dense(e).double() for e in exact]
     worst = [torch.zeros_like(e) for e in exact]

@@ -10,7 +10,7 @@ jvp is a skip that says how to add one.
 Low precision. Below float64 both modes round, and where an intermediate saturates or
 cancels (softmax(30 x) in float32: y = 1 exactly) they round differently, by more than an
 allowance sized for the result: a correct softmax's forward mode read 4.30e-05 where reverse
-mode and finite differences read 3.60e-05, and forward-ad or fwd-over-rev failed 3 to 5 of 20
+mode and finite differences read 3.60e-05, and forward-ad or fwd-over-rev failed 4 to 7 of 20
 seeds. Each mode's rounding is measured as its distance from the same code run in float64, and
 the two modes may differ by NOISE_SAFETY times the sum. A jvp wrong in every dtype still
 shows (the float64 run disagrees as much); one wrong in float32 alone, by no more than that,

@@ -26,8 +26,8 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from harness.autodiff import second_order, vjp
-from harness.checks.common import check_generator, phi_of, rounding_drifts
-from harness.checks.precision import BIAS_DRAWS, average_bias, saved_in
+from harness.checks.common import check_generator, phi_of, rounding_drifts, saved_in
+from harness.checks.precision import BIAS_DRAWS, average_bias
 from harness.checks.reference import Sweep, compare_with_fd
 from harness.checks.spec import Check, Finding
 from harness.checks.verdict import InputVerdict

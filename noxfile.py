@@ -36,7 +36,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "tests/bench_checks.py", "tests/bench_power.py",
                 "tests/bench_net_cost.py", "tests/bench_timing_agreement.py",
                 "tests/bench_modules.py", "tests/bench_phases.py",
-                "tests/bench_gradgradcheck_parity.py", "--benchmark-only", "-n",
+                "tests/bench_gradgradcheck_parity.py", "tests/bench_screen_power.py",
+                "--benchmark-only", "-n",
                 "0", "-s")
     session.run("python", "tests/bench_plugin.py")
     session.run("python", "tests/bench_first_call.py")

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from harness import check_gradients
-from harness.checks.screen import SCREEN_DIRECTIONS
+from harness.checks.probes import balanced, signs
+from harness.checks.screen import ALONG_DIRECTIONS, SCREEN_DIRECTIONS
 
 import planted
 
@@ -405,7 +406,7 @@ def test_the_full_pass_reads_only_the_inputs_the_quick_pass_failed():
         record.message
     assert moved["a"] > 20  # located: many readings
     # the quick screen's (at one step each) and the rounding measurement's, which moves all
-    assert moved["b"] == 2 * SCREEN_DIRECTIONS + 1
+    assert moved["b"] == 2 * ALONG_DIRECTIONS + 1
 
 
 def test_second_order_takes_the_first_order_verdict_from_the_fd_row_before_it():
@@ -549,3 +550,18 @@ def test_a_pass_catches_what_it_says_it_would(shape):
             (wrong,) = check_gradients(_tanh_x_off(at, 2 * right.detects), x, checks=("fd",),
                                        seed=seed, name="tanh-x").records
             assert wrong.status == "fail", (seed, at, right.detects, wrong.message)
+
+
+def test_the_screen_direction_sums_to_at_least_one_in_size():
+    """probes.balanced flips the first moved component where the sum is under 1 in size (a
+    constant error on every element then cannot cancel along the screen's one direction), and
+    leaves other directions alone."""
+    near_zero = torch.tensor([0.0, 1.2, -1.1, 1.3, -1.4], dtype=torch.float64)
+    assert torch.equal(balanced(near_zero.clone()),
+                       torch.tensor([0.0, -1.2, -1.1, 1.3, -1.4], dtype=torch.float64))
+    far = torch.tensor([1.2, 1.1, -1.0], dtype=torch.float64)
+    assert torch.equal(balanced(far.clone()), far)
+    gen = torch.Generator().manual_seed(0)
+    for n in (2, 3, 8, 1000):
+        sums = [float(balanced(signs(n, gen)).sum()) for _ in range(200)]
+        assert min(abs(s) for s in sums) >= 1.0, n

@@ -19,8 +19,8 @@ from harness.inputs import Example
 from harness.tolerances import Tolerance
 
 COTANGENT_DIRECTIONS = 2
-"""Cotangent directions read first (random signs, then positive sizes, as the fd screen's):
-one first-order backward each."""
+"""Cotangent directions read first (random signs, then positive sizes, as the fd screen of a
+large input): one first-order backward each."""
 COTANGENT_ELEMENTWISE = 64
 """Outputs up to this many elements are read element by element where a direction fails, so
 the row names the element; larger ones report the directions."""

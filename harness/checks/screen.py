@@ -14,16 +14,26 @@ import math
 
 import torch
 
-from harness.checks.probes import Target, signs, sizes
+from harness.checks.probes import Target, balanced, signs, sizes
 from harness.checks.verdict import InputVerdict
 from harness.numerical import directional, step_size
 from harness.tolerances import DIRECTION_STEP_SAFETY, FD_SAFETY, fd_rounding
 
-SCREEN_DIRECTIONS = 2
-"""Readings a screen takes (2 forward calls each). The first has random signs; the second
-the same random sizes, all positive: the commonest error on many elements, one constant added
-to every element (a backward that forgets to subtract a mean), cannot cancel along it
-(tests/test_finite_diff.py)."""
+SCREEN_DIRECTIONS = 1
+"""Readings a screen takes where a doubt goes element by element (2 forward calls each, as
+gradcheck's fast mode per input): random signs of random sizes (probes.signs), their sum held
+away from 0 (probes.balanced), so an error on one element and the commonest error on many,
+one constant added to every element (a backward that forgets to subtract a mean), cannot
+cancel along it. Other errors on several elements cancel only where their signed sum comes
+within half an allowance of 0; tests/bench_screen_power.py measures that rate beside a
+second, all-positive direction, which doubled this screen's cost."""
+ALONG_DIRECTIONS = 2
+"""Readings the screen of a large input takes (held to each direction's summed allowance):
+the balanced signs, then the same sizes all positive. Along signs an error of one sign on
+n elements moves the reading by about sqrt(n) of them, against an allowance summed over n;
+along positive sizes it moves it by all n, so the second reading keeps the screen's power
+for such errors (a forgotten mean, a scale off) where the first would need sqrt(n) times
+more (tests/bench_screen_power.py, n=500)."""
 SCREEN_MIN = 2
 """Inputs with more elements than this, checked element by element, are screened first:
 2 readings a direction, where element by element takes 2 an element."""
@@ -48,9 +58,10 @@ def _unsure(gap: float, bar: float, error: float, rounding: float) -> bool:
             and math.isfinite(gap) and gap <= (bar + FD_SAFETY * error) / 2)
 
 
-def _direction(t: Target, gen: torch.Generator, k: int) -> torch.Tensor:
-    u = (signs if k % 2 == 0 else sizes)(t.cand.numel(), gen)
-    u = t.movable(u).view(t.cand.shape)
+def _direction(t: Target, gen: torch.Generator, k: int = 0) -> torch.Tensor:
+    """The k-th screen direction: balanced random signs, then (k = 1) positive sizes."""
+    u = t.movable((signs if k == 0 else sizes)(t.cand.numel(), gen))
+    u = (balanced(u) if k == 0 else u).view(t.cand.shape)
     return u if t.cand.device.type == "cpu" else u.to(t.cand.device)
 
 
@@ -95,7 +106,7 @@ def _along_allowance(t: Target, gen: torch.Generator) -> InputVerdict | None:
     would have it."""
     worst_abs = worst_rel = 0.0
     detects = math.inf
-    for k in range(SCREEN_DIRECTIONS):
+    for k in range(ALONG_DIRECTIONS):
         probe = t._probe(_direction(t, gen, k), 1.0)
         d, actual, allowed = probe
         gap = abs(actual - d.value)
@@ -105,7 +116,7 @@ def _along_allowance(t: Target, gen: torch.Generator) -> InputVerdict | None:
         worst_rel = max(worst_rel, gap / max(abs(d.value), 1e-300))
         detects = min(detects, probe.detects)
     return InputVerdict(t.label, None, worst_abs, worst_rel, detects=detects,
-                        directions=SCREEN_DIRECTIONS)
+                        directions=ALONG_DIRECTIONS)
 
 
 def joint_screen(targets: list[Target], gen: torch.Generator) -> list[InputVerdict] | None:
@@ -113,7 +124,7 @@ def joint_screen(targets: list[Target], gen: torch.Generator) -> list[InputVerdi
     t * h_k * u_k, so d/dt phi = sum_k h_k <g_k, u_k>, held to half of the smallest
     h_k x element allowance over all inputs (each input's own step h_k). An error on one
     element of input k moves the reading by at least h_k times its size: each input keeps
-    its own screen's power, for 4 forward calls in all instead of 4 an input. None (screen
+    its own screen's power, for 2 forward calls in all instead of 2 an input. None (screen
     input by input) at any doubt, or where a step leaves the function's domain."""
     phi, xs = targets[0].phi, targets[0].xs
     rounding = max(fd_rounding(xs[t.pos].dtype) for t in targets)

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from harness.checks.probes import Target, balanced, signs, sizes
+from harness.checks.probes import Target, balanced, signs
 from harness.checks.verdict import InputVerdict
 from harness.numerical import directional, step_size
 from harness.tolerances import DIRECTION_STEP_SAFETY, FD_SAFETY, fd_rounding
@@ -58,11 +58,14 @@ def _unsure(gap: float, bar: float, error: float, rounding: float) -> bool:
             and math.isfinite(gap) and gap <= (bar + FD_SAFETY * error) / 2)
 
 
-def _direction(t: Target, gen: torch.Generator, k: int = 0) -> torch.Tensor:
-    """The k-th screen direction: balanced random signs, then (k = 1) positive sizes."""
-    u = t.movable((signs if k == 0 else sizes)(t.cand.numel(), gen))
-    u = (balanced(u) if k == 0 else u).view(t.cand.shape)
-    return u if t.cand.device.type == "cpu" else u.to(t.cand.device)
+def _directions(t: Target, gen: torch.Generator, count: int):
+    """The screen's directions: balanced random signs, then (a second) the same sizes, all
+    positive (one random draw for both: inputs can be 10^7 elements)."""
+    u = balanced(t.movable(signs(t.cand.numel(), gen))).view(t.cand.shape)
+    u = u if t.cand.device.type == "cpu" else u.to(t.cand.device)
+    yield u
+    if count > 1:
+        yield u.abs()
 
 
 def screen(t: Target, gen: torch.Generator, strict: bool = True) -> InputVerdict | None:
@@ -81,8 +84,7 @@ def screen(t: Target, gen: torch.Generator, strict: bool = True) -> InputVerdict
     rounding = fd_rounding(t.xs[t.pos].dtype) * t.magnitude
     cap = DIRECTION_STEP_SAFETY * FD_SAFETY * rounding / max(bar, 1e-300)
     worst_gap = worst_rel = spread = 0.0
-    for k in range(SCREEN_DIRECTIONS):
-        u = _direction(t, gen, k)
+    for u in _directions(t, gen, SCREEN_DIRECTIONS):
         actual = float(torch.dot(t.cand.reshape(-1), u.reshape(-1)))
         d = directional(t.phi, t.xs, t.pos, u, t.radius, cap=cap, accept=lambda d1, err, a=actual:
                         abs(a - d1) <= (bar + FD_SAFETY * err) / 2,
@@ -106,8 +108,8 @@ def _along_allowance(t: Target, gen: torch.Generator) -> InputVerdict | None:
     would have it."""
     worst_abs = worst_rel = 0.0
     detects = math.inf
-    for k in range(ALONG_DIRECTIONS):
-        probe = t._probe(_direction(t, gen, k), 1.0)
+    for u in _directions(t, gen, ALONG_DIRECTIONS):
+        probe = t._probe(u, 1.0)
         d, actual, allowed = probe
         gap = abs(actual - d.value)
         if not _stands(gap, allowed - FD_SAFETY * d.error, d.error, d.rounding):
@@ -133,10 +135,11 @@ def joint_screen(targets: list[Target], gen: torch.Generator) -> list[InputVerdi
     spread = [0.0] * len(targets)
     worst_gap = [0.0] * len(targets)
     worst_rel = 0.0
+    directions = [list(_directions(t, gen, SCREEN_DIRECTIONS)) for t in targets]
     for k in range(SCREEN_DIRECTIONS):
         moves, actual, bar = [], 0.0, math.inf
-        for t, floor in zip(targets, floors):
-            u = _direction(t, gen, k)
+        for t, floor, drawn in zip(targets, floors, directions):
+            u = drawn[k]
             h = step_size(xs[t.pos], u, t.radius)
             moves.append((t.pos, u, h))
             actual += h * float(torch.dot(t.cand.reshape(-1), u.reshape(-1)))

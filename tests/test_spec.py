@@ -1,13 +1,15 @@
 """A check family is one spec in one table: a toy family registered here runs through
 check_gradients, the CLI and the pytest plugin, with the runner's shared skips applied."""
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 import torch
 
 from harness import Case, Input, check_gradients
 from harness.autodiff import vjp
-from harness.checks import CHECKS, Check, Finding
+from harness.checks import CHECKS, TABLE, Check, Finding, by_name
 from harness.cli import main
 from harness.runner import items_for
 
@@ -100,11 +102,13 @@ def test_the_toy_family_runs_under_pytest(toy, pytester):
 
 
 def test_every_family_in_the_table_is_declared_once():
-    specs = list(CHECKS.values())
-    assert len({s.name for s in specs}) == len(specs)
-    assert all(callable(s.run) and s.doc for s in specs)
-    flags = [s.flag for s in specs if s.flag]
+    assert len(CHECKS) == len(TABLE) and list(CHECKS.values()) == list(TABLE)
+    assert all(callable(s.run) and s.doc for s in TABLE)
+    flags = [s.flag for s in TABLE if s.flag]
     assert len(set(flags)) == len(flags)
+    twice = (TABLE[0], *TABLE[1:4], replace(TABLE[2], doc="another family, the same name"))
+    with pytest.raises(ValueError, match=f"{TABLE[2].name!r} is declared twice in TABLE"):
+        by_name(twice)
 
 
 def test_a_spec_with_a_bad_field_is_refused():

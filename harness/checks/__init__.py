@@ -67,7 +67,21 @@ TABLE: tuple[Check, ...] = (
     training.PER_SAMPLE,
 )
 
-CHECKS: dict[str, Check] = {spec.name: spec for spec in TABLE}
+
+
+def by_name(table: tuple[Check, ...]) -> dict[str, Check]:
+    """Every family of `table` by name; a name declared twice is an error (the later spec
+    would silently replace the earlier one, and its items run under the other's name)."""
+    named: dict[str, Check] = {}
+    for spec in table:
+        if spec.name in named:
+            raise ValueError(f"check family {spec.name!r} is declared twice in TABLE; give "
+                             "each family its own name")
+        named[spec.name] = spec
+    return named
+
+
+CHECKS: dict[str, Check] = by_name(TABLE)
 """Every family by name: what reports, the CLI and pytest ids call it."""
 
 __all__ = ["CHECKS", "TABLE", "Check", "Finding", "Settings"]

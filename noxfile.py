@@ -1,6 +1,11 @@
 """nox sessions: tests (default), lint, bench. Each installs torch==2.13.0 before the project
-so pip never resolves torch to a multi-GB CUDA build; on a GPU machine, preinstall the CUDA
-torch you want and run with --no-venv or reuse_venv."""
+so pip never resolves torch to a multi-GB CUDA build. On a GPU machine, name the CUDA build
+in HARNESS_TORCH, e.g.
+`HARNESS_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126" nox -s bench`
+(the index for your CUDA version: https://pytorch.org/get-started/locally/)."""
+
+import os
+import shlex
 
 import nox
 
@@ -8,7 +13,7 @@ nox.options.sessions = ["tests"]
 
 
 def _install(session: nox.Session) -> None:
-    session.install("torch==2.13.0")
+    session.install(*shlex.split(os.environ.get("HARNESS_TORCH", "torch==2.13.0")))
     session.install("-e", ".[dev]")
 
 
@@ -20,7 +25,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install("ruff==0.17.6")  # pinned as in pyproject's dev extra: a new ruff adds rules
     session.run("ruff", "check", "harness", "cases", "tests", "noxfile.py")
 
 

@@ -68,7 +68,6 @@ TABLE: tuple[Check, ...] = (
 )
 
 
-
 def by_name(table: tuple[Check, ...]) -> dict[str, Check]:
     """Every family of `table` by name; a name declared twice is an error (the later spec
     would silently replace the earlier one, and its items run under the other's name)."""

@@ -185,7 +185,7 @@ def check_gradients(
         checks = (*(spec.name for spec in CHECKS.values()
                     if spec.dtypes == "complex" and spec.name not in checks), *checks)
     settings = settings or Settings(seed=seed)
-    records = [r for item in items_for([case], checks) for r in run_item(item, settings)]
+    records = [run_item(item, settings) for item in items_for([case], checks)]
     return GradientReport(tuple(records), strict)
 
 

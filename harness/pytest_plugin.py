@@ -63,20 +63,17 @@ class HarnessItem(pytest.Item):
 
         if not device_available(self.work.device):
             pytest.skip(f"device {self.work.device} unavailable")
-        records = run_item(self.work, Settings(seed=self.seed))
+        record = run_item(self.work, Settings(seed=self.seed))
         strict = self.config.getoption("--harness-strict")
         if strict is None:
             strict = self.config.getini("harness_strict")
-        bad = [r for r in records if fails_run(r.status, strict)]
-        if bad:
-            raise HarnessFailure("\n\n".join(r.message for r in bad))
-        for record in records:
-            if record.status == "warn":
-                warnings.warn(HarnessWarning(record.message), stacklevel=1)
+        if fails_run(record.status, strict):
+            raise HarnessFailure(record.message)
+        if record.status == "warn":
+            warnings.warn(HarnessWarning(record.message), stacklevel=1)
         for status, outcome in (("skip", pytest.skip), ("xfail", pytest.xfail)):
-            alike = [r for r in records if r.status == status]
-            if alike and len(alike) == len(records):
-                outcome(alike[0].message.splitlines()[0])
+            if record.status == status:
+                outcome(record.message.splitlines()[0])
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, HarnessFailure):

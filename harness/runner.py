@@ -227,10 +227,10 @@ def run_check(spec: Check, ex, settings: Settings, started: float | None = None,
     return record
 
 
-def run_item(item: Item, settings: Settings) -> list[Record]:
-    """Run one item; never raises for the case's own failures."""
+def run_item(item: Item, settings: Settings) -> Record:
+    """Run one item: its one record. Never raises for the case's own failures."""
     if not device_available(item.device):
-        return [item_record(item, settings, "skip", f"device {item.device} unavailable")]
+        return item_record(item, settings, "skip", f"device {item.device} unavailable")
     start = time.perf_counter()
     try:
         with preserved_torch_state() as changed:
@@ -247,7 +247,7 @@ def run_item(item: Item, settings: Settings) -> list[Record]:
                                    expected=item.case.expected_failures.get(item.check))
         if changed:
             record = with_state_note(record, changed)
-        return [record]
+        return record
     except CaseError as exc:
         message = f"{item.id}: broken case: {exc}"
     except Exception as exc:  # the case's code raised: report it, keep running
@@ -260,7 +260,7 @@ def run_item(item: Item, settings: Settings) -> list[Record]:
         if hint := error_hint(exc, differentiates_backward=item.spec.second_order,
                               case_code=own is not None):
             message += f"; {hint}"
-    return [item_record(item, settings, "error", message, time.perf_counter() - start)]
+    return item_record(item, settings, "error", message, time.perf_counter() - start)
 
 
 @dataclass(frozen=True)
@@ -270,22 +270,21 @@ class Finished:
     index: int
     record: Record
     warnings: tuple[str, ...] = ()
-    """The warnings the item raised (on its first record only), shown once at the end."""
+    """The warnings the item raised, shown once at the end of the run."""
 
 
-def run_item_noting_warnings(item: Item, settings: Settings) -> tuple[list[Record], list[str]]:
+def run_item_noting_warnings(item: Item, settings: Settings) -> tuple[Record, list[str]]:
     """run_item, with the warnings it raised collected ("Category: message (file:line)")
     instead of printed between the progress lines."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
-        records = run_item(item, settings)
-    return records, [f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]} "
+        record = run_item(item, settings)
+    return record, [f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]} "
                      f"({os.path.basename(w.filename)}:{w.lineno})" for w in caught]
 
 
-def finished(index: int, records: list[Record], raised: list[str]) -> Iterator[Finished]:
-    for k, record in enumerate(records):
-        yield Finished(index, record, tuple(raised) if k == 0 else ())
+def finished(index: int, record: Record, raised: list[str]) -> Finished:
+    return Finished(index, record, tuple(raised))
 
 
 def run_items(
@@ -296,4 +295,4 @@ def run_items(
     for n, item in enumerate(items):
         if progress:
             progress(n, len(items), item)
-        yield from finished(n, *run_item_noting_warnings(item, settings))
+        yield finished(n, *run_item_noting_warnings(item, settings))

@@ -49,8 +49,8 @@ def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: floa
         if isinstance(message, tuple):
             torch.set_num_threads(message[1])
             continue
-        records, raised = run_item_noting_warnings(items[message], settings)
-        conn.send({"records": [r.as_dict() for r in records], "warnings": raised})
+        record, raised = run_item_noting_warnings(items[message], settings)
+        conn.send({"record": record.as_dict(), "warnings": raised})
 
 
 EXIT_WAIT = 30.0
@@ -182,9 +182,8 @@ def run_isolated(
                         busy.remove(worker)
                         idle.append(worker)
                         done += 1
-                        yield from finished(worker.index,
-                                            [Record(**row) for row in sent["records"]],
-                                            sent["warnings"])
+                        yield finished(worker.index, Record(**sent["record"]),
+                                       sent["warnings"])
                         continue
                 elif time.monotonic() >= worker.deadline:
                     message = timed_out_phrase(worker.limit)
@@ -214,7 +213,7 @@ def _in_process(items, indices, settings, exc, progress) -> Iterator[Finished]:
     for n, index in enumerate(indices):
         if progress and n:
             progress(len(items) - len(indices) + n, len(items), items[index])
-        records, raised = run_item_noting_warnings(items[index], settings)
+        record, raised = run_item_noting_warnings(items[index], settings)
         if n == 0:
-            records = [with_worker_note(r, exc) for r in records]
-        yield from finished(index, records, raised)
+            record = with_worker_note(record, exc)
+        yield finished(index, record, raised)

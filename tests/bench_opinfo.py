@@ -76,7 +76,7 @@ def _harness(op, case):
     for item in items_for([case], devices=["cpu"]):
         if item.check in ("reentrancy", "forward-ad", "batched-forward-ad"):
             continue  # gradcheck runs none of these here
-        (record,) = run_item(item, Settings())
+        record = run_item(item, Settings())
         first = (record.message or "").splitlines()[0] if record.status != "pass" else ""
         detail = record.pattern or first
         # gradcheck's first-order verdict includes its undefined-gradient and batched-gradient
@@ -93,7 +93,7 @@ def _harness_fd(op, case):
     from harness.runner import items_for, run_item
 
     (item,) = items_for([case], checks=["fd"], devices=["cpu"])
-    (record,) = run_item(item, Settings())
+    record = run_item(item, Settings())
     first = (record.message or "").splitlines()[0] if record.status != "pass" else ""
     return {"fd": (record.status, (record.pattern or first)[:300])}
 

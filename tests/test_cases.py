@@ -80,7 +80,7 @@ def test_notebook_reruns_are_diagnosed_as_accumulation_from_the_formula_side():
 
     case = CASES["tutorial/notebook-002-poly-rerun"]
     (item,) = items_for([case], ["analytic"], [torch.float64], ["cpu"])
-    (record,) = run_item(item, Settings())
+    record = run_item(item, Settings())
     assert record.status == "xfail"  # it fails, as the case expects
     assert "worst at x: analytic 66, autograd 22" in record.message
     assert "exactly 3 times the reference" in record.message

@@ -27,7 +27,7 @@ def ops():
 
 
 def _run(cases):
-    return [r for item in items_for(cases, devices=["cpu"]) for r in run_item(item, Settings())]
+    return [run_item(item, Settings()) for item in items_for(cases, devices=["cpu"])]
 
 
 def test_a_default_run_does_not_build_the_opinfo_cases():

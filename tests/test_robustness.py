@@ -126,26 +126,26 @@ def test_global_state_a_case_changes_is_restored_and_named():
 
     leaky = Case(name="leaky", fn=leaks, inputs=[Input((3,))])
     settings = Settings()
-    (leaked,) = run_item(Item(leaky, "reentrancy", torch.float64, "cpu"), settings)
+    leaked = run_item(Item(leaky, "reentrancy", torch.float64, "cpu"), settings)
     assert torch.get_default_dtype() == torch.float32 and not torch.is_anomaly_enabled()
     assert ("the case changed global torch state (default dtype torch.float32 -> "
             "torch.float64; anomaly detection False -> True)") in leaked.message
     fine = Case(name="fine", fn=torch.sin, inputs=[Input((3,))])
-    (after,) = run_item(Item(fine, "fd", torch.float64, "cpu"), settings)
+    after = run_item(Item(fine, "fd", torch.float64, "cpu"), settings)
     assert after.status == "pass", after.message
 
 
 def test_an_integer_analytic_gradient_is_a_broken_case():
     case = Case(name="int-grad", fn=torch.sin, inputs=[Input((3,))],
                 grad=lambda x, v: (torch.cos(x) * v).long())
-    (record,) = run_item(Item(case, "analytic", torch.float64, "cpu"), Settings())
+    record = run_item(Item(case, "analytic", torch.float64, "cpu"), Settings())
     assert record.status == "error"
     assert "grad for input 0 has dtype torch.int64" in record.message
 
 
 def test_a_grad_with_the_wrong_signature_blames_the_case_and_says_how_it_is_called():
     case = Case(name="cube", fn=lambda x: x**3, inputs=[Input((3,))], grad=lambda x: 3 * x**2)
-    (record,) = run_item(Item(case, "analytic", torch.float64, "cpu"), Settings())
+    record = run_item(Item(case, "analytic", torch.float64, "cpu"), Settings())
     assert record.status == "error"
     assert "case 'cube': grad cannot be called with 2 argument(s)" in record.message
     assert "grad(*inputs, v)" in record.message and "vector-Jacobian product" in record.message
@@ -365,7 +365,7 @@ def test_an_output_shape_that_changes_between_calls_is_an_error_saying_so():
     calls = iter(range(100))
     shifting = Case(name="shifting", fn=lambda x: x[: 1 + next(calls) % 3] * 2,
                     inputs=[Input((4,))])
-    (record,) = run_item(Item(shifting, "fd", torch.float64, "cpu"), Settings())
+    record = run_item(Item(shifting, "fd", torch.float64, "cpu"), Settings())
     assert record.status == "error"
     assert "fn's output shape changes from call to call" in record.message
 
@@ -375,7 +375,7 @@ def test_an_error_raised_inside_torch_names_the_line_of_the_case_that_called_it(
         return torch.einsum("i,ij->j", x, torch.ones(5, 2, dtype=x.dtype))  # torch/functional.py
 
     case = Case(name="mismatched", fn=mismatched, inputs=[Input((3,))])
-    (record,) = run_item(Item(case, "fd", torch.float64, "cpu"), Settings())
+    record = run_item(Item(case, "fd", torch.float64, "cpu"), Settings())
     assert record.status == "error"
     assert "RuntimeError" in record.message
     assert "from the case's code at" in record.message and "in mismatched" in record.message

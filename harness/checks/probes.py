@@ -9,14 +9,13 @@ from typing import NamedTuple
 
 import torch
 
-from harness.diagnose.mismatch import format_index, kink_phrase
-from harness.numerical import Derivative, ScalarFn, all_finite, directional, max_abs, one_sided
+from harness.diagnose.mismatch import allowance, format_index, kink_phrase
+from harness.numerical import Derivative, ScalarFn, all_finite, directional, one_sided
 from harness.tolerances import (
     DIRECTION_SIGMAS,
     DIRECTION_STEP_SAFETY,
     FD_CONFIRM_SHRINKS,
     FD_SAFETY,
-    NOISE_SAFETY,
     Tolerance,
     fd_rounding,
 )
@@ -200,12 +199,7 @@ class Target:
         return self._direction_budget if across else self.element_budget
 
     def _budget_of(self, tol: Tolerance) -> torch.Tensor:
-        largest = max_abs(self.cand)
-        # in place on one fresh |cand|: inputs can be 10^7 elements
-        budget = self.cand.abs().mul_(tol.rtol).add_(tol.atol * largest + tol.floor)
-        if self.noise is not None:
-            budget.add_(NOISE_SAFETY * self.noise)
-        return budget
+        return allowance(self.cand, tol, noise=self.noise)
 
     @functools.cached_property
     def element_budget(self) -> torch.Tensor:

@@ -69,16 +69,17 @@ def allowance(
     fd_error: torch.Tensor | float | None = None,
     noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-element allowed absolute error (see harness.tolerances for the formula)."""
-    allowed = reference.detach().double().abs()  # in place from here: one temporary
-    scale = float(allowed.max()) if allowed.numel() else 0.0
+    """Per-element allowed absolute error (see harness.tolerances for the formula); the
+    one place it is computed (finite-difference probes budget with it too)."""
+    allowed = reference.detach().double().abs()  # in place from here: one temporary, whatever
+    scale = float(allowed.max()) if allowed.numel() else 0.0  # the size (10^7 elements)
     allowed = allowed.mul_(tol.rtol).add_(tol.atol * scale + tol.floor)
     if fd_error is not None:
         allowed = allowed.add_(fd_error, alpha=FD_SAFETY) if isinstance(
             fd_error, torch.Tensor) and fd_error.shape == allowed.shape else (
             allowed + FD_SAFETY * fd_error)
     if noise is not None:
-        allowed = allowed + NOISE_SAFETY * noise.to(allowed.device)
+        allowed = allowed.add_(noise.to(allowed.device), alpha=NOISE_SAFETY)
     return allowed
 
 

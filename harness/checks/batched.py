@@ -28,7 +28,7 @@ from torch._vmap_internals import _vmap
 
 from harness.autodiff import of_checked
 from harness.case import library_custom_op
-from harness.checks.common import check_generator
+from harness.checks.common import check_generator, gaussian
 from harness.checks.spec import Check, Finding
 from harness.diagnose import transforms
 from harness.diagnose.mismatch import allowance, compare
@@ -84,8 +84,7 @@ def check_batched_grad(ex: Example, settings) -> Finding:
     leaves = ex.leaves()
     targets = [leaves[i] for i in ex.wrt]
     outs = [o for o in as_outputs(ex.fn(*leaves), ex.case.name) if o.requires_grad]
-    stacks = [torch.randn((BATCH, *o.shape), generator=gen, dtype=torch.float64).to(o)
-              for o in outs]
+    stacks = [gaussian((BATCH, *o.shape), gen, o) for o in outs]
 
     def grad(*cotangents):
         return tuple(_zeros_for_none(torch.autograd.grad(
@@ -137,8 +136,7 @@ def check_batched_forward_ad(ex: Example, settings) -> Finding:
     problems: list[str] = []
     notes: list[str] = []
     for pos in ex.wrt:
-        tangents = torch.randn((BATCH, *leaves[pos].shape), generator=gen,
-                               dtype=torch.float64).to(leaves[pos])
+        tangents = gaussian((BATCH, *leaves[pos].shape), gen, leaves[pos])
         jvp = _dual_tangents(ex, leaves, pos)
         try:
             singles = [jvp(t) for t in tangents]
@@ -170,8 +168,7 @@ def check_vmap(ex: Example, settings) -> Finding:
         base[i].shape, generator=gen, dtype=torch.float64).to(base[i])) for _ in range(BATCH)])
         for i in ex.wrt}
     outs = as_outputs(ex.fn(*base), ex.case.name)
-    cotangents = [torch.randn((BATCH, *o.shape), generator=gen, dtype=torch.float64).to(o)
-                  for o in outs]
+    cotangents = [gaussian((BATCH, *o.shape), gen, o) for o in outs]
 
     fn_of = of_checked(ex, base)
 

@@ -24,6 +24,14 @@ def check_generator(ex: Example, check: str) -> torch.Generator:
     return torch.Generator().manual_seed(item_seed(ex.seed, f"{ex.case.name}|{check}", ex.dtype))
 
 
+def gaussian(shape, gen: torch.Generator, to=None) -> torch.Tensor:
+    """A float64 N(0, 1) tensor of `shape` drawn from `gen` on the CPU (a seed gives the same
+    values on every device), then `.to(to)` where given: a device, or a tensor whose device and
+    dtype it takes. The random weights, directions and jitters the checks draw per input."""
+    drawn = torch.randn(shape, generator=gen, dtype=torch.float64)
+    return drawn if to is None else drawn.to(to)
+
+
 @functools.lru_cache(maxsize=32)
 def _first_order_key(settings) -> tuple:
     return "first-order wrong", replace(settings, verdict_only=False, report_dir=None)
@@ -241,7 +249,7 @@ def with_measured_rounding(phi, ex: Example, gen: torch.Generator, xs=None):
         moved = list(xs)
         for i in ex.wrt:
             x = xs[i]
-            r = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(x.device)
+            r = gaussian(x.shape, gen, x.device)
             scale = MEASURED_NOISE_ULPS * torch.finfo(x.dtype).eps
             moved[i] = (x.double() * (1 + scale * r)).to(x.dtype)
         again, _ = phi(tuple(moved))

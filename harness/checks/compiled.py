@@ -21,7 +21,7 @@ from dataclasses import replace
 import torch
 
 from harness.autodiff import of_checked, second_order, vjp
-from harness.checks.common import check_generator, rounding_noise
+from harness.checks.common import check_generator, gaussian, rounding_noise
 from harness.checks.spec import Check, Finding
 from harness.diagnose import transforms
 from harness.diagnose.mismatch import allowance, compare
@@ -79,8 +79,7 @@ def _second_order(ex: Example, backend: str) -> tuple[list[str], str]:
     """The compiled gradient, differentiated again, against eager double backward."""
     gen = check_generator(ex, "compiled")
     leaves = ex.leaves()
-    weights = [torch.randn(leaves[i].shape, generator=gen, dtype=torch.float64).to(leaves[i])
-               for i in ex.wrt]
+    weights = [gaussian(leaves[i].shape, gen, leaves[i]) for i in ex.wrt]
     eager, connected, _ = second_order(ex, leaves, weights)
     if not connected:
         return [], ""

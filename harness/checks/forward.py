@@ -23,7 +23,13 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from harness.autodiff import example_vjp, vjp
-from harness.checks.common import MEASURED_NOISE_ULPS, check_generator, on_demand, phi_of
+from harness.checks.common import (
+    MEASURED_NOISE_ULPS,
+    check_generator,
+    gaussian,
+    on_demand,
+    phi_of,
+)
 from harness.checks.spec import Check, Finding
 from harness.diagnose import transforms
 from harness.inputs import Example, as_outputs
@@ -57,8 +63,7 @@ def check_forward_ad(ex: Example, settings) -> Finding:
     problems = []
     for k, pos in enumerate(ex.wrt):
         for _ in range(DIRECTIONS):
-            u = torch.randn(leaves[pos].shape, generator=gen, dtype=torch.float64)
-            u = u.to(leaves[pos].device)
+            u = gaussian(leaves[pos].shape, gen, leaves[pos].device)
             try:
                 forward = _jvp(ex, leaves, pos, u, ex.cotangents)
             except Exception as exc:
@@ -122,11 +127,10 @@ def check_fwd_over_rev(ex: Example, settings) -> Finding:
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     gen = check_generator(ex, "fwd-over-rev")
     base = tuple(x.detach() for x in ex.leaves())
-    weights = [torch.randn(base[i].shape, generator=gen, dtype=torch.float64).to(base[i])
-               for i in ex.wrt]
+    weights = [gaussian(base[i].shape, gen, base[i]) for i in ex.wrt]
     problems = []
     for pos in ex.wrt:
-        u = torch.randn(base[pos].shape, generator=gen, dtype=torch.float64).to(base[pos])
+        u = gaussian(base[pos].shape, gen, base[pos])
         try:
             forward, back, scale = _fwd_over_rev_pair(ex, base, pos, u, weights)
         except Exception as exc:
@@ -137,7 +141,7 @@ def check_fwd_over_rev(ex: Example, settings) -> Finding:
         if abs(forward - back) <= allowed:
             continue
         moved = list(base)
-        r = torch.randn(base[pos].shape, generator=gen, dtype=torch.float64).to(base[pos])
+        r = gaussian(base[pos].shape, gen, base[pos])
         moved[pos] = base[pos] * (1 + MEASURED_NOISE_ULPS * torch.finfo(base[pos].dtype).eps * r)
         forward2, back2, _ = _fwd_over_rev_pair(ex, tuple(moved), pos, u, weights)
         noise = abs(forward2 - forward) + abs((back2 if back2 is not None else back) - back)

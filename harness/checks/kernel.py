@@ -26,7 +26,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 from harness.autodiff import second_order, vjp
-from harness.checks.common import check_generator, phi_of, rounding_drifts, saved_in
+from harness.checks.common import check_generator, gaussian, phi_of, rounding_drifts, saved_in
 from harness.checks.precision import BIAS_DRAWS, average_bias
 from harness.checks.reference import Sweep, compare_with_fd
 from harness.checks.spec import Check, Finding
@@ -174,8 +174,7 @@ def check_reference_second_order(ex: Example, settings) -> Finding:
     ref_ex = _reference_example(ex)
     gen = check_generator(ex, "kernel-2")
     xs = ex.reference_inputs()
-    weights = [torch.randn(xs[i].shape, generator=gen, dtype=torch.float64).to(xs[i].device)
-               for i in ex.wrt]
+    weights = [gaussian(xs[i].shape, gen, xs[i].device) for i in ex.wrt]
     _, connected, _ = second_order(ex, ex.leaves(), weights)
     if not connected:
         return Finding(skip=transforms.KERNEL_NO_SECOND_ORDER)
@@ -210,8 +209,7 @@ def check_reference_forward_ad(ex: Example, settings) -> Finding:
     ref_ex = _reference_example(ex)
     gen = check_generator(ex, "kernel-fwd")
     xs = ex.reference_inputs()
-    directions = [torch.randn(xs[i].shape, generator=gen, dtype=torch.float64).to(xs[i].device)
-                  for i in ex.wrt]
+    directions = [gaussian(xs[i].shape, gen, xs[i].device) for i in ex.wrt]
     of_fn, of_ref = _tangents(ex, directions), _tangents(ref_ex, directions)
     for side, compute, leaves in (("fn", of_fn, ex.leaves()),
                                   ("the reference", of_ref, ex.leaves(ex.reference_dtype))):

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import torch
-
 from harness.autodiff import example_vjp, second_order, vjp
 from harness.checks.common import (
     check_generator,
     first_order_noted,
+    gaussian,
     on_demand,
     phi_of,
     rounding_noise,
@@ -33,8 +32,7 @@ def check_second_order(ex: Example, settings) -> Finding:
     """d/dx <w, vᵀJ> by double backward (dtype under test) vs finite differences (float64)."""
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     gen = check_generator(ex, "second-order")
-    weights = [torch.randn(ex.inputs[i].shape, generator=gen, dtype=torch.float64)
-               .to(ex.device) for i in ex.wrt]
+    weights = [gaussian(ex.inputs[i].shape, gen, ex.device) for i in ex.wrt]
     leaves = ex.leaves()
     try:
         outs = as_outputs(ex.fn(*leaves), ex.case.name)

@@ -273,18 +273,14 @@ class Finished:
     """The warnings the item raised, shown once at the end of the run."""
 
 
-def run_item_noting_warnings(item: Item, settings: Settings) -> tuple[Record, list[str]]:
+def run_item_noting_warnings(item: Item, settings: Settings) -> tuple[Record, tuple[str, ...]]:
     """run_item, with the warnings it raised collected ("Category: message (file:line)")
     instead of printed between the progress lines."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         record = run_item(item, settings)
-    return record, [f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]} "
-                     f"({os.path.basename(w.filename)}:{w.lineno})" for w in caught]
-
-
-def finished(index: int, record: Record, raised: list[str]) -> Finished:
-    return Finished(index, record, tuple(raised))
+    return record, tuple(f"{w.category.__name__}: {str(w.message).splitlines()[0][:200]} "
+                         f"({os.path.basename(w.filename)}:{w.lineno})" for w in caught)
 
 
 def run_items(
@@ -295,4 +291,4 @@ def run_items(
     for n, item in enumerate(items):
         if progress:
             progress(n, len(items), item)
-        yield finished(n, *run_item_noting_warnings(item, settings))
+        yield Finished(n, *run_item_noting_warnings(item, settings))

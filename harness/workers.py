@@ -26,7 +26,7 @@ from harness.checks import Settings
 from harness.diagnose.events import crashed_phrase, timed_out_phrase, with_worker_note
 from harness.plan import Plan, PlannedItem, Selection
 from harness.record import Record
-from harness.runner import Finished, finished, run_item_noting_warnings
+from harness.runner import Finished, run_item_noting_warnings
 
 
 def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: float | None):
@@ -182,8 +182,8 @@ def run_isolated(
                         busy.remove(worker)
                         idle.append(worker)
                         done += 1
-                        yield finished(worker.index, Record(**sent["record"]),
-                                       sent["warnings"])
+                        yield Finished(worker.index, Record(**sent["record"]),
+                                       tuple(sent["warnings"]))
                         continue
                 elif time.monotonic() >= worker.deadline:
                     message = timed_out_phrase(worker.limit)
@@ -216,4 +216,4 @@ def _in_process(items, indices, settings, exc, progress) -> Iterator[Finished]:
         record, raised = run_item_noting_warnings(items[index], settings)
         if n == 0:
             record = with_worker_note(record, exc)
-        yield finished(index, record, raised)
+        yield Finished(index, record, raised)

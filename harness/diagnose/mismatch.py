@@ -69,10 +69,10 @@ def allowance(
     fd_error: torch.Tensor | float | None = None,
     noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-element allowed absolute error (see harness.tolerances for the formula); the
-    one place it is computed (finite-difference probes budget with it too)."""
-    allowed = reference.detach().double().abs()  # in place from here: one temporary, whatever
-    scale = float(allowed.max()) if allowed.numel() else 0.0  # the size (10^7 elements)
+    """Per-element allowed absolute error (see harness.tolerances for the formula): the one
+    place the per-element formula is computed (finite-difference probes budget with it too)."""
+    allowed = reference.detach().double().abs()  # in place from here: one temporary (10^7)
+    scale = float(allowed.max()) if allowed.numel() else 0.0
     allowed = allowed.mul_(tol.rtol).add_(tol.atol * scale + tol.floor)
     if fd_error is not None:
         allowed = allowed.add_(fd_error, alpha=FD_SAFETY) if isinstance(

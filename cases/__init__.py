@@ -1,10 +1,10 @@
 """The built-in cases, registered through the `harness.cases` entry point like any plugin."""
 
-from cases.blocks import BLOCK_CASES
-from cases.custom_ops import CUSTOM_OP_CASES
-from cases.kernels import KERNEL_CASES
-from cases.training import TRAINING_CASES
-from cases.tutorials import TUTORIAL_CASES
+from gradharness_cases.blocks import BLOCK_CASES
+from gradharness_cases.custom_ops import CUSTOM_OP_CASES
+from gradharness_cases.kernels import KERNEL_CASES
+from gradharness_cases.training import TRAINING_CASES
+from gradharness_cases.tutorials import TUTORIAL_CASES
 
 
 def all_cases():

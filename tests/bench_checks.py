@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from cases.tutorials import _tiny_model
+from gradharness_cases.tutorials import _tiny_model
 from harness import check_gradients
 
 from planted import LinearWrongElement

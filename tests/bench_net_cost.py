@@ -36,7 +36,7 @@ import pytest
 import real_functions
 import torch
 
-from cases import all_cases
+from gradharness_cases import all_cases
 from harness import check_gradients
 from harness.case import Case
 from harness.inputs import draw_example

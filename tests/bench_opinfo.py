@@ -57,7 +57,7 @@ EXPLAINED[("cov", "fd")] = EXPLAINED[("cov", "second-order")] = (
 
 def _samples():
     sys.path.insert(0, str(ROOT))
-    from cases import opinfo
+    from gradharness_cases import opinfo
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

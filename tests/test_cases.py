@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from cases import all_cases
+from gradharness_cases import all_cases
 from harness import diagnose
 
 CASES = {c.name: c for c in all_cases()}

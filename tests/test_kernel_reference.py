@@ -5,7 +5,7 @@ import pytest
 import torch
 from checking import on_case
 
-from cases import kernels
+from gradharness_cases import kernels
 from harness import Case, Input, check_gradients
 from harness.runner import items_for
 

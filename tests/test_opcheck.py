@@ -15,7 +15,7 @@ from planted_ops import (
     wrong_fake_strides,
 )
 
-from cases.custom_ops import CUSTOM_OP_CASES, scaled_sin
+from gradharness_cases.custom_ops import CUSTOM_OP_CASES, scaled_sin
 from harness import Case, Input, check_gradients
 from harness.checks import opcheck
 

@@ -15,7 +15,7 @@ from harness.runner import items_for, run_item
 import planted
 
 pytest.importorskip("expecttest")
-opinfo = pytest.importorskip("cases.opinfo")
+opinfo = pytest.importorskip("gradharness_cases.opinfo")
 
 QUICK = ("sin", "cat", "linalg.cholesky", "max", "fft.ifft", "native_layer_norm", "addmm",
          "nn.functional.conv2d", "linalg.multi_dot", "corrcoef")

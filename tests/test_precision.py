@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cases import all_cases
+from gradharness_cases import all_cases
 from harness import check_gradients
 from harness.checks.precision import check_low_precision
 from harness.inputs import draw_example

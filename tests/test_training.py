@@ -6,7 +6,7 @@ import pytest
 import torch
 from checking import TRAINING, on_case
 
-from cases.training import TRAINING_CASES, Holder, _p_loss, wrong_way_step
+from gradharness_cases.training import TRAINING_CASES, Holder, _p_loss, wrong_way_step
 from harness import TrainingCase
 
 CASES = {c.name: c for c in TRAINING_CASES}

@@ -77,10 +77,8 @@ def _check(args, argv: list[str]) -> int:
                           dtypes=tuple(args.dtype) if args.dtype else None,
                           devices=tuple(devices))
     settings = Settings(seed=args.seed, profile="thorough" if args.thorough else "quick",
-                        report_dir=args.report_dir,
                         compile_backend=getattr(args, "compile_backend", "inductor"),
-                        determinism_runs=getattr(args, "determinism_runs", 10),
-                        figures=True)
+                        determinism_runs=getattr(args, "determinism_runs", 10))
     # the first worker builds the items; this process, which only dispatches them, takes
     # their Plan from it (building them here too cost the OpInfo run seconds)
     early = None if args.no_isolate else start_worker(selection, settings, args.memory_limit)
@@ -130,14 +128,19 @@ def _check(args, argv: list[str]) -> int:
     done_items = len({done.index for done in finished})
     if interrupted:
         records.append(interrupted_record(interrupted, done_items, len(planned), args.seed))
-    frame = report.to_frame(records)
+    frame = None  # the rows as written, once `written` has shown their evidence
     name = "search" if args.command == "search" else "correctness"
     run = {"command": "harness " + " ".join(shlex.quote(a) for a in argv),
            "duration": f"{time.perf_counter() - start:.1f} s for {done_items} of {len(planned)} "
                        "items"}
-    paths = report.write_somewhere(lambda where: report.write(
-        frame, where, seed=args.seed, name=name, run=run, descriptions=plan.descriptions),
-        args.report_dir)
+
+    def written(where) -> list:
+        nonlocal frame  # with the evidence shown: where failing inputs were saved
+        frame = report.to_frame(report.shown(records, where))
+        return report.write(frame, where, seed=args.seed, name=name, run=run,
+                            descriptions=plan.descriptions)
+
+    paths = report.write_somewhere(written, args.report_dir)
     if interrupted:
         print(f"harness: interrupted by {interrupted} after {done_items} of {len(planned)} "
               f"items; {', '.join(str(p) for p in paths)} hold the finished rows, marked "

@@ -4,8 +4,9 @@ For a searched failure, the searched inputs' values against their size, the fail
 marked. For each input compared element by element and found wrong: the checked gradient against the
 reference per element (a scatter, the wrong elements marked), beside the error as a heatmap
 for a 2-D input or against the input's value for a 1-D one (a sign split shows as the wrong
-marks on one side of 0). A small PNG, base64 for inlining; drawn only for failing rows of a
-run that writes an HTML report (Settings.figures), so check_gradients never pays for it.
+marks on one side of 0). A small PNG, base64 for inlining, drawn from a record's evidence
+(harness.evidence) where the HTML report is written (harness.report), so check_gradients
+never pays for it. Tensors reach matplotlib as numpy arrays.
 """
 
 from __future__ import annotations
@@ -43,19 +44,21 @@ def _png(fig, plt) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def search_figure(seen, smallest, labels) -> str:
+def search_figure(searched) -> str:
     """The searched inputs' values against their size, failing inputs in red and the
-    smallest failing one circled: the part of the domain (values, sizes) where it fails."""
+    smallest failing one circled: the part of the domain (values, sizes) where it fails.
+    `searched`: harness.evidence.SearchedInputs."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, min(len(smallest.tensors), 3), figsize=(9, 3.2), squeeze=False)
+    seen, smallest, labels = searched.seen, searched.smallest, searched.labels
+    fig, axes = plt.subplots(1, min(len(smallest), 3), figsize=(9, 3.2), squeeze=False)
     for k, ax in enumerate(axes[0]):
-        for drawn, failed in seen:
-            t = drawn.tensors[k].detach().double().flatten()[:64]
-            x = torch.full_like(t, drawn.tensors[k].numel())
-            ax.scatter(x, t, s=10 if failed else 6, alpha=0.6,
+        for tensors, failed in seen:
+            t = tensors[k].detach().double().flatten()[:64]
+            x = torch.full_like(t, tensors[k].numel())
+            ax.scatter(x.numpy(), t.numpy(), s=10 if failed else 6, alpha=0.6,
                        c="#cf222e" if failed else "#1a7f37", marker="x" if failed else "o")
-        t = smallest.tensors[k].detach().double().flatten()[:64]
-        ax.scatter(torch.full_like(t, smallest.tensors[k].numel()), t, s=60,
+        t = smallest[k].detach().double().flatten()[:64]
+        ax.scatter(torch.full_like(t, smallest[k].numel()).numpy(), t.numpy(), s=60,
                    facecolors="none", edgecolors="#0969da", label="smallest failing input")
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlabel(f"elements of {labels[k]}")
@@ -67,14 +70,13 @@ def search_figure(seen, smallest, labels) -> str:
     return _png(fig, plt)
 
 
-def gradient_figure(verdicts, reference: str, checked: str) -> str:
-    """Base64 PNG of the failing element-by-element verdicts, or "" when none has the data."""
-    shown = [v for v in verdicts if v.mismatch is not None and v.checked is not None
-             and v.reference is not None and v.allowed is not None]
+def gradient_figure(evidence) -> str:
+    """Base64 PNG of the failing element-by-element comparisons (harness.evidence.Evidence,
+    `reference` against `checked`), or "" when it holds none."""
+    shown, reference, checked = evidence.compared, evidence.reference, evidence.checked
     if not shown:
         return ""
     plt = _pyplot()
-    shown = shown[:3]
     fig, axes = plt.subplots(len(shown), 2, figsize=(9, 3.1 * len(shown)), squeeze=False)
     for (left, right), v in zip(axes, shown):
         e, a = (t.detach().double().cpu().flatten() for t in (v.reference, v.checked))
@@ -83,8 +85,9 @@ def gradient_figure(verdicts, reference: str, checked: str) -> str:
         bad = ~(err <= allowed)
         keep = _drawn(len(e), bad)
         ok, wrong = keep[~bad[keep]], keep[bad[keep]]
-        left.scatter(e[ok], a[ok], s=8, c="#1a7f37", label="agree")
-        left.scatter(e[wrong], a[wrong], s=18, c="#cf222e", marker="x", label="wrong")
+        left.scatter(e[ok].numpy(), a[ok].numpy(), s=8, c="#1a7f37", label="agree")
+        left.scatter(e[wrong].numpy(), a[wrong].numpy(), s=18, c="#cf222e", marker="x",
+                     label="wrong")
         low, high = float(torch.minimum(e.min(), a.min())), float(torch.maximum(e.max(), a.max()))
         left.plot([low, high], [low, high], c="#6e7781", lw=0.8, ls="--")
         left.set_xlabel(reference)
@@ -93,14 +96,14 @@ def gradient_figure(verdicts, reference: str, checked: str) -> str:
         left.legend(fontsize=8, loc="best")
         ratio = (err / allowed.clamp_min(1e-300)).clamp(max=1e6)
         if v.reference.dim() == 2:
-            image = right.imshow(torch.log10(ratio.clamp_min(1e-3)).view(v.reference.shape),
+            image = right.imshow(torch.log10(ratio.clamp_min(1e-3)).view(v.reference.shape).numpy(),
                                  cmap="magma", aspect="auto")
             fig.colorbar(image, ax=right, label="log10 |error| / allowed")
             right.set_title("error per element (> 0: wrong)", fontsize=10)
         elif v.values is not None and v.values.numel() == len(e):
             x = v.values.detach().double().cpu().flatten()
-            right.scatter(x[ok], ratio[ok], s=8, c="#1a7f37")
-            right.scatter(x[wrong], ratio[wrong], s=18, c="#cf222e", marker="x")
+            right.scatter(x[ok].numpy(), ratio[ok].numpy(), s=8, c="#1a7f37")
+            right.scatter(x[wrong].numpy(), ratio[wrong].numpy(), s=18, c="#cf222e", marker="x")
             right.axhline(1.0, c="#6e7781", lw=0.8, ls="--")
             right.set_yscale("symlog", linthresh=1e-2)
             right.set_xlabel(f"input value of {v.label}")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 STATUSES = ("pass", "fail", "error", "skip", "xfail", "xpass", "warn")
 """xfail: a case that is wrong on purpose (a teaching case's mistake) failed as it declares;
@@ -56,11 +57,16 @@ class Record:
     tolerance: str = ""
     """The case's own rtol/atol where it set them (Case.rtol, Case.atol), else empty."""
     figure: str = ""
-    """A failure's picture (base64 PNG), for the HTML report; not in the CSV."""
+    """A failure's picture (base64 PNG), drawn from `evidence` where the HTML report is
+    written; not in the CSV."""
+    evidence: Any = field(default=None, compare=False, repr=False)
+    """harness.evidence.Evidence: the tensors a failure was judged on, for its picture and
+    saved inputs; not in `as_dict` (a row's plain values), sent beside it between processes."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"Record.status must be one of {STATUSES}, got {self.status!r}")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The row's plain values (every field but `evidence`)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "evidence"}

@@ -1,4 +1,7 @@
-"""Records -> one pandas DataFrame -> correctness.csv / .md / .html and a printed summary."""
+"""Records -> one pandas DataFrame -> correctness.csv / .md / .html and a printed summary.
+
+Where reports are written, a failure's evidence is shown (`shown`): its picture drawn and a
+searched failure's inputs saved, the runner having only run."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import platform
 import sys
 import tempfile
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +22,44 @@ from harness.record import BAD, STATUSES, Record
 COLUMNS = ["case", "check", "dtype", "device", "status", "max_abs_err", "max_rel_err",
            "input", "index", "expected", "actual", "allowed", "detects", "pattern", "message",
            "seed", "seconds", "source", "tolerance"]
+
+
+def save_searched_inputs(report_dir: str | Path, searched) -> Path:
+    """A searched failure's inputs (harness.evidence.SearchedInputs) under
+    `report_dir`/failing/<case>-<check>-<dtype>.pt, for torch.load."""
+    folder = Path(report_dir) / "failing"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{searched.file_stem}.pt"
+    torch.save(searched.saved, path)
+    return path
+
+
+def shown(records: Iterable[Record], report_dir: str | Path) -> list[Record]:
+    """The records with their evidence shown: each searched failure's inputs saved under
+    `report_dir` (its message says where) and each failure's picture drawn for the HTML
+    report. A picture that cannot be drawn is noted in its row, never costs it; a folder
+    that cannot be written raises OSError (write_somewhere then writes elsewhere)."""
+    out = []
+    for record in records:
+        evidence = record.evidence
+        if evidence is None:
+            out.append(record)
+            continue
+        if evidence.searched is not None:
+            path = save_searched_inputs(report_dir, evidence.searched)
+            record = replace(record, message=f"{record.message}\n  inputs saved: {path} "
+                             "(torch.load(...)['inputs'])")
+        from harness import figures
+
+        try:
+            figure = (figures.search_figure(evidence.searched) if evidence.searched is not None
+                      else figures.gradient_figure(evidence))
+        except Exception as exc:  # a picture must never cost the row
+            record = replace(record, message=record.message + f"\n  (no picture: {exc})")
+        else:
+            record = replace(record, figure=figure)
+        out.append(record)
+    return out
 
 
 def to_frame(records: Iterable[Record]) -> pd.DataFrame:

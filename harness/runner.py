@@ -12,11 +12,10 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 
-from harness import figures, memo
+from harness import memo
 from harness.autodiff import carries_graph
 from harness.case import Case, TrainingCase, library_custom_op
 from harness.checks import CHECKS, Check, Finding, Settings
@@ -24,6 +23,7 @@ from harness.diagnose import contracts, transforms
 from harness.diagnose.determinism import NotDeterministic, with_determinism
 from harness.diagnose.events import error_hint, with_state_note
 from harness.diagnose.findings import as_expected_failure, record_of
+from harness.evidence import evidence_of
 from harness.inputs import CaseError, draw_example, draw_training_example
 from harness.plan import PlannedItem
 from harness.record import Record
@@ -175,20 +175,13 @@ def shared_example(case, dtype: torch.dtype, device: str, seed: int):
     return ex
 
 
-def save_failing_inputs(report_dir, name: str, inputs: dict) -> Path:
-    """A searched failure's inputs under `report_dir`/failing/`name`.pt (torch.load them)."""
-    folder = Path(report_dir) / "failing"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.pt"
-    torch.save(inputs, path)
-    return path
-
-
 def run_check(spec: Check, ex, settings: Settings, started: float | None = None,
               expected: str | None = None) -> Record:
     """`spec`'s check on a prepared example, with the skips every family shares: a record.
-    `expected`: the phrase of a failure the case declares (an xfail when it shows). Pictures
-    are drawn only for rows that fail the run: no report shows an xfail's."""
+    `expected`: the phrase of a failure the case declares (an xfail when it shows). The
+    record carries the evidence of a failure (harness.evidence), which reports draw and save:
+    a searched failure's inputs, and the failing comparisons of a row that fails the run (no
+    report shows an xfail's picture)."""
     started = time.perf_counter() if started is None else started
     if spec.needs_case and getattr(ex.case, spec.needs_case, None) is None:
         finding = Finding(skip=spec.without or f"the case sets no {spec.needs_case} "
@@ -204,27 +197,14 @@ def run_check(spec: Check, ex, settings: Settings, started: float | None = None,
             finding = spec.run(ex, settings)
         except NotDeterministic as exc:  # a comparison doubted and read fn's own noise
             finding = Finding(problems=(str(exc),))
-    saved = None
-    if finding.searched is not None and settings.report_dir is not None:
-        saved = save_failing_inputs(settings.report_dir, f"{ex.case.name.replace('/', '__')}-"
-                                    f"{spec.searches}-{dtype_name(ex.dtype)}",
-                                    finding.searched.inputs)
-    record = record_of(ex, spec, finding, time.perf_counter() - started, saved)
+    record = record_of(ex, spec, finding, time.perf_counter() - started)
     if not isinstance(ex.case, TrainingCase):
         record = with_determinism(record, ex)
     if expected is not None:
         record = as_expected_failure(record, expected)
-    if finding.searched is not None and finding.searched.figure:
-        record = replace(record, figure=finding.searched.figure)
-    elif settings.figures and record.status == "fail" and finding.verdicts:
-        try:
-            figure = figures.gradient_figure(finding.verdicts, finding.reference,
-                                             finding.checked)
-        except Exception as exc:  # a picture must never cost the row
-            record = replace(record, message=record.message + f"\n  (no picture: {exc})")
-        else:
-            record = replace(record, figure=figure)
-    return record
+    evidence = evidence_of(finding, record.status, ex.case.name, spec.searches or spec.name,
+                           dtype_name(ex.dtype))
+    return record if evidence is None else replace(record, evidence=evidence)
 
 
 def run_item(item: Item, settings: Settings) -> Record:

@@ -50,7 +50,8 @@ def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: floa
             torch.set_num_threads(message[1])
             continue
         record, raised = run_item_noting_warnings(items[message], settings)
-        conn.send({"record": record.as_dict(), "warnings": raised})
+        conn.send({"record": record.as_dict(), "evidence": record.evidence,
+                   "warnings": raised})
 
 
 EXIT_WAIT = 30.0
@@ -182,8 +183,9 @@ def run_isolated(
                         busy.remove(worker)
                         idle.append(worker)
                         done += 1
-                        yield Finished(worker.index, Record(**sent["record"]),
-                                       tuple(sent["warnings"]))
+                        yield Finished(worker.index, Record(
+                            **sent["record"], evidence=sent["evidence"]),
+                            tuple(sent["warnings"]))
                         continue
                 elif time.monotonic() >= worker.deadline:
                     message = timed_out_phrase(worker.limit)

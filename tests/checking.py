@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import torch
 
-from harness import check_gradients, runner
+from harness import check_gradients, report, runner
 from harness.checks import CHECKS, Settings
 from harness.record import Record
 
@@ -40,9 +40,9 @@ def on_case(check: str, case, dtype=torch.float64, settings: Settings | None = N
 
 
 def searched(case, report_dir=None, profile="quick", seed=0, dtype=torch.float64) -> Record:
-    """The search check's record for `case`, failing inputs saved under `report_dir`. The
-    search reads only the case, dtype, device and seed of its example, so none is drawn
-    (a case whose default draw raises is still searched)."""
+    """The search check's record for `case`, shown as reports show it (failing inputs saved
+    under `report_dir`, when given). The search reads only the case, dtype, device and seed
+    of its example, so none is drawn (a case whose default draw raises is still searched)."""
     where = SimpleNamespace(case=case, dtype=dtype, device="cpu", seed=seed)
-    return runner.run_check(CHECKS["search"], where,
-                            Settings(seed=seed, profile=profile, report_dir=report_dir))
+    record = runner.run_check(CHECKS["search"], where, Settings(seed=seed, profile=profile))
+    return record if report_dir is None else report.shown([record], report_dir)[0]

@@ -34,7 +34,7 @@ def gaussian(shape, gen: torch.Generator, to=None) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=32)
 def _first_order_key(settings) -> tuple:
-    return "first-order wrong", replace(settings, verdict_only=False, report_dir=None)
+    return "first-order wrong", replace(settings, verdict_only=False)
 
 
 def note_first_order(ex: Example, settings, wrong: list[str]) -> None:

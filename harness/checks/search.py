@@ -5,8 +5,8 @@ A fixed draw misses bugs that live in part of the domain (only x > 4), in some s
 square matrices are right, or a dimension of size 1 is wrong) or in some layouts. The
 strategy (harness.inputs.strategy) draws the case's named sizes over their ranges, values
 over the declared domain, transposed layouts and the cotangent seed; hypothesis shrinks a
-failure to the smallest input that still fails. The failing inputs travel in the Finding;
-the runner saves them.
+failure to the smallest input that still fails. The failing inputs travel in the Finding
+and the record's evidence; the report writer saves them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from harness.checks.finite_diff import FD
 from harness.checks.settings import PROFILES
 from harness.checks.spec import Check, Finding, SearchFailure
 from harness.diagnose.findings import record_of
-from harness.figures import search_figure
 from harness.inputs import Drawn, build_example, input_labels, item_seed, strategy
 from harness.record import Record
 from harness.tolerances import dtype_name
@@ -135,17 +134,14 @@ def searched(target: Check, ex, run_settings) -> Finding:
         return Finding(notes=(f"{searched_note}; {len(failures)} quick verdicts of failure did "
                               "not stand the whole check",))
     drawn, found = confirmed
-    figure = ""
-    if run_settings.figures:
-        try:
-            figure = search_figure(seen, drawn, input_labels(case, len(drawn.tensors)))
-        except Exception:  # a picture never costs the row
-            figure = ""
-    return Finding(searched=SearchFailure(figure=figure,
+    labels = tuple(input_labels(case, len(drawn.tensors)))
+    return Finding(searched=SearchFailure(
         tried=tried, profile=run_settings.profile,
         shrink_cut=SHRINK_CALLS if shrunk > SHRINK_CALLS else 0,
-        smallest=drawn.describe(input_labels(case, len(drawn.tensors))), found=found,
-        inputs={"case": case.name, "inputs": drawn.tensors, "cotangent_seed": drawn.seed}))
+        smallest=drawn.describe(labels), found=found,
+        inputs={"case": case.name, "inputs": drawn.tensors, "cotangent_seed": drawn.seed},
+        seen=tuple((d.tensors, failed) for d, failed in seen),
+        smallest_tensors=drawn.tensors, labels=labels))
 
 
 FIXED_INPUTS = ("the inputs are fixed (the case's inputs callable returns the same tensors "

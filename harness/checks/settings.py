@@ -17,9 +17,9 @@ class Settings:
     along `directions` independent random directions (`second_order_directions` for second
     order, as gradgradcheck's fast mode uses one), and a failing direction is localized by
     splitting the index set (at most `localize_probes` probes, `localize_max` elements named).
-    `profile` sets how many inputs the search check tries; failing searched inputs are saved
-    under `report_dir`/failing when it is set. `compile_backend` is the torch.compile backend
-    of the compiled check ("inductor"; "aot_eager" compiles in a fraction of the time).
+    `profile` sets how many inputs the search check tries. `compile_backend` is the
+    torch.compile backend of the compiled check ("inductor"; "aot_eager" compiles in a
+    fraction of the time).
     `verdict_only`: a failure stands once one disagreeing element or direction is confirmed,
     with no localization and no further confirmations (the search's probes; it re-runs the
     whole check on the smallest failing input it found).
@@ -27,7 +27,6 @@ class Settings:
 
     seed: int = 0
     profile: str = "quick"
-    report_dir: str | None = None
     full_max: int = 64
     second_order_full_max: int = 4
     directions: int = 3
@@ -43,9 +42,6 @@ class Settings:
     determinism_runs: int = 10
     """Runs of fn and its backward the backward-determinism family compares (flash-attention
     found a race in 50)."""
-    figures: bool = False
-    """Draw a picture of each element-by-element failure (harness.figures), for the HTML
-    report."""
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:

@@ -89,7 +89,9 @@ class SearchFailure:
     found: Any  # the searched check's Record there, or the exception it raised
     inputs: dict = field(default_factory=dict)  # what to save: torch.load(...)['inputs']
     shrink_cut: int = 0  # the shrinker stopped after this many tries: the smallest found
-    figure: str = ""  # the searched inputs' values, failing ones marked (harness.figures)
+    seen: tuple = ()  # ((tensors, failed), ...): every input searched, for the picture
+    smallest_tensors: tuple = ()  # the smallest failing input's tensors
+    labels: tuple[str, ...] = ()  # the inputs' names
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from pathlib import Path
 
 from harness.diagnose.mismatch import describe, header, reproduce_line
 from harness.record import Record
 from harness.tolerances import dtype_name, user_tolerance_note
 
 
-def record_of(ex, spec, finding, seconds: float, saved: Path | None = None) -> Record:
-    """The Record of `finding`, what `spec`'s check found on example `ex` in `seconds`;
-    `saved` is where the caller saved a searched failure's inputs."""
+def record_of(ex, spec, finding, seconds: float) -> Record:
+    """The Record of `finding`, what `spec`'s check found on example `ex` in `seconds`."""
     common = dict(case=ex.case.name, check=f"search-{spec.searches}" if spec.searches
                   else spec.name, dtype=dtype_name(ex.dtype), device=ex.device, seed=ex.seed,
                   seconds=seconds, source=ex.case.source)
@@ -33,7 +31,7 @@ def record_of(ex, spec, finding, seconds: float, saved: Path | None = None) -> R
     if finding.error:
         return Record(status="error", message=finding.error, **common)
     if finding.searched is not None:
-        return _searched(ex, spec, finding.searched, saved, common)
+        return _searched(ex, spec, finding.searched, common)
     if finding.verdicts is not None:
         return _verdicts(ex, spec, finding, common)
     if not finding.problems and not finding.concerns:
@@ -94,9 +92,10 @@ def _verdicts(ex, spec, finding, common: dict) -> Record:
                   allowed=m.allowed, pattern=pattern, **common)
 
 
-def _searched(ex, spec, searched, saved: Path | None, common: dict) -> Record:
+def _searched(ex, spec, searched, common: dict) -> Record:
     """The smallest failing searched input, the searched check's diagnosis there, and how
-    to reproduce the search."""
+    to reproduce the search (where reports are written, a line says where its inputs were
+    saved: harness.report)."""
     worst = searched.found if isinstance(searched.found, Record) else None
     diagnosis = (worst.message if worst is not None
                  else f"{type(searched.found).__name__}: {searched.found}")
@@ -111,8 +110,6 @@ def _searched(ex, spec, searched, saved: Path | None, common: dict) -> Record:
              f"  reproduce: harness search --cases '{ex.case.name}' --check {name} "
              f"--dtype {dtype_name(ex.dtype)} --device {ex.device} --seed {ex.seed}"
              + (" --thorough" if searched.profile == "thorough" else "")]
-    if saved is not None:
-        lines.append(f"  inputs saved: {saved} (torch.load(...)['inputs'])")
     located = {} if worst is None else dict(input=worst.input, index=worst.index,
                                              expected=worst.expected, actual=worst.actual)
     return Record(status="fail" if worst is not None else "error", message="\n".join(lines),

@@ -1,5 +1,7 @@
 """Input search: bugs a single draw misses are found, and shrunk to a minimal input."""
 
+import importlib
+
 import pytest
 import torch
 from checking import on_example, searched
@@ -188,3 +190,45 @@ def test_a_time_budget_stops_the_search_after_its_first_input():
                                      "budget of 1e-09 s)"), record.message
     with pytest.raises(ValueError, match="search_seconds"):
         Settings(search_seconds=0)
+
+
+def _seen(record) -> list:
+    return [([t.tolist() for t in tensors], failed)
+            for tensors, failed in record.evidence.searched.seen]
+
+
+def test_the_searched_inputs_do_not_depend_on_which_local_modules_are_loaded(
+        tmp_path, monkeypatch):
+    """Hypothesis mixes constants read from the source of loaded local modules into its
+    draws; the search turns that off, so a `reproduce:` line draws what the run drew,
+    whatever else that run had loaded."""
+    case = Case(name="t/above4-sized", fn=planted.square_wrong_above_4, sizes={"n": (1, 40)},
+                inputs=[Input(("n",), low=-8, high=8, name="x")])
+    before = run_search(case)
+    module = tmp_path / "many_constants.py"
+    module.write_text("VALUES = [" + ", ".join(
+        [str(i) for i in range(1, 41)] + [f"{4 + i / 97:.6f}" for i in range(1, 300)]) + "]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("many_constants")
+    after = run_search(case)
+    assert before.status == after.status == "fail"
+    assert _seen(after) == _seen(before)
+    assert after.message == before.message
+
+
+def test_the_search_reads_no_module_source(tmp_path, monkeypatch):
+    """Hypothesis parses every new local module for constants (and caches them under
+    ./.hypothesis): never inside the search."""
+    from hypothesis.internal.conjecture import providers
+
+    read = []
+    monkeypatch.setattr(providers, "constants_from_module",
+                        lambda module, **kw: read.append(module.__name__) or providers.Constants())
+    module = tmp_path / "other_constants.py"
+    module.write_text("LIMITS = [0.25, 3.5, 17, 23]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("other_constants")
+    case = Case(name="t/above4-again", fn=planted.square_wrong_above_4, sizes={"n": (1, 40)},
+                inputs=[Input(("n",), low=-8, high=8, name="x")])
+    assert run_search(case).status == "fail"
+    assert read == []

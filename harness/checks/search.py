@@ -12,11 +12,14 @@ and the record's evidence; the report writer saves them.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
 from hypothesis import HealthCheck, Phase, given, seed
 from hypothesis import settings as hypothesis_settings
+from hypothesis.internal.conjecture import providers as _providers
+from hypothesis.internal.constants_ast import Constants
 
 from harness.checks.finite_diff import FD
 from harness.checks.settings import PROFILES
@@ -31,6 +34,29 @@ SHRINK_CALLS = 24
 case whose fd check takes 5 ms then spends ~1 s making the failing input smaller, most of
 it after the sizes and values are already near their smallest. Past this many, further
 candidates pass unchecked, which ends the shrink with the smallest failure found so far."""
+
+
+@contextmanager
+def _without_local_constants():
+    """Hypothesis draws 5% of its values from a pool of constants it reads from the source
+    of every loaded module outside site-packages (a user's case files, the harness's own
+    modules in an editable install), caching them under ./.hypothesis/constants. The pool
+    depends on what the process happened to import, so one seed drew different inputs in a
+    whole run and in its `reproduce:` line. Inside, that pool is empty (its global
+    constants, 0, +-inf, nan and the edges, stay), and no module is read; a hypothesis
+    without these internals draws as it does."""
+    get = getattr(_providers, "_get_local_constants", None)
+    cache = getattr(getattr(_providers, "CONSTANTS_CACHE", None), "cache", None)
+    if get is None or cache is None:
+        yield
+        return
+    cache.clear()  # drawable constants per kind of draw, computed from the pool
+    _providers._get_local_constants = Constants
+    try:
+        yield
+    finally:
+        _providers._get_local_constants = get
+        cache.clear()
 
 
 SEARCH_ELEMENTS = 200_000
@@ -120,7 +146,8 @@ def searched(target: Check, ex, run_settings) -> Finding:
     probe._hypothesis_internal_database_key = b"harness.search"
     raised = None
     try:
-        probe()
+        with _without_local_constants():
+            probe()
     except Exception as exc:  # hypothesis re-raises the shrunk failure, or its own error
         raised = exc
     if not failures and raised is not None:  # the search itself broke, not the gradient

@@ -1,4 +1,4 @@
-"""nox sessions: tests (default), lint, bench. Each installs torch==2.13.0 before the project
+"""nox sessions: tests (default), lint, docs, bench. Each installs torch==2.13.0 before the project
 so pip never resolves torch to a multi-GB CUDA build. On a GPU machine, name the CUDA build
 in HARNESS_TORCH, e.g.
 `HARNESS_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126" nox -s bench`
@@ -27,6 +27,14 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff==0.17.6")  # pinned as in pyproject's dev extra: a new ruff adds rules
     session.run("ruff", "check", "harness", "cases", "tests", "noxfile.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site from docs/ and the docstrings, into site/; warnings are errors
+    (a broken link, a page left out of the nav, a reference that does not resolve)."""
+    _install(session)
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session

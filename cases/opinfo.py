@@ -196,7 +196,6 @@ def _sample_case(op, k: int, sample, marks: dict[str, str]) -> Case | None:
         description=f"OpInfo {op.name} sample {k}: {shapes or 'no differentiable tensor'}"
                     + "".join(f"; torch's own suite marks {c} {m}, not run"
                               for c, m in marks.items()),
-        source=f"OpInfo {op.name}",
     )
 
 

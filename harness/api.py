@@ -14,6 +14,7 @@ from harness.case import Case, custom_op_name
 from harness.checks import CHECKS, Settings
 from harness.record import HarnessWarning, Record, fails_run
 from harness.runner import items_for, run_item
+from harness.source import CHECK_GRADIENTS
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def _tensor_case(fn, tensors, name, grad, **options) -> Case:
     device = str(floats[0].device)
     frozen = tuple(t.detach().clone().requires_grad_(t.requires_grad) for t in tensors)
     return Case(name=name, fn=fn, inputs=lambda gen: frozen, grad=grad, dtypes=(dtype,),
-                devices=(device,), source="check_gradients", **options)
+                devices=(device,), source=CHECK_GRADIENTS, **options)
 
 
 SHORT_FORMS: dict[str, tuple[str, ...]] = {

@@ -26,7 +26,7 @@ def of_checked(ex: Example, base) -> Callable[..., tuple[torch.Tensor, ...]]:
         args = list(base)
         for i, x in zip(ex.wrt, checked):
             args[i] = x
-        return as_outputs(ex.fn(*args), ex.case.name)
+        return as_outputs(ex.fn(*args))
 
     return fn
 
@@ -49,7 +49,7 @@ def vjp(
     # of <v, f> uses
     cotangents = [v.clone() for v in ex.cotangents] if cotangents is None else cotangents
     if outs is None:
-        outs = as_outputs(ex.fn(*leaves), ex.case.name)
+        outs = as_outputs(ex.fn(*leaves))
     targets = [leaves[i] for i in ex.wrt]
     pairs = [(o, v.to(o.dtype)) for o, v in zip(outs, cotangents) if o.requires_grad]
     if pairs:
@@ -97,7 +97,7 @@ def carries_graph(ex: Example) -> bool:
     known = ex.__dict__.get("_carries_graph")
     if known is None:
         with torch.enable_grad():
-            outs = as_outputs(ex.fn(*ex.leaves()), ex.case.name)
+            outs = as_outputs(ex.fn(*ex.leaves()))
         known = ex.__dict__["_carries_graph"] = any(o.requires_grad for o in outs)
     return known
 
@@ -129,7 +129,7 @@ def example_vjp(ex: Example) -> tuple[list[torch.Tensor], list[int]]:
 
 def backward_into_grad(ex: Example, leaves, retain_graph: bool = True, cotangents=None) -> None:
     """Backward of <v, fn(leaves)> into the leaves' .grad, through fn's outputs only."""
-    targets, grads = with_graph(ex, as_outputs(ex.fn(*leaves), ex.case.name), cotangents)
+    targets, grads = with_graph(ex, as_outputs(ex.fn(*leaves)), cotangents)
     torch.autograd.backward(targets, grad_tensors=grads, retain_graph=retain_graph)
 
 

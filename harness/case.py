@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from harness.source import Source
 from harness.tolerances import TOLERANCES, Tolerance, with_user_tolerance
 
 DEFAULT_DTYPES = (torch.float64, torch.float32)
@@ -92,6 +93,13 @@ def library_custom_op(op) -> str | None:
     return name if name and name in torch._library.custom_ops.OPDEFS else None
 
 
+def _check_source(case) -> None:
+    if not isinstance(case.source, Source):
+        raise TypeError(f"{type(case).__name__} {case.name!r}: source must be a "
+                        f"harness.source.Source, got {case.source!r}; leave it out: the "
+                        "registry records the plugin or file a case came from")
+
+
 @dataclass(frozen=True)
 class Case:
     """A gradient test case: a function, how to draw its inputs, and its analytic gradient.
@@ -169,7 +177,7 @@ class Case:
     op: object = None
     timeout: float | None = None
     description: str = ""
-    source: str = ""
+    source: Source = Source()
 
     def _merge_user_tolerance(self) -> None:
         """`rtol`/`atol` merged over every dtype's tolerance (the table's, or the case's own
@@ -189,6 +197,7 @@ class Case:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"Case.name must be a non-empty string, got {self.name!r}")
+        _check_source(self)
         if self.op is None and custom_op_name(self.fn):
             object.__setattr__(self, "op", self.fn)
         if not callable(self.fn):
@@ -271,11 +280,12 @@ class TrainingCase:
     tags: tuple[str, ...] = ()
     expected_failures: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
-    source: str = ""
+    source: Source = Source()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(f"TrainingCase.name must be a non-empty string, got {self.name!r}")
+        _check_source(self)
         for attr in ("model", "batch", "loss"):
             if not callable(getattr(self, attr)):
                 raise ValueError(f"TrainingCase {self.name!r}: {attr} must be callable")

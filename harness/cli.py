@@ -251,7 +251,7 @@ def _list(args) -> int:
         raise usage.UsageError(f"no case matches {usage.selection_words(args)}")
     print(f"{'case':<44} {'source':<34} tags")
     for case in cases:
-        print(f"{case.name:<44} {case.source:<34} {','.join(case.tags)}")
+        print(f"{case.name:<44} {str(case.source):<34} {','.join(case.tags)}")
         if case.description:
             print(textwrap.fill(case.description, width=100, initial_indent="    ",
                                 subsequent_indent="    "))

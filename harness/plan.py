@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from harness.record import Record
+from harness.source import Source
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class PlannedItem:
 
     id: str
     case: str
-    source: str
+    source: Source
     check: str
     dtype: str
     device: str

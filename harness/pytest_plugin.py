@@ -81,7 +81,7 @@ class HarnessItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
-        return self.work.case.source or "harness", None, f"harness: {self.name}"
+        return str(self.work.case.source) or "harness", None, f"harness: {self.name}"
 
 
 class HarnessFailure(AssertionError):

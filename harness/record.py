@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from harness.source import Source
+
 STATUSES = ("pass", "fail", "error", "skip", "xfail", "xpass", "warn")
 """xfail: a case that is wrong on purpose (a teaching case's mistake) failed as it declares;
 xpass: it passed instead, which fails the run (pytest's strict xfail). warn: the gradient's
@@ -53,7 +55,8 @@ class Record:
     pattern: str = ""
     seed: int | None = None
     seconds: float = 0.0
-    source: str = ""
+    source: Source = Source()
+    """Where the case came from (harness.source); its words in the CSV."""
     tolerance: str = ""
     """The case's own rtol/atol where it set them (Case.rtol, Case.atol), else empty."""
     figure: str = ""
@@ -68,5 +71,8 @@ class Record:
             raise ValueError(f"Record.status must be one of {STATUSES}, got {self.status!r}")
 
     def as_dict(self) -> dict:
-        """The row's plain values (every field but `evidence`)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "evidence"}
+        """The row's plain values, for a table: every field but `evidence`, the source in
+        words."""
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "evidence"}
+        row["source"] = str(self.source)
+        return row

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from harness.case import Case, TrainingCase
 from harness.record import Record
+from harness.source import Source, from_file, from_plugin
 
 GROUP = "harness.cases"
 
@@ -54,12 +55,12 @@ class Registry:
     opt_in: tuple[tuple[str, OptInCases], ...] = ()
 
 
-def _error(source: str, message: str) -> Record:
-    return Record(case=source, check="load", dtype="-", device="-", status="error",
+def _error(source: Source, message: str) -> Record:
+    return Record(case=str(source), check="load", dtype="-", device="-", status="error",
                   message=message, source=source)
 
 
-def _take(source: str, produced) -> tuple[list[Case], list[Record]]:
+def _take(source: Source, produced) -> tuple[list[Case], list[Record]]:
     """Turn whatever a plugin produced into cases, or error records saying what was wrong."""
     try:
         if callable(produced) and not isinstance(produced, (Case, TrainingCase)):
@@ -89,7 +90,7 @@ def from_entry_points(group: str = GROUP, patterns: Iterable[str] = (),
     when `patterns` or `tags` select them (the others are returned as (name, source))."""
     cases, errors, skipped = [], [], []
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):
-        source = f"plugin {ep.name} ({ep.value})"
+        source = from_plugin(ep.name, ep.value)
         try:
             target = ep.load()
         except Exception as exc:
@@ -116,10 +117,10 @@ def from_path(path: str | Path) -> tuple[list[Case], list[Record]]:
     elif path.is_file():
         files = [path]
     else:
-        return [], [_error(f"file {path}", f"--load {path}: no such file or folder")]
+        return [], [_error(from_file(path), f"--load {path}: no such file or folder")]
     cases, errors = [], []
     for file in files:
-        source = f"file {file}"
+        source = from_file(file)
         name = f"harness_loaded_{abs(hash(str(file.resolve())))}"
         try:
             spec = importlib.util.spec_from_file_location(name, file)
@@ -167,7 +168,7 @@ def counted_errors(errors: Iterable[Record], patterns: Iterable[str] = ()
     heads = [p.split("/")[0] for p in patterns or ()]
     counted, warned = [], []
     for err in errors:
-        name = err.source.split(" ")[1] if err.source.startswith("plugin ") else None
+        name = err.source.name if err.source.kind == "plugin" else None
         if name is None or not heads or any(fnmatch.fnmatchcase(name, h) for h in heads):
             counted.append(err)
         else:

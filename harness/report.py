@@ -68,12 +68,14 @@ def to_frame(records: Iterable[Record]) -> pd.DataFrame:
     return pd.DataFrame([r.as_dict() for r in records], columns=[*COLUMNS, "figure"])
 
 
-def _cause(row) -> str:
-    """An error row's message without the item id and case name it starts with: the same
-    text for every item one broken case took down."""
-    text = str(row.message) if isinstance(row.message, str) else ""
-    text = text.removeprefix(f"{row.case}-{row.check}-{row.dtype}-{row.device}: ")
-    return text.replace(f"case {row.case!r}: ", "")
+def _message(row) -> str:
+    return str(row.message) if isinstance(row.message, str) else ""
+
+
+def identity(row) -> str:
+    """'case check dtype device': the item a row is about, in words, where a message is shown
+    without its row (an error's message says what went wrong, not where)."""
+    return f"{row.case} {row.check} {row.dtype} {row.device}"
 
 
 def _grouped(frame: pd.DataFrame) -> list[tuple[object, int]]:
@@ -82,7 +84,7 @@ def _grouped(frame: pd.DataFrame) -> list[tuple[object, int]]:
     bad = pd.concat([frame[frame["status"] == s] for s in BAD])
     groups: dict = {}
     for row in bad.itertuples():
-        key = (row.case, _cause(row)) if row.status == "error" else ("row", row.Index)
+        key = (row.case, _message(row)) if row.status == "error" else ("row", row.Index)
         first, count = groups.get(key, (row, 0))
         groups[key] = (first, count + 1)
     return list(groups.values())
@@ -107,7 +109,7 @@ def summary(frame: pd.DataFrame) -> str:
     for row, count in _grouped(frame):
         if count > 1:
             lines.append(f"  ERROR {row.case} ({count} items, every one with this error): "
-                         f"{_cause(row).splitlines()[0]}")
+                         f"{(_message(row).splitlines() or [''])[0]}")
             continue
         first = str(row.message).splitlines()[0] if isinstance(row.message, str) else ""
         detail = row.pattern if isinstance(row.pattern, str) and row.pattern else first
@@ -122,8 +124,9 @@ def failure_details(frame: pd.DataFrame, limit: int = 10) -> str:
     """The full diagnosis of the first `limit` failing rows, then erroring and xpass ones;
     a broken case's items once."""
     groups = _grouped(frame)
-    blocks = [str(row.message) + (f"\n(the same error in {count - 1} more items of "
-                                  f"{row.case})" if count > 1 else "")
+    blocks = [(f"{identity(row)}: " if row.status == "error" else "") + _message(row)
+              + (f"\n(the same error in {count - 1} more items of {row.case})"
+                 if count > 1 else "")
               for row, count in groups[:limit]]
     if len(groups) > limit:
         blocks.append(f"... and {len(groups) - limit} more in correctness.md")

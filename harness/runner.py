@@ -229,11 +229,11 @@ def run_item(item: Item, settings: Settings) -> Record:
             record = with_state_note(record, changed)
         return record
     except CaseError as exc:
-        message = f"{item.id}: broken case: {exc}"
+        message = f"broken case: {exc}"
     except Exception as exc:  # the case's code raised: report it, keep running
         frames = traceback.extract_tb(exc.__traceback__)
         where, own = frames[-1], _case_frame(frames)
-        message = (f"{item.id}: {type(exc).__name__}: {exc} "
+        message = (f"{type(exc).__name__}: {exc} "
                    f"(at {where.filename}:{where.lineno} in {where.name})")
         if own is not None and own is not where:
             message += f", from the case's code at {own.filename}:{own.lineno} in {own.name}"

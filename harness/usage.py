@@ -80,7 +80,7 @@ def counted_load_errors(errors, loaded: Iterable[str], patterns) -> list:
     for err in warned:
         print(f"harness: warning: {err.message.splitlines()[0]} (not counted: the --cases "
               "given do not select it)", file=sys.stderr)
-    broken = [err.source.split(" ")[1] for err in errors if err.source.startswith("plugin ")]
+    broken = [err.source.name for err in errors if err.source.kind == "plugin"]
     check_patterns(patterns, list(loaded), broken)
     return counted
 

@@ -25,7 +25,6 @@ from harness import processes
 from harness.checks import Settings
 from harness.diagnose.events import crashed_phrase, timed_out_phrase, with_worker_note
 from harness.plan import Plan, PlannedItem, Selection
-from harness.record import Record
 from harness.runner import Finished, run_item_noting_warnings
 
 
@@ -50,8 +49,7 @@ def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: floa
             torch.set_num_threads(message[1])
             continue
         record, raised = run_item_noting_warnings(items[message], settings)
-        conn.send({"record": record.as_dict(), "evidence": record.evidence,
-                   "warnings": raised})
+        conn.send({"record": record, "warnings": raised})
 
 
 EXIT_WAIT = 30.0
@@ -183,9 +181,7 @@ def run_isolated(
                         busy.remove(worker)
                         idle.append(worker)
                         done += 1
-                        yield Finished(worker.index, Record(
-                            **sent["record"], evidence=sent["evidence"]),
-                            tuple(sent["warnings"]))
+                        yield Finished(worker.index, sent["record"], tuple(sent["warnings"]))
                         continue
                 elif time.monotonic() >= worker.deadline:
                     message = timed_out_phrase(worker.limit)
@@ -195,7 +191,7 @@ def run_isolated(
                 worker.stop()
                 done += 1
                 yield Finished(worker.index, item.record(
-                    settings.seed, "error", f"{item.id}: {message}",
+                    settings.seed, "error", message,
                     time.monotonic() - worker.sent))
     finally:
         for worker in busy + idle:

@@ -289,3 +289,58 @@ def test_auto_workers_are_one_per_core_unless_the_items_would_not_repay_their_lo
     assert auto_workers(items, load_seconds=0.02) == min(usable_cores(), AUTO_WORKERS_MAX)
     fd_items = [item for item in items if item.check == "fd"][:40]  # ~0.16 s of work
     assert auto_workers(fd_items, load_seconds=5.0) == 1  # the OpInfo database's load
+
+
+ODD = "odd/it's a-b c:d (e)-float64-cpu"
+"""A case name holding every separator the item id, the source and a shell line use."""
+
+
+def test_a_case_name_with_separators_stays_whole_in_reports_reproduce_line_and_list(
+        tmp_path, capsys):
+    import shlex
+    import subprocess
+    import sys
+
+    cases = tmp_path / "odd cases.py"
+    cases.write_text(f'''
+import torch
+from harness import Case, Input
+
+class Doubled(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 3
+
+    @staticmethod
+    def backward(ctx, g):
+        return 6 * g
+
+wrong = Case(name={ODD!r}, fn=Doubled.apply, inputs=[Input((3,), name="x")],
+             dtypes=(torch.float64,))
+broken = Case(name={ODD + " broken"!r}, fn=lambda x: float(x.sum()), inputs=[Input((3,))],
+              dtypes=(torch.float64,))
+''')
+    assert main(["list", "--load", str(cases), "--cases", "odd/*"]) == 0
+    listed = capsys.readouterr().out
+    assert f"{ODD:<44} file {cases}" in listed
+    assert main(["check", "--load", str(cases), "--cases", "odd/*", "--check", "fd",
+                 "--no-isolate", "--report-dir", str(tmp_path / "r")]) == 1
+    out = capsys.readouterr().out
+    rows = pd.read_csv(tmp_path / "r" / "correctness.csv").set_index("case")
+    assert rows.loc[ODD, "status"] == "fail" and rows.loc[ODD, "check"] == "fd"
+    assert rows.loc[ODD, "source"] == f"file {cases}"
+    assert rows.loc[ODD + " broken", "status"] == "error"
+    assert rows.loc[ODD + " broken", "message"].startswith("broken case: fn returned float")
+    assert f"\n{ODD} broken fd float64 cpu: broken case: fn returned float" in out  # details
+    assert f"ERROR {ODD} broken fd float64 cpu: broken case: fn returned float" in out
+    line = next(line for line in rows.loc[ODD, "message"].splitlines()
+                if "reproduce:" in line)
+    command = shlex.split(line.split("reproduce: ", 1)[1])
+    assert command[:4] == ["harness", "check", "--cases", ODD]
+    assert command[-2:] == ["--load", str(cases)]
+    again = subprocess.run([sys.executable, "-m", "harness", *command[1:], "--no-isolate",
+                            "--report-dir", str(tmp_path / "again")],
+                           capture_output=True, text=True)
+    assert again.returncode == 1, again.stderr
+    rerun = pd.read_csv(tmp_path / "again" / "correctness.csv")
+    assert list(rerun["case"]) == [ODD] and list(rerun["status"]) == ["fail"]

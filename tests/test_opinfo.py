@@ -11,6 +11,7 @@ import torch
 from harness import OptInCases, registry
 from harness.checks import Settings
 from harness.runner import items_for, run_item
+from harness.source import from_plugin
 
 import planted
 
@@ -100,7 +101,7 @@ def test_a_wrong_operator_is_caught(ops):
 def test_missing_database_is_one_error_row(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.testing._internal.common_methods_invocations",
                         None)
-    cases, errors = registry._take("plugin opinfo", OptInCases("opinfo",
+    cases, errors = registry._take(from_plugin("opinfo", "x:OPINFO"), OptInCases("opinfo",
                                                                opinfo.opinfo_cases).load)
     assert cases == [] and len(errors) == 1
     assert "OpInfo database could not be imported" in errors[0].message

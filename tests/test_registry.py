@@ -7,6 +7,7 @@ import textwrap
 import pytest
 
 from harness import Case, Input, registry
+from harness.source import Source, from_plugin
 
 PLUGIN_CODE = '''
 import torch
@@ -120,12 +121,20 @@ def test_bad_files_become_error_rows(tmp_path):
 
 
 def test_callable_producing_garbage_is_an_error():
-    cases, errors = registry._take("plugin x", lambda: 42)
+    cases, errors = registry._take(from_plugin("x", "x:CASES"), lambda: 42)
     assert not cases and "expected an iterable of harness.Case" in errors[0].message
-    cases, errors = registry._take("plugin y", lambda: 1 / 0)
+    cases, errors = registry._take(from_plugin("y", "y:CASES"), lambda: 1 / 0)
     assert "ZeroDivisionError" in errors[0].message
 
 
 def test_source_is_recorded():
-    cases, _ = registry._take("plugin z", [Case(name="z/a", fn=abs, inputs=[Input(())])])
-    assert cases[0].source == "plugin z"
+    cases, _ = registry._take(from_plugin("z", "z:CASES"),
+                              [Case(name="z/a", fn=abs, inputs=[Input(())])])
+    assert cases[0].source == Source("plugin", "z", "z:CASES")
+    assert str(cases[0].source) == "plugin z (z:CASES)"
+
+
+def test_a_source_given_as_text_is_refused_with_what_to_do():
+    with pytest.raises(TypeError, match="source must be a harness.source.Source, got 'mine'; "
+                       "leave it out"):
+        Case(name="z/b", fn=abs, inputs=[Input(())], source="mine")

@@ -147,7 +147,7 @@ def test_a_grad_with_the_wrong_signature_blames_the_case_and_says_how_it_is_call
     case = Case(name="cube", fn=lambda x: x**3, inputs=[Input((3,))], grad=lambda x: 3 * x**2)
     record = run_item(Item(case, "analytic", torch.float64, "cpu"), Settings())
     assert record.status == "error"
-    assert "case 'cube': grad cannot be called with 2 argument(s)" in record.message
+    assert "broken case: grad cannot be called with 2 argument(s)" in record.message
     assert "grad(*inputs, v)" in record.message and "vector-Jacobian product" in record.message
     assert "please report" not in record.message
 

@@ -83,7 +83,7 @@ class _Tracker:
 def _run(ex: Example, cotangents) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """fn's outputs and the gradients of its checked inputs, from one fresh forward."""
     leaves = ex.leaves()
-    outs = as_outputs(ex.fn(*leaves), ex.case.name)
+    outs = as_outputs(ex.fn(*leaves))
     grads, _ = vjp(ex, leaves, cotangents=cotangents, outs=outs)
     return [o.detach() for o in outs], [g.detach() for g in grads]
 

@@ -83,7 +83,7 @@ def check_batched_grad(ex: Example, settings) -> Finding:
     gen = check_generator(ex, "batched-grad")
     leaves = ex.leaves()
     targets = [leaves[i] for i in ex.wrt]
-    outs = [o for o in as_outputs(ex.fn(*leaves), ex.case.name) if o.requires_grad]
+    outs = [o for o in as_outputs(ex.fn(*leaves)) if o.requires_grad]
     stacks = [gaussian((BATCH, *o.shape), gen, o) for o in outs]
 
     def grad(*cotangents):
@@ -112,7 +112,7 @@ def _dual_tangents(ex: Example, leaves, pos: int):
     def jvp(t):
         with fwAD.dual_level():
             duals = [fwAD.make_dual(x, t) if i == pos else x for i, x in enumerate(leaves)]
-            outs = as_outputs(ex.fn(*duals), ex.case.name)
+            outs = as_outputs(ex.fn(*duals))
             unpacked = [fwAD.unpack_dual(o) for o in outs]
             return tuple(torch.zeros_like(p) if t is None else t for p, t in unpacked)
 
@@ -123,8 +123,7 @@ def _func_tangents(ex: Example, leaves, pos: int):
     """t -> the same tangents through torch.func.jvp (where custom Functions' rules run)."""
 
     def f(x):
-        return tuple(as_outputs(ex.fn(*(x if i == pos else y for i, y in enumerate(leaves))),
-                                ex.case.name))
+        return tuple(as_outputs(ex.fn(*(x if i == pos else y for i, y in enumerate(leaves)))))
 
     return lambda t: torch.func.jvp(f, (leaves[pos],), (t,))[1]
 
@@ -167,7 +166,7 @@ def check_vmap(ex: Example, settings) -> Finding:
     batch = {i: torch.stack([base[i] * (1 + INPUT_JITTER * torch.randn(
         base[i].shape, generator=gen, dtype=torch.float64).to(base[i])) for _ in range(BATCH)])
         for i in ex.wrt}
-    outs = as_outputs(ex.fn(*base), ex.case.name)
+    outs = as_outputs(ex.fn(*base))
     cotangents = [gaussian((BATCH, *o.shape), gen, o) for o in outs]
 
     fn_of = of_checked(ex, base)

@@ -203,7 +203,7 @@ def phi_of(ex: Example, cotangents=None):
 
     def phi(xs):
         with torch.no_grad():
-            outs = as_outputs(ex.fn(*xs), ex.case.name)
+            outs = as_outputs(ex.fn(*xs))
             if len(outs) != len(shapes) or any(o.shape != s for o, s in zip(outs, shapes)):
                 raise CaseError(_shape_changed(ex, outs, cotangents))
             return scalarize(outs)
@@ -214,7 +214,7 @@ def phi_of(ex: Example, cotangents=None):
 def _shape_changed(ex: Example, outs, cotangents) -> str:
     shapes = [tuple(o.shape) for o in outs]
     before = [tuple(v.shape) for v in cotangents]
-    return (f"case {ex.case.name!r}: fn's output shape changes from call to call: "
+    return (f"fn's output shape changes from call to call: "
             f"{before} at the example's inputs, {shapes} at inputs moved by a "
             "finite-difference step; its output shape must depend only on its inputs' shapes")
 
@@ -276,7 +276,7 @@ def _check_grad_signature(ex: Example, count: int) -> None:
                else "grad(*inputs, v) (v: the cotangent, shaped like the output; a tuple of "
                "them for several outputs), returning the vector-Jacobian product vᵀJ per "
                "checked input")
-        raise CaseError(f"case {ex.case.name!r}: grad cannot be called with {count} "
+        raise CaseError(f"grad cannot be called with {count} "
                         f"argument(s) ({exc}): for this output it is called as {how}") from None
 
 
@@ -290,7 +290,7 @@ def analytic_gradient(ex: Example) -> list[torch.Tensor]:
     grads = list(result) if isinstance(result, (tuple, list)) else [result]
     if len(grads) != len(ex.wrt):
         raise CaseError(
-            f"case {ex.case.name!r}: grad returned {len(grads)} tensor(s) but "
+            f"grad returned {len(grads)} tensor(s) but "
             f"{len(ex.wrt)} input(s) are checked ({', '.join(ex.labels[i] for i in ex.wrt)})"
         )
     out = []
@@ -298,12 +298,12 @@ def analytic_gradient(ex: Example) -> list[torch.Tensor]:
         g = torch.as_tensor(g, device=ex.device)
         if not (g.is_floating_point() or g.is_complex()):
             raise CaseError(
-                f"case {ex.case.name!r}: grad for {ex.labels[pos]} has dtype {g.dtype}; a "
+                f"grad for {ex.labels[pos]} has dtype {g.dtype}; a "
                 "gradient is floating point (an integer result truncates it)")
         g = g.double()
         if g.shape != xs[pos].shape:
             raise CaseError(
-                f"case {ex.case.name!r}: grad for {ex.labels[pos]} has shape {tuple(g.shape)}, "
+                f"grad for {ex.labels[pos]} has shape {tuple(g.shape)}, "
                 f"the input has {tuple(xs[pos].shape)}"
             )
         out.append(g * v[0].double() if ex.scalar_output else g)

@@ -47,13 +47,12 @@ def real_view(ex: Example, conjugated: bool = False) -> Example:
     """The example with every complex input, output and cotangent as (..., 2) real pairs.
     `conjugated` conjugates the gradients going into and coming out of fn's backward."""
     complex_at = {i for i, x in enumerate(ex.inputs) if x.is_complex()}
-    name = ex.case.name
 
     def fn(*xs):
         zs = [torch.view_as_complex(x) if i in complex_at else x for i, x in enumerate(xs)]
         if conjugated:
             zs = [_ConjugateGradient.apply(z) if i in complex_at else z for i, z in enumerate(zs)]
-        outs = as_outputs(ex.fn(*zs), name)
+        outs = as_outputs(ex.fn(*zs))
         if conjugated:
             outs = [_ConjugateGradient.apply(o) if o.is_complex() else o for o in outs]
         return tuple(_real(o) for o in outs)

@@ -39,7 +39,7 @@ def _forward_counting_saves(ex: Example, leaves) -> tuple[_Saved, tuple[torch.Te
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
-        outs = as_outputs(ex.fn(*leaves), ex.case.name)
+        outs = as_outputs(ex.fn(*leaves))
     return saved, outs
 
 
@@ -80,7 +80,7 @@ def check_retain_graph(ex: Example, settings) -> Finding:
     elif not saved.unpacked:
         notes.append(contracts.saved_never_read_phrase(saved.packed))
     leaves = ex.leaves()
-    targets, cotangents = with_graph(ex, as_outputs(ex.fn(*leaves), ex.case.name))
+    targets, cotangents = with_graph(ex, as_outputs(ex.fn(*leaves)))
     try:
         for _ in range(2):
             torch.autograd.backward(targets, grad_tensors=cotangents, retain_graph=True)
@@ -99,7 +99,7 @@ def check_retain_grad(ex: Example, settings) -> Finding:
     for retain in (True, False):
         leaves = ex.leaves()
         outs, named = case.intermediates(*leaves)
-        outs = as_outputs(outs, case.name)
+        outs = as_outputs(outs)
         if retain:
             for z in named.values():
                 z.retain_grad()
@@ -145,7 +145,7 @@ def check_non_scalar(ex: Example, settings) -> Finding:
     outputs"; backward(gradient=v) equals the vector-Jacobian product."""
     problems, notes = [], []
     leaves = ex.leaves()
-    outs = as_outputs(ex.fn(*leaves), ex.case.name)
+    outs = as_outputs(ex.fn(*leaves))
     first = next(o for o in outs if o.requires_grad)
     if first.numel() == 1:
         notes.append(contracts.SCALAR_OUTPUT)
@@ -170,7 +170,7 @@ def check_graph_switches(ex: Example, settings) -> Finding:
     problems = []
     for name, mode in (("no_grad", torch.no_grad), ("inference_mode", torch.inference_mode)):
         with mode():
-            outs = as_outputs(ex.fn(*ex.leaves()), ex.case.name)
+            outs = as_outputs(ex.fn(*ex.leaves()))
         if any(o.grad_fn is not None for o in outs):
             problems.append(contracts.graph_under_phrase(name))
         for o in (o for o in outs if not o.requires_grad):
@@ -180,7 +180,7 @@ def check_graph_switches(ex: Example, settings) -> Finding:
             except RuntimeError:
                 pass
     leaves = ex.leaves()
-    out = next(o for o in as_outputs(ex.fn(*leaves), ex.case.name) if o.requires_grad)
+    out = next(o for o in as_outputs(ex.fn(*leaves)) if o.requires_grad)
     detached = out.detach()
     if detached.grad_fn is not None or detached.requires_grad:
         problems.append(contracts.DETACH_KEEPS_GRAPH)
@@ -202,7 +202,7 @@ def check_graph_switches(ex: Example, settings) -> Finding:
             problems.append(contracts.chain_phrase(ex.case.grad_fn_chain, chain))
     frozen = tuple(x.detach().requires_grad_(False) if x.is_floating_point() else x
                    for x in ex.leaves())
-    if any(o.requires_grad for o in as_outputs(ex.fn(*frozen), ex.case.name)):
+    if any(o.requires_grad for o in as_outputs(ex.fn(*frozen))):
         problems.append(contracts.FROZEN_STILL_TRACKED)
     return Finding(problems=problems)
 

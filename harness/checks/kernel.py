@@ -124,7 +124,7 @@ def _output_labels(count: int) -> list[str]:
 def _outputs(ex: Example) -> Compute:
     def outputs(leaves):
         with torch.no_grad():
-            return [o.detach() for o in as_outputs(ex.fn(*leaves), ex.case.name)]
+            return [o.detach() for o in as_outputs(ex.fn(*leaves))]
 
     return outputs
 
@@ -196,7 +196,7 @@ def _tangents(ex: Example, directions: list[torch.Tensor]) -> Compute:
             with fwAD.dual_level():
                 duals = [fwAD.make_dual(x, directions[k].to(x.dtype)) if i == pos else x
                          for i, x in enumerate(leaves)]
-                for out in as_outputs(ex.fn(*duals), ex.case.name):
+                for out in as_outputs(ex.fn(*duals)):
                     t = fwAD.unpack_dual(out).tangent
                     found.append(torch.zeros_like(out) if t is None else t.detach())
         return found

@@ -60,14 +60,14 @@ def check_layouts(ex: Example, settings) -> Finding:
                                        "has size-1 dimensions: no non-contiguous layout exists")
     problems, notes = [], []
     with torch.no_grad():
-        outs = as_outputs(ex.fn(*leaves), ex.case.name)
+        outs = as_outputs(ex.fn(*leaves))
     for name in names:
         moved = tuple(made.get(name, x.detach()).requires_grad_(x.requires_grad)
                       if x.is_floating_point() else x for x, made in zip(leaves, leaf_layouts))
         moved_cot = [made.get(name, v) for v, made in zip(cotangents, cot_layouts)]
         try:  # the forward's own contract first: some ops take contiguous inputs only
             with torch.no_grad():
-                moved_outs = as_outputs(ex.fn(*moved), ex.case.name)
+                moved_outs = as_outputs(ex.fn(*moved))
         except Exception as exc:
             notes.append(transforms.layout_forward_refuses_phrase(name, exc))
             continue

@@ -29,6 +29,7 @@ from harness.checks.reference import Sweep, compare_with_fd
 from harness.checks.spec import Check, Finding
 from harness.diagnose import contracts
 from harness.inputs import CaseError, Example, TrainingExample, as_outputs, draw_example
+from harness.source import MODULE_BISECTION
 from harness.tolerances import tolerance_for
 
 F64 = torch.float64
@@ -135,7 +136,7 @@ class SubFunction:
     def case(self, name: str, device: str) -> Case:
         inputs = self.inputs
         return Case(name=name, fn=self.fn, inputs=lambda gen: inputs, dtypes=(F64,),
-                    devices=(device,), input_names=self.labels, source="module bisection")
+                    devices=(device,), input_names=self.labels, source=MODULE_BISECTION)
 
     def joint_case(self, name: str, device: str) -> Case:
         """The same function of one flat vector holding every checked input: one random
@@ -156,7 +157,7 @@ class SubFunction:
         label = f"{name.split(':', 1)[-1] or 'model'} (all parameters and inputs)"
         return Case(name=name, fn=joint, inputs=lambda gen: (flat.clone().requires_grad_(),),
                     dtypes=(F64,), devices=(device,), input_names=(label,),
-                    source="module bisection")
+                    source=MODULE_BISECTION)
 
 
 def _sub_function(calls: list[Call], state: dict, shown) -> SubFunction | None:
@@ -199,7 +200,7 @@ def _sub_function(calls: list[Call], state: dict, shown) -> SubFunction | None:
 def _custom_functions(ex: Example) -> list[str]:
     """The custom autograd Functions in the graph from the example's inputs to its outputs."""
     with torch.enable_grad():
-        outs = as_outputs(ex.fn(*ex.leaves()), ex.case.name)
+        outs = as_outputs(ex.fn(*ex.leaves()))
     return list(dict.fromkeys(node._forward_cls.__name__ for node in custom_function_nodes(outs)))
 
 

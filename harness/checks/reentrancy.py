@@ -63,7 +63,7 @@ def _aliasing(ex: Example) -> tuple[list[str], list[str]]:
     storage with the gradient passed to backward() is a note, since torch itself does it for
     views."""
     leaves = ex.leaves()
-    targets, cotangents = with_graph(ex, as_outputs(ex.fn(*leaves), ex.case.name))
+    targets, cotangents = with_graph(ex, as_outputs(ex.fn(*leaves)))
     torch.autograd.backward(targets, grad_tensors=cotangents)
     passed = {v.untyped_storage().data_ptr() for v in cotangents}
     seen: dict[int, int] = {}

@@ -137,7 +137,7 @@ def searched(target: Check, ex, run_settings) -> Finding:
             raise
         seen.append((drawn, found.failed))
         if found.failed:
-            record = record_of(example, target, found, 0.0)
+            record = record_of(example, target, found, 0.0, reproduce=False)
             failures.append((drawn, record))
             raise AssertionError(record.message)
 
@@ -212,7 +212,7 @@ def _confirmed(target: Check, case, dtype, device, run_settings, failures):
         example = _example(case, drawn, dtype, device, run_settings.seed)
         full = target.run(example, run_settings)
         if full.failed:
-            return drawn, record_of(example, target, full, 0.0)
+            return drawn, record_of(example, target, full, 0.0, reproduce=False)
     return None
 
 

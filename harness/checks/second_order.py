@@ -35,7 +35,7 @@ def check_second_order(ex: Example, settings) -> Finding:
     weights = [gaussian(ex.inputs[i].shape, gen, ex.device) for i in ex.wrt]
     leaves = ex.leaves()
     try:
-        outs = as_outputs(ex.fn(*leaves), ex.case.name)
+        outs = as_outputs(ex.fn(*leaves))
         incoming = incoming_leaves(ex, outs)
         second, connected, over_v = second_order(ex, leaves, weights, outs, incoming)
     except RuntimeError as exc:

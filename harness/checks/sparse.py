@@ -40,7 +40,7 @@ def values_view(ex: Example) -> Example:
         args = [torch.sparse_coo_tensor(patterns[i].indices(), x, patterns[i].shape,
                                         check_invariants=True)
                 if i in patterns else x for i, x in enumerate(xs)]
-        return _dense_outputs(as_outputs(ex.fn(*args), ex.case.name))
+        return _dense_outputs(as_outputs(ex.fn(*args)))
 
     labels = tuple(f"{label}.values" if i in patterns else label
                    for i, label in enumerate(ex.labels))
@@ -55,7 +55,7 @@ def dense_view(ex: Example) -> Example:
 
     def fn(*xs):
         args = [x.to_sparse() if i in sparse_at else x for i, x in enumerate(xs)]
-        return _dense_outputs(as_outputs(ex.fn(*args), ex.case.name))
+        return _dense_outputs(as_outputs(ex.fn(*args)))
 
     inputs = tuple(x.to_dense() if i in sparse_at else x for i, x in enumerate(ex.inputs))
     return reparametrized(ex, fn, inputs, sparse_at)

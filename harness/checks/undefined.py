@@ -33,7 +33,7 @@ def check_undefined_grad(ex: Example, settings) -> Finding:
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     leaves = ex.leaves()
     targets = [leaves[i] for i in ex.wrt]
-    outs = as_outputs(ex.fn(*leaves), ex.case.name)
+    outs = as_outputs(ex.fn(*leaves))
     cotangents = [v.to(o.dtype) for o, v in zip(outs, ex.cotangents)]
     live = [k for k, o in enumerate(outs) if o.requires_grad]
     problems, notes = [], []

@@ -11,13 +11,15 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from harness.diagnose.mismatch import describe, header, reproduce_line
+from harness.diagnose.mismatch import describe, header, reproduce_line, shell_word
 from harness.record import Record
 from harness.tolerances import dtype_name, user_tolerance_note
 
 
-def record_of(ex, spec, finding, seconds: float) -> Record:
-    """The Record of `finding`, what `spec`'s check found on example `ex` in `seconds`."""
+def record_of(ex, spec, finding, seconds: float, reproduce: bool = True) -> Record:
+    """The Record of `finding`, what `spec`'s check found on example `ex` in `seconds`;
+    `reproduce`: end a failure's message with the line that runs it again (the search
+    writes its own, for the search)."""
     common = dict(case=ex.case.name, check=f"search-{spec.searches}" if spec.searches
                   else spec.name, dtype=dtype_name(ex.dtype), device=ex.device, seed=ex.seed,
                   seconds=seconds, source=ex.case.source)
@@ -33,20 +35,21 @@ def record_of(ex, spec, finding, seconds: float) -> Record:
     if finding.searched is not None:
         return _searched(ex, spec, finding.searched, common)
     if finding.verdicts is not None:
-        return _verdicts(ex, spec, finding, common)
+        return _verdicts(ex, spec, finding, common, reproduce)
     if not finding.problems and not finding.concerns:
         return Record(status="pass", message="; ".join(finding.notes), **common)
     lines = [header(ex.case.name, ex.dtype, ex.device, spec.title)]
     lines += [f"  - {p}" for p in finding.problems]
     lines += [f"  - warning: {c}" for c in finding.concerns]
     lines += [f"  note: {n}" for n in finding.notes]
-    lines.append(reproduce_line(ex.case.name, ex.dtype, ex.device, ex.seed, ex.case.source,
-                                spec.name))
+    if reproduce:
+        lines.append(reproduce_line(ex.case.name, ex.dtype, ex.device, ex.seed,
+                                    ex.case.source, spec.name))
     return Record(status="fail" if finding.problems else "warn", message="\n".join(lines),
                   pattern=(finding.problems or finding.concerns)[0], **common)
 
 
-def _verdicts(ex, spec, finding, common: dict) -> Record:
+def _verdicts(ex, spec, finding, common: dict, reproduce: bool) -> Record:
     """Per-input comparisons: pass, or fail with each failing input's assert_close lines;
     header and reproduction line from the example they were measured on (a view, maybe)."""
     shown = finding.view or ex
@@ -84,8 +87,9 @@ def _verdicts(ex, spec, finding, common: dict) -> Record:
         lines.append(f" agree: {', '.join(agree)}")
     lines.extend(f"  hint: {h}" for h in finding.hints)
     lines.extend(f"  note: {n}" for n in notes)
-    lines.append(reproduce_line(shown.case.name, shown.dtype, shown.device, shown.seed,
-                                shown.case.source, spec.name))
+    if reproduce:
+        lines.append(reproduce_line(shown.case.name, shown.dtype, shown.device, shown.seed,
+                                    shown.case.source, spec.name))
     pattern = finding.pattern or "; ".join([m.pattern, *finding.hints])
     return Record(status="fail", message="\n".join(lines), input=m.label,
                   index=",".join(map(str, m.index)), expected=m.expected, actual=m.actual,
@@ -106,8 +110,8 @@ def _searched(ex, spec, searched, common: dict) -> Record:
              f"{searched.smallest}"
              + (f" (the shrink stopped at its budget of {searched.shrink_cut} inputs)"
                 if searched.shrink_cut else ""),
-             *("  " + line for line in diagnosis.splitlines() if "reproduce:" not in line),
-             f"  reproduce: harness search --cases '{ex.case.name}' --check {name} "
+             *("  " + line for line in diagnosis.splitlines()),
+             f"  reproduce: harness search --cases {shell_word(ex.case.name)} --check {name} "
              f"--dtype {dtype_name(ex.dtype)} --device {ex.device} --seed {ex.seed}"
              + (" --thorough" if searched.profile == "thorough" else "")]
     located = {} if worst is None else dict(input=worst.input, index=worst.index,

@@ -9,10 +9,12 @@ reproduction line. Whole tensors are never printed.
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 
 import torch
 
+from harness.source import CHECK_GRADIENTS, NO_SOURCE, Source
 from harness.tolerances import FD_SAFETY, NOISE_SAFETY, Tolerance, dtype_name
 
 
@@ -287,15 +289,21 @@ def describe(m: Mismatch, reference: str, checked: str) -> list[str]:
 
 
 def reproduce_line(case: str, dtype: torch.dtype, device: str, seed: int,
-                   source: str = "", check: str = "") -> str:
-    """The command that runs this one item again (its family alone, with `check`)."""
-    if source == "check_gradients":
+                   source: Source = NO_SOURCE, check: str = "") -> str:
+    """The command that runs this one item again (its family alone, with `check`): a call
+    of check_gradients for its cases, else a command line, with `--load` for a file's."""
+    if source == CHECK_GRADIENTS:
         only = f", checks=({check!r},)" if check else ""
         return f"  reproduce: check_gradients(...{only}, seed={seed}) on the same inputs"
-    load = f" --load {source.removeprefix('file ')}" if source.startswith("file ") else ""
+    load = f" --load {shlex.quote(source.path)}" if source.kind == "file" else ""
     family = f" --check {check}" if check else ""
-    return (f"  reproduce: harness check --cases '{case}'{family} --dtype {dtype_name(dtype)} "
-            f"--device {device} --seed {seed}{load}")
+    return (f"  reproduce: harness check --cases {shell_word(case)}{family} --dtype "
+            f"{dtype_name(dtype)} --device {device} --seed {seed}{load}")
+
+
+def shell_word(text: str) -> str:
+    """`text` as one shell word: in single quotes, or shlex's quoting where it holds one."""
+    return f"'{text}'" if "'" not in text else shlex.quote(text)
 
 
 def header(case: str, dtype: torch.dtype, device: str, what: str) -> str:

@@ -147,11 +147,10 @@ def _counts(frame: pd.DataFrame) -> str:
             f"<tr><td><b>all</b></td>{total}</tr></table>")
 
 
-def _reproduce(message: str) -> str:
-    line = next((x for x in message.splitlines() if "reproduce:" in x), "")
-    if not line:
+def _reproduce(row) -> str:
+    command = getattr(row, "reproduce", "")
+    if not isinstance(command, str) or not command:
         return ""
-    command = line.split("reproduce:", 1)[1].strip()
     return (f'<div class="repro">reproduce: <code>{_e(command)}</code>'
             '<button onclick="copyLine(this)">copy</button></div>')
 
@@ -180,7 +179,7 @@ def _failures(frame: pd.DataFrame, groups, none: str = "No failures or errors.")
             parts.append(
                 f'<details open class="failure {row.status}"><summary>{_badge(row.status)}'
                 f"{_e(what)}: {_e(headline)}</summary><pre>{_e(message)}</pre>{image}"
-                f"{_reproduce(message)}</details>")
+                f"{_reproduce(row)}</details>")
     return "".join(parts)
 
 

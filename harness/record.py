@@ -59,6 +59,9 @@ class Record:
     """Where the case came from (harness.source); its words in the CSV."""
     tolerance: str = ""
     """The case's own rtol/atol where it set them (Case.rtol, Case.atol), else empty."""
+    reproduce: str = ""
+    """What runs this row's item again, as its message's `reproduce:` line says (a copy
+    button in the HTML report); not in the CSV."""
     figure: str = ""
     """A failure's picture (base64 PNG), drawn from `evidence` where the HTML report is
     written; not in the CSV."""

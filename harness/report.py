@@ -22,6 +22,9 @@ from harness.record import BAD, STATUSES, Record
 COLUMNS = ["case", "check", "dtype", "device", "status", "max_abs_err", "max_rel_err",
            "input", "index", "expected", "actual", "allowed", "detects", "pattern", "message",
            "seed", "seconds", "source", "tolerance"]
+SHOWN_ONLY = ("reproduce", "figure")
+"""Record fields the HTML report shows and the CSV leaves out (the message holds the one,
+the other is a picture)."""
 
 
 def save_searched_inputs(report_dir: str | Path, searched) -> Path:
@@ -65,7 +68,7 @@ def shown(records: Iterable[Record], report_dir: str | Path) -> list[Record]:
 def to_frame(records: Iterable[Record]) -> pd.DataFrame:
     """One row per record, in a fixed column order, and the failures' pictures (`figure`,
     for the HTML report only)."""
-    return pd.DataFrame([r.as_dict() for r in records], columns=[*COLUMNS, "figure"])
+    return pd.DataFrame([r.as_dict() for r in records], columns=[*COLUMNS, *SHOWN_ONLY])
 
 
 def _message(row) -> str:
@@ -193,7 +196,7 @@ def write(frame: pd.DataFrame, report_dir: str | Path, seed: int | None = None,
     paths = [out / f"{name}.csv", out / f"{name}.md", out / f"{name}.html"]
     env = environment()
     frame = frame.assign(torch=env["torch"])  # every row says what produced it
-    table = frame.drop(columns=["figure"], errors="ignore")
+    table = frame.drop(columns=list(SHOWN_ONLY), errors="ignore")
     _atomic_write(paths[0], table.to_csv(index=False))
     _atomic_write(paths[1], _markdown(table, seed))
     devices = ", ".join(sorted(set(frame["device"]) - {"", "-"}))

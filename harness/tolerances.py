@@ -140,16 +140,20 @@ def with_user_tolerance(table: Tolerance, rtol: float | None, atol: float | None
                    atol=table.atol if atol is None else atol, along=along)
 
 
-def user_tolerance_note(dtype: torch.dtype, rtol: float | None, atol: float | None) -> str:
-    """Where a case's own rtol/atol decided a verdict, in words beside the table's."""
+def user_tolerance_words(dtype: torch.dtype, rtol: float | None, atol: float | None) -> str:
+    """A case's own rtol/atol beside the table's for `dtype` (the CSV's `tolerance`)."""
     table = TOLERANCES.get(dtype)
     given = ", ".join(f"{name}={value:g}" for name, value in (("rtol", rtol), ("atol", atol))
                       if value is not None)
     if table is None:
-        return f"tolerance set by the case: {given}"
-    name = str(dtype).removeprefix("torch.")
-    return (f"tolerance set by the case: {given} (the table's for {name}: "
-            f"rtol={table.rtol:g}, atol={table.atol:g})")
+        return given
+    return (f"{given} (the table's for {dtype_name(dtype)}: rtol={table.rtol:g}, "
+            f"atol={table.atol:g})")
+
+
+def user_tolerance_note(dtype: torch.dtype, rtol: float | None, atol: float | None) -> str:
+    """Where a case's own rtol/atol decided a verdict, in words beside the table's."""
+    return f"tolerance set by the case: {user_tolerance_words(dtype, rtol, atol)}"
 
 
 def tolerance_for(dtype: torch.dtype, overrides: dict | None = None) -> Tolerance:

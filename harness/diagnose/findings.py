@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from harness.diagnose.mismatch import describe, header, reproduce_line, shell_word
+from harness.diagnose.mismatch import describe, header, reproduce_command, reproduce_line
 from harness.record import Record
-from harness.tolerances import dtype_name, user_tolerance_note
+from harness.tolerances import dtype_name, user_tolerance_note, user_tolerance_words
 
 
 def record_of(ex, spec, finding, seconds: float, reproduce: bool = True) -> Record:
@@ -25,9 +25,9 @@ def record_of(ex, spec, finding, seconds: float, reproduce: bool = True) -> Reco
                   seconds=seconds, source=ex.case.source)
     rtol, atol = getattr(ex.case, "rtol", None), getattr(ex.case, "atol", None)
     if rtol is not None or atol is not None:
-        note = user_tolerance_note(ex.dtype, rtol, atol)
-        common["tolerance"] = note.removeprefix("tolerance set by the case: ")
-        finding = replace(finding, notes=(*finding.notes, note))
+        common["tolerance"] = user_tolerance_words(ex.dtype, rtol, atol)
+        finding = replace(finding, notes=(*finding.notes,
+                                          user_tolerance_note(ex.dtype, rtol, atol)))
     if finding.skip:
         return Record(status="skip", message=finding.skip, **common)
     if finding.error:
@@ -43,8 +43,9 @@ def record_of(ex, spec, finding, seconds: float, reproduce: bool = True) -> Reco
     lines += [f"  - warning: {c}" for c in finding.concerns]
     lines += [f"  note: {n}" for n in finding.notes]
     if reproduce:
-        lines.append(reproduce_line(ex.case.name, ex.dtype, ex.device, ex.seed,
-                                    ex.case.source, spec.name))
+        common["reproduce"] = reproduce_command(ex.case.name, ex.dtype, ex.device, ex.seed,
+                                                ex.case.source, spec.name)
+        lines.append(reproduce_line(common["reproduce"]))
     return Record(status="fail" if finding.problems else "warn", message="\n".join(lines),
                   pattern=(finding.problems or finding.concerns)[0], **common)
 
@@ -88,8 +89,9 @@ def _verdicts(ex, spec, finding, common: dict, reproduce: bool) -> Record:
     lines.extend(f"  hint: {h}" for h in finding.hints)
     lines.extend(f"  note: {n}" for n in notes)
     if reproduce:
-        lines.append(reproduce_line(shown.case.name, shown.dtype, shown.device, shown.seed,
-                                    shown.case.source, spec.name))
+        common["reproduce"] = reproduce_command(shown.case.name, shown.dtype, shown.device,
+                                                shown.seed, shown.case.source, spec.name)
+        lines.append(reproduce_line(common["reproduce"]))
     pattern = finding.pattern or "; ".join([m.pattern, *finding.hints])
     return Record(status="fail", message="\n".join(lines), input=m.label,
                   index=",".join(map(str, m.index)), expected=m.expected, actual=m.actual,
@@ -110,10 +112,11 @@ def _searched(ex, spec, searched, common: dict) -> Record:
              f"{searched.smallest}"
              + (f" (the shrink stopped at its budget of {searched.shrink_cut} inputs)"
                 if searched.shrink_cut else ""),
-             *("  " + line for line in diagnosis.splitlines()),
-             f"  reproduce: harness search --cases {shell_word(ex.case.name)} --check {name} "
-             f"--dtype {dtype_name(ex.dtype)} --device {ex.device} --seed {ex.seed}"
-             + (" --thorough" if searched.profile == "thorough" else "")]
+             *("  " + line for line in diagnosis.splitlines())]
+    common["reproduce"] = reproduce_command(
+        ex.case.name, ex.dtype, ex.device, ex.seed, ex.case.source, name, command="search",
+        options=" --thorough" if searched.profile == "thorough" else "")
+    lines.append(reproduce_line(common["reproduce"]))
     located = {} if worst is None else dict(input=worst.input, index=worst.index,
                                              expected=worst.expected, actual=worst.actual)
     return Record(status="fail" if worst is not None else "error", message="\n".join(lines),

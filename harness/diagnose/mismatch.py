@@ -288,17 +288,24 @@ def describe(m: Mismatch, reference: str, checked: str) -> list[str]:
     ]
 
 
-def reproduce_line(case: str, dtype: torch.dtype, device: str, seed: int,
-                   source: Source = NO_SOURCE, check: str = "") -> str:
-    """The command that runs this one item again (its family alone, with `check`): a call
-    of check_gradients for its cases, else a command line, with `--load` for a file's."""
+def reproduce_command(case: str, dtype: torch.dtype, device: str, seed: int,
+                      source: Source = NO_SOURCE, check: str = "", command: str = "check",
+                      options: str = "") -> str:
+    """What runs this one item again (its family alone, with `check`): a call of
+    check_gradients for its cases, else `harness <command>` with `options`, and `--load` for
+    a file's cases."""
     if source == CHECK_GRADIENTS:
         only = f", checks=({check!r},)" if check else ""
-        return f"  reproduce: check_gradients(...{only}, seed={seed}) on the same inputs"
+        return f"check_gradients(...{only}, seed={seed}) on the same inputs"
     load = f" --load {shlex.quote(source.path)}" if source.kind == "file" else ""
     family = f" --check {check}" if check else ""
-    return (f"  reproduce: harness check --cases {shell_word(case)}{family} --dtype "
-            f"{dtype_name(dtype)} --device {device} --seed {seed}{load}")
+    return (f"harness {command} --cases {shell_word(case)}{family} --dtype "
+            f"{dtype_name(dtype)} --device {device} --seed {seed}{options}{load}")
+
+
+def reproduce_line(command: str) -> str:
+    """A message's last line: how to run its item again."""
+    return f"  reproduce: {command}"
 
 
 def shell_word(text: str) -> str:

@@ -12,8 +12,9 @@ from torch import nn
 
 from harness.case import Case, custom_op_name
 from harness.checks import CHECKS, Settings
+from harness.plan import Selection
 from harness.record import HarnessWarning, Record, fails_run
-from harness.runner import items_for, run_item
+from harness.runner import run_item
 from harness.source import CHECK_GRADIENTS
 
 
@@ -130,12 +131,13 @@ def check_gradients(
     checks: Iterable[str] | str | None = None,
     twice_differentiable: bool | None = None,
     name: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     settings: Settings | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     strict: bool = False,
     nondeterministic_tol: float = 0.0,
+    opt_in: Iterable[str] = (),
 ) -> GradientReport:
     """Check the gradients of `fn` at `inputs` (those with requires_grad; all float ones if none).
 
@@ -155,7 +157,11 @@ def check_gradients(
     by design; every row they decided says so. A finding that is not a wrong value (a tensor
     kept on ctx outside save_for_backward) is a warn row, which fails the report only when
     `strict`. `nondeterministic_tol`: the spread between runs of the backward you accept
-    (Case.nondeterministic_tol; the backward-determinism and reentrancy checks). Returns a
+    (Case.nondeterministic_tol; the backward-determinism and reentrancy checks). `opt_in`
+    adds opt-in families to the defaults, as the command line's flags do
+    (`opt_in=("backward-determinism",)` is `--determinism`). `seed` (default 0) or
+    `settings`; both, with different seeds, is an error. The items come from the same
+    harness.plan.Selection as `harness check`'s and the pytest plugin's. Returns a
     GradientReport of records.
     """
     for i, x in enumerate(inputs):
@@ -179,14 +185,24 @@ def check_gradients(
                             input_names=_signature_names(fn, len(inputs)),
                             reference=reference, rtol=rtol, atol=atol,
                             nondeterministic_tol=nondeterministic_tol)
+    if settings is not None and seed is not None and seed != settings.seed:
+        raise ValueError(f"check_gradients: seed={seed} and settings=Settings(seed="
+                         f"{settings.seed}, ...) disagree; give one of them")
     if any(isinstance(x, torch.Tensor) and x.is_sparse for x in inputs):
         # the other families perturb dense tensors
-        checks = tuple(spec.name for spec in CHECKS.values() if spec.sparse)
+        sparse = tuple(spec.name for spec in CHECKS.values() if spec.sparse)
+        dense = [c for c in (*(checks or ()), *opt_in) if c not in sparse]
+        if dense:
+            raise ValueError(f"check_gradients: a sparse input is checked by {list(sparse)} "
+                             f"alone; {dense} perturb dense tensors: drop checks= (or name "
+                             "only those), or pass the input dense")
+        checks = sparse
     elif case.dtypes[0].is_complex and checks is not None:  # complex ones as real pairs too
         checks = (*(spec.name for spec in CHECKS.values()
                     if spec.dtypes == "complex" and spec.name not in checks), *checks)
-    settings = settings or Settings(seed=seed)
-    records = [run_item(item, settings) for item in items_for([case], checks)]
+    settings = settings or Settings(seed=seed or 0)
+    items = Selection(checks=checks, opt_in=tuple(opt_in)).items([case])
+    records = [run_item(item, settings) for item in items]
     return GradientReport(tuple(records), strict)
 
 

@@ -65,15 +65,13 @@ def _check(args, argv: list[str]) -> int:
     checks = args.check
     flagged = [spec.name for spec in CHECKS.values()
                if spec.flag and getattr(args, arguments.dest(spec.flag), False)]
-    if flagged:  # the default checks (no other opt-in) and the flagged ones
-        checks = [*(checks or [spec.name for spec in CHECKS.values() if spec.opt_in is None]),
-                  *flagged]
     if args.command == "search":  # `--check fd` names the family the search runs
         searching = {spec.searches: spec.name for spec in CHECKS.values() if spec.searches}
         checks = [searching.get(c, c) for c in (checks or list(searching.values()))]
     selection = Selection(load=tuple(args.load), patterns=tuple(args.cases or ()),
                           tags=tuple(args.tag or ()),
                           checks=tuple(checks) if checks is not None else None,
+                          opt_in=tuple(flagged),
                           dtypes=tuple(args.dtype) if args.dtype else None,
                           devices=tuple(devices))
     settings = Settings(seed=args.seed, profile="thorough" if args.thorough else "quick",

@@ -18,14 +18,37 @@ from harness.source import Source
 
 @dataclass(frozen=True)
 class Selection:
-    """What a run checks, as data a fresh process rebuilds the same items from."""
+    """What a run checks, as data a fresh process rebuilds the same items from; the one
+    place the command line, the pytest plugin and check_gradients turn what they were given
+    into items.
+
+    `patterns`, `tags`: the cases (any pattern, any tag; each only when given). `checks`: the
+    families by name (None: every default family that applies). `opt_in`: opt-in families
+    added to those (the CLI's --compiled, --determinism). `dtypes` (names, e.g. "float64"),
+    `devices`: only these, of what each case declares. Names are checked when the items are
+    built: an unknown one raises ValueError naming the known ones."""
 
     load: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     checks: tuple[str, ...] | None = None
+    opt_in: tuple[str, ...] = ()
     dtypes: tuple[str, ...] | None = None
     devices: tuple[str, ...] | None = None
+
+    def families(self) -> tuple[str, ...] | None:
+        """The families named for the run: `checks` (or, where `opt_in` adds to them, the
+        default ones) and the `opt_in` ones; None: each case's defaults."""
+        from harness.checks import CHECKS
+
+        for name in (*(self.checks or ()), *self.opt_in):
+            if name not in CHECKS:
+                raise ValueError(f"unknown check {name!r}; known: {', '.join(CHECKS)}")
+        if not self.opt_in:
+            return self.checks
+        base = (self.checks if self.checks is not None
+                else tuple(s.name for s in CHECKS.values() if s.opt_in is None))
+        return (*base, *(name for name in self.opt_in if name not in base))
 
     def build(self):
         """The registry (with its load errors) and the selected cases."""
@@ -35,11 +58,15 @@ class Selection:
         return reg, registry.select(reg.cases, self.patterns, self.tags)
 
     def items(self, cases) -> list:
+        """The (case, check, dtype, device) items of `cases` this selection names."""
         from harness.runner import items_for
         from harness.tolerances import DTYPES
 
+        unknown = [d for d in self.dtypes or () if d not in DTYPES]
+        if unknown:
+            raise ValueError(f"unknown dtype {unknown[0]!r}; known: {', '.join(DTYPES)}")
         dtypes = [DTYPES[d] for d in self.dtypes] if self.dtypes else None
-        return items_for(cases, self.checks, dtypes, self.devices)
+        return items_for(cases, self.families(), dtypes, self.devices)
 
     def plan(self) -> tuple[Plan, list]:
         """Build the items here: the Plan of them, and the items themselves."""

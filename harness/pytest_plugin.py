@@ -1,9 +1,13 @@
 """pytest plugin (entry point pytest11): one test item per case x check x dtype x device.
 
 Enabled by the ini option `harness_cases = true` (or `--harness-cases`); items are added when
-pytest collects its default paths, not when it is pointed at particular files. Select with
-`--harness-select GLOB` or ini `harness_select`, and checks with `--harness-check NAME`
-or ini `harness_checks`. A warn row passes with a HarnessWarning; `--harness-strict` (ini
+pytest collects its default paths, not when it is pointed at particular files. The selection
+is `harness check`'s (harness.plan.Selection): cases with `--harness-select GLOB` (ini
+`harness_select`) and `--harness-tag TAG` (ini `harness_tags`), families with
+`--harness-check NAME` (ini `harness_checks`) and `--harness-opt-in NAME` (the CLI's
+`--compiled`, `--determinism`: an opt-in family added to the defaults), `--harness-dtype` and
+`--harness-device`. A name it does not know, or `--harness-device cuda` where torch sees no
+CUDA, is a usage error. A warn row passes with a HarnessWarning; `--harness-strict` (ini
 `harness_strict`) fails it.
 
 pytest loads this plugin in every session of every project that has gradharness installed,
@@ -31,6 +35,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--harness-check", action="append", default=None, metavar="NAME",
                     help="only this check family (repeatable; `harness check --help` "
                     "names them)")
+    group.addoption("--harness-tag", action="append", default=None, metavar="TAG",
+                    help="only cases with this tag (repeatable)")
+    group.addoption("--harness-opt-in", action="append", default=None, metavar="NAME",
+                    help="add this opt-in family to the default ones (repeatable; `harness "
+                    "check --compiled` is --harness-opt-in compiled, `--determinism` is "
+                    "--harness-opt-in backward-determinism)")
+    group.addoption("--harness-dtype", action="append", default=None, metavar="DTYPE",
+                    help="only this dtype, e.g. float32 (repeatable)")
+    group.addoption("--harness-device", action="append", default=None, metavar="DEVICE",
+                    help="only this device, cpu or cuda (repeatable; cuda where torch sees "
+                    "none is an error)")
     group.addoption("--harness-seed", type=int, default=0, help="seed for drawn inputs")
     group.addoption("--harness-strict", action="store_true", default=None,
                     help="warn rows (right values, something else wrong) fail their test; "
@@ -41,6 +56,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default=False)
     parser.addini("harness_select", "case name globs to include", type="linelist", default=[])
     parser.addini("harness_checks", "checks to run (default: all)", type="args", default=[])
+    parser.addini("harness_tags", "only cases with any of these tags", type="args", default=[])
     parser.addini("harness_strict", "warn rows fail their test", type="bool", default=False)
 
 
@@ -132,6 +148,31 @@ def _share_the_cores() -> None:
         torch.set_num_threads(max(1, usable_cores() // workers))
 
 
+def selection_of(config: pytest.Config):
+    """The harness.plan.Selection the options and ini values name (`harness check`'s)."""
+    from harness.plan import Selection
+    from harness.runner import device_available
+
+    def given(option: str, ini: str | None = None) -> tuple[str, ...] | None:
+        value = config.getoption(option) or (config.getini(ini) if ini else None)
+        return tuple(value) if value else None
+
+    devices = given("--harness-device")
+    for device in devices or ():
+        if device not in ("cpu", "cuda"):
+            raise pytest.UsageError(f"harness: --harness-device {device!r}: cpu or cuda")
+        if not device_available(device):
+            raise pytest.UsageError(f"harness: --harness-device {device} requested but "
+                                    "torch.cuda.is_available() is False; drop it to run what "
+                                    "is here (cuda items then skip, saying so)")
+    return Selection(load=tuple(config.getoption("--harness-load")),
+                     patterns=given("--harness-select", "harness_select") or (),
+                     tags=given("--harness-tag", "harness_tags") or (),
+                     checks=given("--harness-check", "harness_checks"),
+                     opt_in=given("--harness-opt-in") or (),
+                     dtypes=given("--harness-dtype"), devices=devices)
+
+
 def _enabled(config: pytest.Config) -> bool:
     flag = config.getoption("--harness-cases")
     if flag is not None:
@@ -146,17 +187,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                                   items: list[pytest.Item]) -> None:
     if not _enabled(config):
         return
-    from harness import registry
-    from harness.runner import items_for
-
-    patterns = config.getoption("--harness-select") or config.getini("harness_select")
-    reg = registry.load(config.getoption("--harness-load"), patterns=patterns)
-    cases = registry.select(reg.cases, patterns)
+    selection = selection_of(config)
+    reg, cases = selection.build()
+    try:
+        works = selection.items(cases)
+    except ValueError as exc:
+        raise pytest.UsageError(f"harness: {exc}") from None
     seed = config.getoption("--harness-seed")
     for tag in sorted({t for c in cases for t in c.tags}):
         config.addinivalue_line("markers", f"{tag.replace('-', '_')}: harness case tag")
-    checks = config.getoption("--harness-check") or config.getini("harness_checks") or None
-    works = items_for(cases, checks)
     if works:
         _share_the_cores()
     node = HarnessCases.from_parent(session, name="harness", nodeid="harness",

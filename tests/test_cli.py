@@ -55,7 +55,7 @@ def test_search_command_writes_search_reports(tmp_path, capsys):
     assert main(["search", "--cases", "block/tanh", "--dtype", "float64",
                  "--report-dir", str(tmp_path)]) == 0
     frame = pd.read_csv(tmp_path / "search.csv")
-    assert list(frame["check"]) == ["search-fd"]
+    assert list(frame["check"]) == ["search"]
     assert re.fullmatch(r"12 searched inputs \(quick profile\), \d+ to [\d,]+ elements each",
                         frame["message"].iloc[0]), frame["message"].iloc[0]
 

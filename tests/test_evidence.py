@@ -81,12 +81,12 @@ def test_evidence_crosses_from_the_worker_to_the_reports(tmp_path):
     assert code == 1
     rows = pd.read_csv(tmp_path / "r" / "correctness.csv").set_index("check")
     assert rows.loc["fd", "status"] == "fail"
-    assert rows.loc["search-fd", "status"] == "fail"
+    assert rows.loc["search", "status"] == "fail"
     saved = tmp_path / "r" / "failing" / "planted__square-wrong-negative-fd-float64.pt"
-    assert f"inputs saved: {saved}" in rows.loc["search-fd", "message"]
+    assert f"inputs saved: {saved}" in rows.loc["search", "message"]
     assert (f"reproduce: harness search --cases 'planted/square-wrong-negative' --check fd "
             f"--dtype float64 --device cpu --seed 0 --load {REPORT_CASES}"
-            in rows.loc["search-fd", "message"])  # a --load file's case needs its --load
+            in rows.loc["search", "message"])  # a --load file's case needs its --load
     assert torch.load(saved)["case"] == "planted/square-wrong-negative"
     page = (tmp_path / "r" / "correctness.html").read_text()
     assert page.count("data:image/png;base64,") == 2  # the comparison's and the search's

@@ -20,9 +20,8 @@ def record_of(ex, spec, finding, seconds: float, reproduce: bool = True) -> Reco
     """The Record of `finding`, what `spec`'s check found on example `ex` in `seconds`;
     `reproduce`: end a failure's message with the line that runs it again (the search
     writes its own, for the search)."""
-    common = dict(case=ex.case.name, check=f"search-{spec.searches}" if spec.searches
-                  else spec.name, dtype=dtype_name(ex.dtype), device=ex.device, seed=ex.seed,
-                  seconds=seconds, source=ex.case.source)
+    common = dict(case=ex.case.name, check=spec.name, dtype=dtype_name(ex.dtype),
+                  device=ex.device, seed=ex.seed, seconds=seconds, source=ex.case.source)
     rtol, atol = getattr(ex.case, "rtol", None), getattr(ex.case, "atol", None)
     if rtol is not None or atol is not None:
         common["tolerance"] = user_tolerance_words(ex.dtype, rtol, atol)

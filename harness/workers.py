@@ -17,6 +17,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from multiprocessing.connection import wait
 
 import torch
@@ -25,7 +26,7 @@ from harness import processes
 from harness.checks import Settings
 from harness.diagnose.events import crashed_phrase, timed_out_phrase, with_worker_note
 from harness.plan import Plan, PlannedItem, Selection
-from harness.runner import Finished, run_item_noting_warnings
+from harness.runner import Finished, run_item_noting_warnings, run_items
 
 
 def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: float | None):
@@ -207,11 +208,14 @@ def _built_here(selection: Selection, ids: list[str]) -> list:
 
 
 def _in_process(items, indices, settings, exc, progress) -> Iterator[Finished]:
-    """The items left when no worker could start, run here; the first row says why."""
-    for n, index in enumerate(indices):
-        if progress and n:
-            progress(len(items) - len(indices) + n, len(items), items[index])
-        record, raised = run_item_noting_warnings(items[index], settings)
-        if n == 0:
-            record = with_worker_note(record, exc)
-        yield Finished(index, record, raised)
+    """The items left when no worker could start, run here (runner.run_items); the first
+    row says why."""
+    done_before = len(items) - len(indices)
+
+    def shown(n: int, total: int, item) -> None:
+        if progress and n:  # the first was shown when its worker was to start
+            progress(done_before + n, len(items), item)
+
+    for n, done in enumerate(run_items([items[i] for i in indices], settings, shown)):
+        record = with_worker_note(done.record, exc) if n == 0 else done.record
+        yield replace(done, index=indices[n], record=record)

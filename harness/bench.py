@@ -25,7 +25,7 @@ from torch.utils.benchmark import Measurement, Timer
 from harness import calibration
 from harness.case import Case
 from harness.inputs import draw_example
-from harness.runner import device_available
+from harness.plan import device_available
 
 MODES = ("backward", "forward+backward")
 DEFAULT_CASES = ("block/*", "tutorial/tiny-model")

@@ -50,9 +50,9 @@ def _check(args, argv: list[str]) -> int:
     from harness import report
     from harness.checks import CHECKS, Settings
     from harness.diagnose.events import interrupted_record
-    from harness.plan import Selection
+    from harness.plan import Selection, device_available
     from harness.record import fails_run
-    from harness.runner import device_available, run_items
+    from harness.runner import run_items
     from harness.workers import run_isolated, start_worker
 
     usage.check_loads(args.load)
@@ -160,7 +160,7 @@ def _bench(args) -> int:
 
     from harness import bench, bench_report, calibration, registry, report
     from harness.case import TrainingCase
-    from harness.runner import device_available
+    from harness.plan import device_available
     from harness.tolerances import DTYPES
 
     usage.check_loads(args.load)

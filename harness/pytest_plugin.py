@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from harness.runner import Item
+    from harness.plan import Item
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -74,8 +74,9 @@ class HarnessItem(pytest.Item):
         import warnings
 
         from harness.checks import Settings
+        from harness.plan import device_available
         from harness.record import HarnessWarning, fails_run
-        from harness.runner import device_available, run_item
+        from harness.runner import run_item
 
         if not device_available(self.work.device):
             pytest.skip(f"device {self.work.device} unavailable")
@@ -150,8 +151,7 @@ def _share_the_cores() -> None:
 
 def selection_of(config: pytest.Config):
     """The harness.plan.Selection the options and ini values name (`harness check`'s)."""
-    from harness.plan import Selection
-    from harness.runner import device_available
+    from harness.plan import Selection, device_available
 
     def given(option: str, ini: str | None = None) -> tuple[str, ...] | None:
         value = config.getoption(option) or (config.getini(ini) if ini else None)

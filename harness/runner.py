@@ -10,119 +10,25 @@ import os
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import torch
 
 from harness import memo
 from harness.autodiff import carries_graph
-from harness.case import Case, TrainingCase, library_custom_op
-from harness.checks import CHECKS, Check, Finding, Settings
+from harness.case import TrainingCase, library_custom_op
+from harness.checks import Check, Finding, Settings
 from harness.diagnose import contracts, transforms
 from harness.diagnose.determinism import NotDeterministic, with_determinism
 from harness.diagnose.events import error_hint, with_state_note
 from harness.diagnose.findings import as_expected_failure, record_of
 from harness.evidence import evidence_of
 from harness.inputs import CaseError, draw_example, draw_training_example
-from harness.plan import PlannedItem
+from harness.plan import Item, PlannedItem, device_available
 from harness.record import Record
 from harness.state import preserved_torch_state
-from harness.tolerances import LOW_PRECISION, dtype_name
-
-
-@dataclass(frozen=True)
-class Item:
-    """One unit of work; `id` is what pytest and the reports show."""
-
-    case: Case | TrainingCase
-    check: str
-    dtype: torch.dtype
-    device: str
-
-    @property
-    def dtype_name(self) -> str:
-        return dtype_name(self.dtype)
-
-    @property
-    def id(self) -> str:
-        return f"{self.case.name}-{self.check}-{self.dtype_name}-{self.device}"
-
-    @property
-    def spec(self) -> Check:
-        return CHECKS[self.check]
-
-
-def _kind(case) -> str:
-    return "training" if isinstance(case, TrainingCase) else "case"
-
-
-def items_for(
-    cases: Iterable[Case],
-    checks: Iterable[str] | None = None,
-    dtypes: Iterable[torch.dtype] | None = None,
-    devices: Iterable[str] | None = None,
-) -> list[Item]:
-    """Every (case, check, dtype, device) the case declares, filtered by the arguments.
-
-    A case gets the families that apply to its kind (Case or TrainingCase), or only its own
-    `checks`; opt-in families only when named in `checks`, in the case's own `checks`, or by
-    the case's tags.
-    """
-    wanted = list(checks) if checks is not None else None
-    for name in wanted or ():
-        if name not in CHECKS:
-            raise ValueError(f"unknown check {name!r}; known: {', '.join(CHECKS)}")
-    dtypes = set(dtypes) if dtypes is not None else None
-    devices = set(devices) if devices is not None else None
-    specs = [spec for spec in CHECKS.values() if wanted is None or spec.name in wanted]
-    return [
-        Item(case, spec.name, dtype, device)
-        for case in cases
-        for kind in (_kind(case),)
-        for spec in specs
-        if spec.applies_to == kind and _selected(case, spec, wanted)
-        and (spec.needs_case is None or getattr(case, spec.needs_case, None) is not None
-             or wanted is not None)  # named: a skip row that says what is missing
-        for dtype, device in _dtypes_and_devices(case, spec)
-        if (dtypes is None or dtype in dtypes) and (devices is None or device in devices)
-    ]
-
-
-def _selected(case, spec: Check, wanted: list[str] | None) -> bool:
-    """A case's own `checks` limit what it gets; opt-in checks run only when asked for."""
-    declared = getattr(case, "checks", ())
-    if declared and spec.name not in declared:
-        return False
-    if wanted is not None:
-        return spec.name in wanted
-    return spec.default_for(case.tags, declared)
-
-
-def _dtypes_and_devices(case, spec: Check) -> list[tuple[torch.dtype, str]]:
-    """The dtypes the family runs in on each device: the case's complex ones, its real ones,
-    or (low precision) the device's half-precision dtypes where the case has a real one."""
-    real = [d for d in case.dtypes if not d.is_complex]
-    if spec.dtypes == "low-precision":
-        return [(dtype, device) for device in case.devices if real
-                for dtype in LOW_PRECISION[device.split(":")[0]]]
-    if spec.dtypes == "highest":
-        real = sorted(real, key=lambda d: -torch.finfo(d).bits)[:1]
-    dtypes = [d for d in case.dtypes if d.is_complex] if spec.dtypes == "complex" else real
-    pairs = [(dtype, device) for dtype in dtypes for device in case.devices]
-    if spec.dtypes == "with-low-precision" and real:
-        pairs += [(dtype, device) for device in case.devices
-                  for dtype in LOW_PRECISION[device.split(":")[0]] if dtype not in real]
-    return pairs
-
-
-def device_available(device: str) -> bool:
-    if device == "cpu":
-        return True
-    if device.startswith("cuda"):
-        return torch.cuda.is_available()
-    return False
-
+from harness.tolerances import dtype_name
 
 _NOT_THE_CASE = (os.path.dirname(torch.__file__), os.path.dirname(os.__file__),
                  os.path.dirname(__file__))

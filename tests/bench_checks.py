@@ -78,8 +78,9 @@ def test_tiny_model(benchmark, tool, factor):
 
 def test_quick_search_over_the_registry(benchmark):
     from harness.checks import Settings
+    from harness.plan import items_for
     from harness.registry import load
-    from harness.runner import items_for, run_item
+    from harness.runner import run_item
 
     items = items_for(load().cases, ["search"], devices=["cpu"])
     start = time.perf_counter()

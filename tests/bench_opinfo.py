@@ -70,7 +70,8 @@ def _samples():
 
 def _harness(op, case):
     from harness.checks import Settings
-    from harness.runner import items_for, run_item
+    from harness.plan import items_for
+    from harness.runner import run_item
 
     out = {}
     for item in items_for([case], devices=["cpu"]):
@@ -90,7 +91,8 @@ def _harness(op, case):
 def _harness_fd(op, case):
     """The first-order comparison alone: the harness's `fd` item."""
     from harness.checks import Settings
-    from harness.runner import items_for, run_item
+    from harness.plan import items_for
+    from harness.runner import run_item
 
     (item,) = items_for([case], checks=["fd"], devices=["cpu"])
     record = run_item(item, Settings())

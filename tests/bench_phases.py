@@ -28,7 +28,8 @@ from harness import numerical, processes, registry, report
 from harness.checks import CHECKS, Settings, common, localize, search
 from harness.diagnose import findings
 from harness.inputs import build_example, draw_example, draw_training_example
-from harness.runner import items_for, run_item
+from harness.plan import items_for
+from harness.runner import run_item
 
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 

@@ -80,7 +80,8 @@ def test_analytic_of_wrong_shape_is_an_error_row():
 
 
 def _items(case):
-    from harness.runner import items_for, run_item
+    from harness.plan import items_for
+    from harness.runner import run_item
 
     return {item.check: run_item(item, Settings())
             for item in items_for([case], ["analytic", "fd"], [torch.float64], ["cpu"])}

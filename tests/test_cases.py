@@ -76,7 +76,8 @@ def test_tiny_model_backprop_by_hand_matches_autograd():
 
 def test_notebook_reruns_are_diagnosed_as_accumulation_from_the_formula_side():
     from harness.checks import Settings
-    from harness.runner import items_for, run_item
+    from harness.plan import items_for
+    from harness.runner import run_item
 
     case = CASES["tutorial/notebook-002-poly-rerun"]
     (item,) = items_for([case], ["analytic"], [torch.float64], ["cpu"])

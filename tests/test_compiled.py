@@ -10,7 +10,7 @@ import torch
 from harness import check_gradients
 from harness.case import Case, Input
 from harness.checks import Settings
-from harness.runner import items_for
+from harness.plan import items_for
 
 import planted
 

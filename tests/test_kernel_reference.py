@@ -7,7 +7,7 @@ from checking import on_case
 
 from gradharness_cases import kernels
 from harness import Case, Input, check_gradients
-from harness.runner import items_for
+from harness.plan import items_for
 
 DTYPES = [torch.float64, torch.float32, torch.bfloat16]
 SOFTMAX_CE, LAYER_NORM = kernels.KERNEL_CASES

@@ -10,7 +10,8 @@ import torch
 
 from harness import OptInCases, registry
 from harness.checks import Settings
-from harness.runner import items_for, run_item
+from harness.plan import items_for
+from harness.runner import run_item
 from harness.source import from_plugin
 
 import planted

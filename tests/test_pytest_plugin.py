@@ -96,7 +96,7 @@ def test_the_suites_sample_of_harness_items_runs_every_family_the_main_job_runs(
     """pyproject's harness_select keeps the suite from repeating the main job; it must still
     put every family that the main job runs through the plugin."""
     from harness import registry
-    from harness.runner import items_for
+    from harness.plan import items_for
 
     sample = pytestconfig.getini("harness_select")
     assert sample, "pyproject.toml sets no harness_select: the suite repeats the main job"

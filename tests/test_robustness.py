@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from harness import Case, Input
 from harness.checks import Settings
 from harness.cli import main
-from harness.runner import Item, run_item
+from harness.plan import Item
+from harness.runner import run_item
 
 BAD = '''
 import ctypes, os, time, torch

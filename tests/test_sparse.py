@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from harness import Case, Input, check_gradients
-from harness.runner import items_for
+from harness.plan import items_for
 
 import planted
 

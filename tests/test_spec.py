@@ -11,7 +11,7 @@ from harness import Case, Input, check_gradients
 from harness.autodiff import vjp
 from harness.checks import CHECKS, TABLE, Check, Finding, by_name
 from harness.cli import main
-from harness.runner import items_for
+from harness.plan import items_for
 
 import planted
 

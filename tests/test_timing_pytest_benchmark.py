@@ -21,7 +21,7 @@ from harness.bench import (
     threads_set,
     workload,
 )
-from harness.runner import device_available
+from harness.plan import device_available
 
 CASES = [c for c in registry.load().cases
          if any(fnmatch.fnmatchcase(c.name, p) for p in DEFAULT_CASES)]

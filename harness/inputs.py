@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from harness import memo
 from harness.case import Case, Input, TrainingCase
-from harness.numerical import all_finite
+from harness.numerics.differences import all_finite
 from harness.tolerances import NOISE_JITTER_MAX, NOISE_JITTER_ULPS
 
 

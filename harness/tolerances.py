@@ -102,7 +102,7 @@ smaller). Summing linearly would let a 10,000-element float32 tensor hide a wron
 
 DIRECTION_STEP_SAFETY = 4.0
 """A direction's step is cut until its finite-difference rounding, with FD_SAFETY, is at most
-1/DIRECTION_STEP_SAFETY of its allowance (never cut more than numerical.STEP_CUT_MAX)."""
+1/DIRECTION_STEP_SAFETY of its allowance (never cut more than differences.STEP_CUT_MAX)."""
 
 
 def fd_step(dtype: torch.dtype) -> float:

@@ -24,10 +24,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from harness import numerical, processes, registry, report
-from harness.checks import CHECKS, Settings, common, localize, search
+from harness import processes, registry, report
+from harness.checks import CHECKS, Settings, common, search
 from harness.diagnose import findings
 from harness.inputs import build_example, draw_example, draw_training_example
+from harness.numerics import differences, localize
 from harness.plan import items_for
 from harness.runner import run_item
 
@@ -35,7 +36,7 @@ REPORTS = Path(__file__).resolve().parent.parent / "reports"
 
 PHASES = {
     "draw the example": [draw_example, draw_training_example, build_example],
-    "finite differences (their forward calls)": [numerical.directional, numerical.one_sided],
+    "finite differences (their forward calls)": [differences.directional, differences.one_sided],
     "reverse mode (autograd.grad, backward)": [torch.autograd.grad, torch.autograd.backward],
     "torch.func (vjp, jvp, vmap)": [torch.func.vjp, torch.func.jvp, torch.func.vmap],
     "rounding-noise measurement": [common.rounding_noise],

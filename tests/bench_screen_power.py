@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from harness import check_gradients
-from harness.checks import screen
+from harness.numerics import screen
 from harness.tolerances import TOLERANCES
 
 SEEDS = int(os.environ.get("HARNESS_SCREEN_SEEDS", "40"))

@@ -3,20 +3,21 @@
 import torch
 
 from harness import diagnose
+from harness.numerics.allowance import allowance
 from harness.tolerances import TOLERANCES
 
 TOL = TOLERANCES[torch.float64]
 
 
 def story(expected, actual, values=None):
-    allowed = diagnose.allowance(expected, TOL)
+    allowed = allowance(expected, TOL)
     mismatch, _, _ = diagnose.compare("x", expected, actual, allowed, values)
     return mismatch
 
 
 def test_no_mismatch_returns_none_and_errors():
     e = torch.arange(1.0, 5.0, dtype=torch.float64)
-    mismatch, max_abs, max_rel = diagnose.compare("x", e, e + 1e-12, diagnose.allowance(e, TOL))
+    mismatch, max_abs, max_rel = diagnose.compare("x", e, e + 1e-12, allowance(e, TOL))
     assert mismatch is None and 0 < max_abs < 2e-12
 
 

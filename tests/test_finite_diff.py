@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from harness import check_gradients
-from harness.checks.probes import balanced, signs
-from harness.checks.screen import ALONG_DIRECTIONS, SCREEN_DIRECTIONS
+from harness.numerics.probes import balanced, signs
+from harness.numerics.screen import ALONG_DIRECTIONS, SCREEN_DIRECTIONS
 
 import planted
 
@@ -364,7 +364,7 @@ def cube_off(factor: float, points: list):
 
 def test_a_failing_check_reads_each_point_once_across_its_passes():
     """The quick pass, the full pass after it, and the confirmations read the same elements at
-    the same steps: each point is evaluated once (numerical.remembering)."""
+    the same steps: each point is evaluated once (differences.remembering)."""
     points = []
     x = torch.linspace(0.5, 2.0, 12, dtype=torch.float64).reshape(3, 4).requires_grad_()
     report = check_gradients(cube_off(1.02, points), x, checks=("fd",))
@@ -453,7 +453,7 @@ def test_past_the_first_smooth_disagreements_elements_are_read_at_one_step():
     """A backward off everywhere: the first SETTLE_AFTER disagreeing elements are read at
     both steps (h and 2h: their Richardson value and error estimate, for re-measuring), the
     rest at h alone; the count and the pattern still cover every element."""
-    from harness.checks.reference import SETTLE_AFTER
+    from harness.numerics.compare import SETTLE_AFTER
 
     points = []
     x = torch.linspace(0.5, 2.0, 30, dtype=torch.float64).requires_grad_()

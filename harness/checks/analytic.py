@@ -10,17 +10,12 @@ from harness.checks.common import (
     phi_of,
     rounding_noise,
 )
-from harness.checks.reference import Sweep, compare_with_fd
 from harness.checks.spec import Check, Finding
 from harness.checks.verdict import InputVerdict
-from harness.diagnose.mismatch import (
-    allowance,
-    compare,
-    element_power,
-    swap_phrase,
-    triangulate,
-)
+from harness.diagnose.mismatch import compare, swap_phrase, triangulate
 from harness.inputs import Example
+from harness.numerics.allowance import allowance, element_power
+from harness.numerics.compare import Sweep, compare_with_fd
 from harness.tolerances import tolerance_for
 
 

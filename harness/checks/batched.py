@@ -31,8 +31,9 @@ from harness.case import library_custom_op
 from harness.checks.common import check_generator, gaussian
 from harness.checks.spec import Check, Finding
 from harness.diagnose import transforms
-from harness.diagnose.mismatch import allowance, compare
+from harness.diagnose.mismatch import compare
 from harness.inputs import Example, as_outputs
+from harness.numerics.allowance import allowance
 from harness.tolerances import tolerance_for
 
 BATCH = 2

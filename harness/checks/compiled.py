@@ -24,8 +24,9 @@ from harness.autodiff import of_checked, second_order, vjp
 from harness.checks.common import check_generator, gaussian, rounding_noise
 from harness.checks.spec import Check, Finding
 from harness.diagnose import transforms
-from harness.diagnose.mismatch import allowance, compare
+from harness.diagnose.mismatch import compare
 from harness.inputs import Example
+from harness.numerics.allowance import allowance
 from harness.tolerances import tolerance_for
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import torch
 
-from harness.checks.probes import signs, sizes
 from harness.checks.verdict import InputVerdict
-from harness.diagnose.mismatch import allowance, along_directions, compare, pattern
+from harness.diagnose.mismatch import along_directions, compare, pattern
 from harness.inputs import Example
+from harness.numerics.allowance import allowance
+from harness.numerics.probes import signs, sizes
 from harness.tolerances import Tolerance
 
 COTANGENT_DIRECTIONS = 2

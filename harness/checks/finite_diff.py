@@ -13,15 +13,16 @@ from harness.checks.common import (
     phi_of,
     rounding_noise,
 )
-from harness.checks.reference import (
+from harness.checks.spec import Check, Finding
+from harness.diagnose.determinism import raise_if_not_deterministic
+from harness.diagnose.mismatch import compare, swap_phrase, triangulate
+from harness.inputs import Example
+from harness.numerics.allowance import allowance
+from harness.numerics.compare import (
     Sweep,
     compare_measuring_rounding_on_doubt,
     compare_with_fd,
 )
-from harness.checks.spec import Check, Finding
-from harness.diagnose.determinism import raise_if_not_deterministic
-from harness.diagnose.mismatch import allowance, compare, swap_phrase, triangulate
-from harness.inputs import Example
 from harness.tolerances import tolerance_for
 
 

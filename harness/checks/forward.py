@@ -33,7 +33,7 @@ from harness.checks.common import (
 from harness.checks.spec import Check, Finding
 from harness.diagnose import transforms
 from harness.inputs import Example, as_outputs
-from harness.numerical import directional
+from harness.numerics.differences import directional
 from harness.tolerances import DIRECTION_SIGMAS, FD_SAFETY, NOISE_SAFETY, tolerance_for
 
 DIRECTIONS = 2

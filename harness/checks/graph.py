@@ -14,8 +14,9 @@ from harness.autodiff import custom_function_nodes, example_vjp, single_backward
 from harness.checks.accumulation import mismatches
 from harness.checks.spec import Check, Finding
 from harness.diagnose import contracts
-from harness.diagnose.mismatch import allowance, compare
+from harness.diagnose.mismatch import compare
 from harness.inputs import Example, as_outputs
+from harness.numerics.allowance import allowance
 from harness.tolerances import tolerance_for
 
 

@@ -15,8 +15,8 @@ import torch
 from harness.autodiff import vjp
 from harness.checks.spec import Check, Finding
 from harness.diagnose import contracts, transforms
-from harness.diagnose.mismatch import allowance
 from harness.inputs import Example, as_outputs
+from harness.numerics.allowance import allowance
 from harness.tolerances import tolerance_for
 
 

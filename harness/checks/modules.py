@@ -25,10 +25,10 @@ from harness.autodiff import custom_function_nodes, vjp
 from harness.case import Case
 from harness.checks.common import check_generator, phi_of
 from harness.checks.finite_diff import check_finite_diff
-from harness.checks.reference import Sweep, compare_with_fd
 from harness.checks.spec import Check, Finding
 from harness.diagnose import contracts
 from harness.inputs import CaseError, Example, TrainingExample, as_outputs, draw_example
+from harness.numerics.compare import Sweep, compare_with_fd
 from harness.source import MODULE_BISECTION
 from harness.tolerances import tolerance_for
 

@@ -27,8 +27,9 @@ from harness.autodiff import carries_graph, vjp
 from harness.checks.common import on_demand, rounding_drifts, saved_in
 from harness.checks.spec import Check, Finding
 from harness.diagnose import contracts, transforms
-from harness.diagnose.mismatch import allowance, compare
+from harness.diagnose.mismatch import compare
 from harness.inputs import Example
+from harness.numerics.allowance import allowance
 from harness.tolerances import BIAS_FLOOR_ULPS, BIAS_SIGMAS, dtype_name, tolerance_for
 
 BIAS_DRAWS = 6

@@ -1,369 +1,240 @@
-"""Compare candidate gradients with finite differences of a scalar function, per input.
+"""A kernel against its reference implementation (Case.reference): values, gradients, second
+order and forward mode, the reference's autograd in float64 on the same inputs.
 
-Small inputs are compared element by element; large ones along random sign directions (every
-component +-1, a fresh draw per direction), and a failing direction is localized by group
-testing: split the index set, probe each half with a direction restricted to it, recurse into
-the halves that disagree. One wrong element among N is named in about 2*log2(N) probes.
+Kernel projects test a fused or hand-written kernel against the eager composition it replaces
+with assert_close and hand-tuned atol/rtol per dtype. Here each quantity (the output, the
+vector-Jacobian product, the double-backward product, the Jacobian-vector product) of `fn` in
+the dtype under test is held, element by element, to the same quantity of the reference's
+autograd in float64, at the same (rounded) inputs and cotangents, with the dtype's tolerance
+plus the measured rounding noise: the difference between the kernel's change and the
+reference's change when the inputs move by a few ulps (the true change cancels; a bug does
+not excuse itself). In float16/bfloat16, where one element's rounding hides a 1% error, the
+mean relative error along the reference's values is tested too (precision.average_bias).
 
-Every verdict states its power (`detects`): the smallest error on any one element that it
-would have caught. Element by element that is the element's allowance plus the gap already
-there; along a sign direction an element's error moves <g, u> by exactly its size, so it is
-the direction's allowance plus its gap, the smallest over the directions drawn.
+Where fn runs in float64 and a gradient disagrees, finite differences of fn say which side is
+wrong. Where fn has no second derivative or no forward-mode formula, that part is a skip that
+says so, not a failure: the reference family compares what both support.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 
 import torch
+import torch.autograd.forward_ad as fwAD
 
-from harness.checks.common import with_measured_rounding
-from harness.checks.localize import found_pattern, localize, sign_split
-from harness.checks.probes import Target
-from harness.checks.screen import SCREEN_MIN, joint_screen, screen
+from harness.autodiff import second_order, vjp
+from harness.checks.common import check_generator, gaussian, phi_of, rounding_drifts, saved_in
+from harness.checks.precision import BIAS_DRAWS, average_bias
+from harness.checks.spec import Check, Finding
 from harness.checks.verdict import InputVerdict
-from harness.diagnose.mismatch import (
-    Mismatch,
-    allowance,
-    along_directions,
-    compare,
-    element_power,
-    format_index,
-    kink_phrase,
-    located_phrase,
-    nonfinite_phrase,
-    pattern,
-    split_phrase,
-    spread_phrase,
-    unlocated_phrase,
-)
-from harness.inputs import Example
-from harness.numerical import ScalarFn, elementwise, remembering
-from harness.tolerances import (
-    FD_SAFETY,
-    Tolerance,
-)
+from harness.diagnose import transforms
+from harness.diagnose.mismatch import Mismatch, compare
+from harness.inputs import Example, as_outputs
+from harness.numerics.allowance import allowance, element_power
+from harness.numerics.compare import Sweep, compare_with_fd
+from harness.tolerances import dtype_name, tolerance_for
 
-CONFIRM_MAX = 2
-"""Disagreeing elements of an input re-measured (smaller steps, one-sided at kinks) before
-the rest stand on their first reading, when none of them met a kink: two that stood make
-the failure sure. Each costs ~15 readings (a whole backward each in second order): eight took
-20 of the 39 ms of a failing fd check on 30 elements (timm's Mish with its backward 2% off)."""
-CONFIRM_INPUTS = 3
-"""Inputs whose disagreeing elements get CONFIRM_MAX re-measurements; once this many inputs
-failed, the next ones confirm one element each (a model's wrong backward makes every
-upstream parameter fail: the failure is sure, and the count and pattern are first readings
-beyond the confirmed elements anyway)."""
-SETTLE_AFTER = CONFIRM_MAX + 2
-"""Element by element, once this many disagreeing elements read smooth at both steps, later
-disagreeing ones are read at one step (numerical.elementwise's settle_after): the first ones
-are those _confirm_elements re-measures, and only they need the Richardson pair."""
-ELEMENTWISE_LOCATING = 64
-"""Where a failing comparison is looked at properly (the full pass), inputs up to this many
-elements are read element by element, whatever `full_max` (second order's is 4)."""
+Compute = Callable[[tuple[torch.Tensor, ...]], list[torch.Tensor]]
 
 
-@dataclass(frozen=True)
-class Sweep:
-    """How hard one comparison looks: inputs up to `full_max` elements element by element,
-    larger ones along `directions` random directions, a failing direction `localize`d in at
-    most `localize_probes` probes naming at most `localize_max` elements. `quick`: no
-    confirmation at smaller steps, no kink analysis, no localization (a pass is a pass, a
-    failure only means 'look properly'). `verdict_only` (Settings.verdict_only): no
-    localization, and a failure stands once one disagreeing element stood its confirmation."""
-
-    full_max: int
-    directions: int
-    localize_probes: int
-    localize_max: int
-    localize: bool = True
-    quick: bool = False
-    verdict_only: bool = False
-
-    @property
-    def elementwise_max(self) -> int:
-        """Inputs up to this many elements are compared element by element. Where a failure
-        is being located, that is up to ELEMENTWISE_LOCATING: 2n readings name every wrong
-        element, where group testing over a few dozen elements takes hundreds (and cannot
-        name elements that are all wrong)."""
-        if self.localize and not (self.quick or self.verdict_only):
-            return max(self.full_max, ELEMENTWISE_LOCATING)
-        return self.full_max
-
-    @property
-    def confirm_max(self) -> int:
-        """Disagreeing elements re-measured before the rest stand on their first reading."""
-        return 1 if self.verdict_only else CONFIRM_MAX
-
-    @classmethod
-    def first_order(cls, settings, localize: bool = True) -> Sweep:
-        return cls(settings.full_max, settings.directions, settings.localize_probes,
-                   settings.localize_max, localize and not settings.verdict_only,
-                   verdict_only=settings.verdict_only)
-
-    @classmethod
-    def second_order(cls, settings) -> Sweep:
-        return cls(settings.second_order_full_max, settings.second_order_directions,
-                   settings.localize_probes, settings.localize_max)
+def _reference_example(ex: Example) -> Example:
+    return replace(ex, fn=ex.case.reference)
 
 
-def _unlocated(t: Target, e, a, allow, bad, story: str) -> Mismatch:
-    return along_directions(t.label, t.cand.numel(), e, a, allow, bad, story)
+def _ran_note(ex: Example) -> str:
+    return (f"fn ran in {dtype_name(ex.dtype)} on {ex.device}, the reference in "
+            f"{dtype_name(ex.reference_dtype)} on {ex.device}, on the same inputs")
 
 
-def _nonfinite_verdict(t: Target, sweep: Sweep) -> InputVerdict:
-    """A NaN or infinite candidate element is wrong wherever finite differences are finite;
-    named directly, no probing needed to find it."""
-    flat = (~torch.isfinite(t.cand)).flatten().nonzero().flatten().tolist()
-    d, actual, allowed = t.element_probe(flat[0])
-    if not math.isfinite(d.value):  # the function itself is singular there: no verdict
-        return InputVerdict(t.label, None, 0.0, 0.0)
-    shown = flat[:sweep.localize_max]
-    where = ", ".join(format_index(t.label, t.index(i)) for i in shown)
-    more = ", ..." if len(flat) > len(shown) else ""
-    m = Mismatch(label=t.label, count=len(flat), total=t.cand.numel(), index=t.index(flat[0]),
-                 expected=d.value, actual=actual, abs_err=math.inf, rel_err=math.inf,
-                 allowed=allowed, rest_err=float("nan"),
-                 pattern=nonfinite_phrase(len(flat), where + more))
-    return InputVerdict(t.label, m, math.inf, math.inf)
+def _bias_mismatch(label: str, got, ref, allowed, bias: float, limit: float,
+                   values, drifts, dtype) -> Mismatch:
+    """Every element within its allowance, the average not: the worst element named, the
+    average as the pattern (split by the input's sign when one side carries it all)."""
+    got, ref = got.detach().double().cpu(), ref.detach().double().cpu()
+    diff = (got - ref).abs()
+    flat = int((diff / allowed.double().cpu().expand_as(diff).clamp_min(1e-300)).argmax())
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), ref.shape))
+    where = ""
+    if values is not None and values.shape == ref.shape:
+        x = values.detach().double().cpu()
+        sides = {}
+        for name, mask in (("negative", x < 0), ("positive", x > 0)):
+            if bool(mask.any()) and bool((~mask).any()):
+                part = average_bias(got[mask], ref[mask], [d.cpu()[mask] for d in drifts], dtype)
+                sides[name] = part
+        failing = [n for n, p in sides.items() if p is not None and abs(p[0]) > p[1]]
+        passing = [n for n, p in sides.items() if p is not None and abs(p[0]) <= p[1]]
+        if len(failing) == 1 and passing:
+            where = f" where the input is {failing[0]}"
+    pattern = (f"off by about a factor {1 + bias:.4g} on average{where} (mean relative error "
+               f"along the reference {bias:+.2%}, rounding allows ±{limit:.2%}); every "
+               f"element is within the {dtype_name(dtype)} allowance, so only the average "
+               "shows it")
+    expected, actual = float(ref.flatten()[flat]), float(got.flatten()[flat])
+    return Mismatch(label=label, count=ref.numel(), total=ref.numel(), index=index,
+                    expected=expected, actual=actual, abs_err=abs(actual - expected),
+                    rel_err=abs(actual - expected) / max(abs(expected), 1e-300),
+                    allowed=float(allowed.double().cpu().expand_as(diff).flatten()[flat]),
+                    rest_err=math.nan, pattern=pattern, on_average=f"{bias:+.2%}")
 
 
-def _directional_verdict(t: Target, sweep: Sweep, gen) -> InputVerdict:
-    everywhere = torch.arange(t.cand.numel())
-    probes = []
-    for _ in range(sweep.directions):
-        # once one disagreement stood its confirmation the failure is sure: the other
-        # directions are read once, for the count and the pattern
-        sure = any(not p.agrees for p in probes) and not sweep.quick
-        probes.append(t.random_probe(everywhere, gen, confirm=not (sweep.quick or sure)))
-    unreliable = sum(not d.reliable for d, _, _ in probes)
-    kinks = tuple(kink_phrase(f"{t.label} along a random direction", d.kink, a)
-                  for d, a, _ in probes if d.kink)
-    e = torch.tensor([d.value for d, _, _ in probes], dtype=torch.float64)
-    a = torch.tensor([act for _, act, _ in probes], dtype=torch.float64)
-    allow = torch.tensor([al for _, _, al in probes], dtype=torch.float64)
-    diff = (a - e).abs()
-    max_abs, max_rel = float(diff.max()), float((diff / e.abs().clamp_min(1e-300)).max())
-    bad = ~(diff <= allow)  # a NaN gradient is wrong, never within tolerance
-    if not bool(bad.any()):
-        return InputVerdict(t.label, None, max_abs, max_rel, unreliable, kinks=kinks,
-                            detects=min(p.detects for p in probes), directions=len(probes))
-    along = pattern(e, a, bad, allow)
-    if not sweep.localize or sweep.quick:
-        m = _unlocated(t, e, a, allow, bad, f"along random directions: {along}")
-        return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
-    found, complete, tried = localize(t, gen, sweep.localize_probes, sweep.localize_max)
-    split = None if found and complete else sign_split(t, gen)
-    if not found:
-        story = (split_phrase(split, tried, len(found), sweep.localize_max) if split
-                 else spread_phrase(along, tried, complete))
-        m = _unlocated(t, e, a, allow, bad, story)
-        return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
-    worst = max(found, key=lambda f: f.excess)
-    if complete:
-        count = len(found)
-        where = ", ".join(format_index(t.label, t.index(f.flat)) for f in found)
-        story = located_phrase(count, where, found_pattern(found))
-    else:
-        count = max(len(found), sweep.localize_max + 1)
-        story = (split_phrase(split, tried, len(found), sweep.localize_max) if split
-                 else unlocated_phrase(sweep.localize_max, along, tried))
-    gap = abs(worst.actual - worst.reference)
-    m = Mismatch(label=t.label, count=count, total=t.cand.numel(), index=t.index(worst.flat),
-                 expected=worst.reference, actual=worst.actual, abs_err=gap,
-                 rel_err=gap / max(abs(worst.reference), 1e-300), allowed=worst.allowed,
-                 rest_err=float("nan"), pattern=story)
-    return InputVerdict(t.label, m, max_abs, max_rel, unreliable)
-
-
-def _confirm_elements(t: Target, ref, err, allowed, confirm_max: int = CONFIRM_MAX):
-    """Re-measure disagreeing elements at smaller steps, then one-sided at kinks; keep the
-    reading that agrees, if any. Once confirm_max of them stood with no kink met, the others
-    keep their first reading (a failure is sure; its count and pattern stay those measured).
-    Returns (ref, err, allowed, kink descriptions)."""
-    bad = (~((t.cand.cpu() - ref).abs() <= allowed)).flatten().nonzero().flatten()
-    if len(bad) == 0:
-        return ref, err, allowed, ()
-    ref, err, allowed = ref.clone(), err.clone(), allowed.clone()
-    flat_ref, flat_err, flat_allowed = ref.view(-1), err.view(-1), allowed.view(-1)
-    kinks, standing = [], 0
-    for i in bad.tolist():
-        if standing >= confirm_max and not kinks:
-            break  # the first ones all stood: the rest stand on their first reading
-        d, actual, allow = t.element_probe(i)
-        if abs(actual - d.value) <= allow:
-            flat_ref[i], flat_err[i], flat_allowed[i] = d.value, d.error, allow
-            if d.kink:
-                where = format_index(t.label, t.index(i))
-                kinks.append(kink_phrase(where, d.kink, actual))
-        else:
-            standing += 1
-    return ref, err, allowed, tuple(kinks)
-
-
-class _FirstDoubt:
-    """elementwise's stop for a verdict only: the first element past `bar` ends the sweep
-    (`reached` elements were read); the full pass or _one_stands looks at it properly."""
-
-    def __init__(self, cand: torch.Tensor, bar: torch.Tensor):
-        self.cand, self.bar, self.reached = cand, bar, cand.numel()
-
-    def __call__(self, i: int, d: float, error: float) -> bool:
-        if abs(float(self.cand[i]) - d) <= float(self.bar[i]) + FD_SAFETY * error:
-            return False
-        self.reached = i + 1
-        return True
-
-
-@functools.lru_cache(maxsize=32)
-def _quick(sweep: Sweep) -> Sweep:
-    return replace(sweep, quick=True)
-
-
-def compare_measuring_rounding_on_doubt(ex: Example, phi: ScalarFn, candidates, tol,
-                                        sweep: Sweep, make_gen, noise=None, on_doubt=None,
-                                        at_inputs=None) -> list[InputVerdict]:
-    """A quick compare_with_fd with phi's rounding assumed (eps x its terms); only when that
-    fails, the whole comparison (confirmations, kinks, localization) with phi's rounding
-    measured (checks.common.with_measured_rounding). Everything the full pass adds can only
-    rescue a failure, so a quick pass stands, input by input: the full pass reads only the
-    inputs that failed it. Saves most of the work where the gradient is right.
-    `noise` may be a callable (checks.common.on_demand): the candidate's rounding noise is
-    then measured only when the quick pass without it fails, or, where it passes, for its
-    `detects` (a doubt would have allowed the noise: the stated power must too; None in
-    float64, where it costs nothing). `on_doubt(sweep, verdicts)`,
-    asked only when the quick pass failed, gives the sweep of the full pass, or None to keep
-    the quick verdicts. `at_inputs`: phi at the example's inputs, where the caller has it
-    (checks.common.phi_at_inputs)."""
-    quick = _quick(sweep)
-    measure_noise = noise if callable(noise) else None
-    noise = None if callable(noise) else noise
-    xs = ex.reference_inputs()
-    phi = remembering(phi, xs, ELEMENTWISE_LOCATING, at_inputs)  # the passes read the same points
-    verdicts = compare_with_fd(ex, phi, candidates, tol, quick, make_gen(), noise, xs)
-    if not any(v.mismatch for v in verdicts):
-        if sweep.verdict_only or measure_noise is None or (noise := measure_noise()) is None:
-            return verdicts  # a verdict alone states no power
-        # below float64 a doubt would measure the rounding noise and allow it, so a pass's
-        # `detects` allows it too (remembered readings are not read again)
-        return compare_with_fd(ex, phi, candidates, tol, quick, make_gen(), noise, xs)
-    if measure_noise is not None and (noise := measure_noise()) is not None:
-        verdicts = compare_with_fd(ex, phi, candidates, tol, quick, make_gen(), noise, xs,
-                                   settled=verdicts)
-        if not any(v.mismatch for v in verdicts):
-            return verdicts
-    if on_doubt is not None and (sweep := on_doubt(sweep, verdicts)) is None:
-        return verdicts  # the caller takes the quick verdicts as they are
-    gen = make_gen()
-    measured = with_measured_rounding(phi, ex, gen, xs)
-    if sweep.verdict_only and _one_stands(ex, measured, candidates, tol, verdicts, noise, xs):
-        return verdicts  # a verdict only: the failure is sure, its description is not asked
-    return compare_with_fd(ex, measured, candidates, tol, sweep, gen, noise, xs,
-                           settled=verdicts)
-
-
-def _one_stands(ex: Example, phi: ScalarFn, candidates, tol, verdicts, noise, xs) -> bool:
-    """Whether an element the quick element-by-element pass found wrong stays wrong when
-    re-measured as the full pass would (_confirm_elements: smaller steps, kinks, measured
-    rounding), until one stands."""
-    for k, (pos, v) in enumerate(zip(ex.wrt, verdicts)):
-        if v.mismatch is None or v.reference is None or v.allowed is None:
-            continue
-        t = Target(phi, xs, pos, ex.labels[pos], candidates[k].detach().double(), tol,
-                   ex.safe_radius[pos], None if noise is None else noise[k])
-        ref, _, allowed, _ = _confirm_elements(t, v.reference, torch.zeros_like(v.reference),
-                                               v.allowed, confirm_max=1)
-        if not bool(((t.cand.cpu() - ref).abs() <= allowed).all()):
-            return True
-    return False
-
-
-def _center_kept(phi: ScalarFn, xs) -> ScalarFn:
-    """phi that evaluates the unmoved inputs `xs` once: every input's Target asks for the
-    value there (its magnitude sets the rounding), and each evaluation is a forward call."""
-    kept = []
-
-    def at(inputs):
-        if inputs is not xs:
-            return phi(inputs)
-        if not kept:
-            kept.append(phi(inputs))
-        return kept[0]
-
-    return at
-
-
-def compare_with_fd(
-    ex: Example,
-    phi: ScalarFn,
-    candidates: list[torch.Tensor],
-    tol: Tolerance,
-    sweep: Sweep,
-    gen: torch.Generator,
-    noise: list[torch.Tensor] | None = None,
-    xs: tuple | None = None,
-    settled: list[InputVerdict] | None = None,
-) -> list[InputVerdict]:
-    """Candidate gradient (one per checked input) vs finite differences of `phi`, looked at
-    as `sweep` says; `noise` is the candidates' measured rounding noise (see
-    checks.common.rounding_noise). `xs`: the example's reference inputs, where the caller
-    has them (numerical.remembering keys on them). `settled`: an earlier pass's verdicts
-    with no more allowance than this one's; the inputs that passed there stand and are not
-    read again."""
-    xs = ex.reference_inputs() if xs is None else xs
-    phi = _center_kept(phi, xs)
-    targets = [Target(phi, xs, pos, ex.labels[pos], candidates[k].detach().double(), tol,
-                      ex.safe_radius[pos], None if noise is None else noise[k])
-               for k, pos in enumerate(ex.wrt)]
-    if settled is None and len(targets) > 1 and all(
-            0 < t.cand.numel() <= sweep.elementwise_max and t.finite for t in targets
-    ) and (joint := joint_screen(targets, gen)):
-        return joint
+def held_to_reference(ex: Example, labels: list[str], of_fn: Compute, of_reference: Compute,
+                      values: list | None = None) -> list[InputVerdict]:
+    """Each tensor of `of_fn(leaves in the dtype under test)` against `of_reference(float64
+    leaves)`, per element with the tolerance plus measured noise; in half precision also on
+    average."""
+    tol = tolerance_for(ex.dtype, ex.case.tolerances)
+    got = of_fn(ex.leaves())
+    want = of_reference(ex.leaves(ex.reference_dtype))
+    low = ex.dtype != ex.reference_dtype
+    drifts = list(rounding_drifts(ex, of_fn, got, BIAS_DRAWS, of_reference)) if low else []
+    rounded = []
+    if ex.dtype in (torch.float16, torch.bfloat16):
+        with saved_in(ex.dtype):  # what rounding the tensors autograd saves does to the reference
+            rounded = of_reference(ex.leaves(ex.reference_dtype))
     verdicts = []
-    for k, t in enumerate(targets):
-        pos = t.pos
-        if settled is not None and settled[k].mismatch is None:
-            verdicts.append(settled[k])
-            continue
-        failed = sum(v.mismatch is not None for v in verdicts)
-        confirm_max = sweep.confirm_max if failed < CONFIRM_INPUTS else 1
-        if t.cand.numel() == 0:
-            verdicts.append(InputVerdict(t.label, None, 0.0, 0.0, detects=0.0))
-        elif not t.finite:
-            verdicts.append(_nonfinite_verdict(t, sweep))
-        elif t.cand.numel() > SCREEN_MIN and (screened := screen(
-                t, gen, strict=t.cand.numel() <= sweep.elementwise_max)):
-            verdicts.append(screened)
-        elif t.cand.numel() <= sweep.elementwise_max:
-            strict = allowance(t.cand, tol, noise=t.noise).flatten() / 2
-            cand = t.cand.flatten()
-            doubt = _FirstDoubt(cand, 2 * strict) if sweep.verdict_only else None
-            fd = elementwise(
-                phi, xs, pos, t.radius, accept=lambda i, d, e, cand=cand, strict=strict:
-                abs(float(cand[i]) - d) <= float(strict[i]) + FD_SAFETY * e, stop=doubt,
-                settle_after=SETTLE_AFTER)
-            ref, err, untrusted = fd.values, fd.errors, fd.untrusted
-            if doubt is not None:  # a verdict only: elements not reached read as agreeing
-                unread = (torch.arange(cand.numel()) >= doubt.reached).view(ref.shape)
-                ref, err = torch.where(unread, t.cand.cpu(), ref), err.masked_fill(unread, 0.0)
-                untrusted = untrusted & ~unread
-            unreliable = int(untrusted.sum())
-            allowed = allowance(ref, tol, err, t.noise)
-            kinks = ()
-            if not sweep.quick:
-                ref, err, allowed, kinks = _confirm_elements(t, ref, err, allowed,
-                                                            confirm_max)
-                # kink notes where the finite-difference error, not the tolerance, set the bar
-                shaky = (untrusted & (FD_SAFETY * err > allowed / 2)
-                         ).flatten().nonzero().flatten().tolist()
-                kinks += tuple(k for k in (t.kink_at(i) for i in shaky)
-                               if k and k not in kinks)
-            m, max_abs, max_rel = compare(t.label, ref, t.cand, allowed, values=xs[pos])
-            verdicts.append(InputVerdict(t.label, m, max_abs, max_rel, unreliable, ref, allowed,
-                                         kinks, element_power(ref, t.cand, allowed),
-                                         checked=t.cand, values=xs[pos]))
-        else:
-            verdicts.append(_directional_verdict(t, sweep, gen))
+    for k, label in enumerate(labels):
+        ref, g = want[k].detach().double(), got[k].detach()
+        noise = None
+        if drifts:
+            noise = torch.tensor(max(float(d[k].abs().max()) if d[k].numel() else 0.0
+                                     for d in drifts), dtype=torch.float64)
+            if rounded:
+                noise = noise + (rounded[k].detach().double() - ref).abs().cpu()
+        allowed = allowance(ref, tol, noise=noise)
+        at = None if values is None else values[k]
+        m, max_abs, max_rel = compare(label, ref, g, allowed, values=at)
+        if m is None and rounded:
+            measured = average_bias(g.double(), ref, [d[k] for d in drifts], ex.dtype)
+            if measured is not None and abs(measured[0]) > measured[1]:
+                m = _bias_mismatch(label, g, ref, allowed, *measured, at,
+                                   [d[k].double() for d in drifts], ex.dtype)
+        verdicts.append(InputVerdict(label, m, max_abs, max_rel, reference=ref,
+                                     allowed=allowed, detects=element_power(ref, g, allowed),
+                                     checked=g.double(), values=at))
     return verdicts
+
+
+def _output_labels(count: int) -> list[str]:
+    return ["output"] if count == 1 else [f"output {i}" for i in range(count)]
+
+
+def _outputs(ex: Example) -> Compute:
+    def outputs(leaves):
+        with torch.no_grad():
+            return [o.detach() for o in as_outputs(ex.fn(*leaves))]
+
+    return outputs
+
+
+def _gradients(ex: Example, seen) -> Compute:
+    return lambda leaves: vjp(ex, leaves, cotangents=seen)[0]
+
+
+def _who_is_wrong(ex: Example, grads, reference, settings) -> list[str]:
+    """Where fn runs in float64: which side finite differences of fn agree with."""
+    if ex.dtype != ex.reference_dtype:
+        return [f"finite differences not consulted: fn ran in {dtype_name(ex.dtype)} (the fd "
+                "family checks fn's own gradient where it runs in float64)"]
+    phi, gen = phi_of(ex), check_generator(ex, "kernel-tri")
+    sweep = Sweep.first_order(settings, localize=False)
+    tol = tolerance_for(ex.dtype, ex.case.tolerances)
+    fn_ok = not any(v.mismatch for v in compare_with_fd(ex, phi, grads, tol, sweep, gen))
+    ref_ok = not any(v.mismatch for v in compare_with_fd(ex, phi, reference, tol, sweep, gen))
+    return [transforms.kernel_triangulation(fn_ok, ref_ok)]
+
+
+def check_reference(ex: Example, settings) -> Finding:
+    """fn's output and vᵀJ in the dtype under test against the reference's in float64."""
+    ref_ex = _reference_example(ex)
+    out_fn = _outputs(ex)
+    try:
+        count = len(out_fn(ex.leaves()))
+    except Exception as exc:
+        return Finding(skip=transforms.dtype_unsupported_phrase(dtype_name(ex.dtype),
+                                                                ex.device, exc))
+    verdicts = held_to_reference(ex, _output_labels(count), out_fn, _outputs(ref_ex))
+    seen = [v.to(ex.dtype).to(ex.reference_dtype) for v in ex.cotangents]
+    xs = ex.reference_inputs()
+    labels = [ex.labels[i] for i in ex.wrt]
+    verdicts += held_to_reference(ex, labels, _gradients(ex, seen), _gradients(ref_ex, seen),
+                                  values=[xs[i] for i in ex.wrt])
+    hints = []
+    if any(v.mismatch for v in verdicts[count:]):
+        hints = _who_is_wrong(ex, [v.checked for v in verdicts[count:]],
+                              [v.reference for v in verdicts[count:]], settings)
+    return Finding(verdicts=tuple(verdicts), reference="reference", checked="fn", hints=hints,
+                   notes=(_ran_note(ex),))
+
+
+def check_reference_second_order(ex: Example, settings) -> Finding:
+    """d/dx <w, vᵀJ> by double backward, fn against the reference."""
+    ref_ex = _reference_example(ex)
+    gen = check_generator(ex, "kernel-2")
+    xs = ex.reference_inputs()
+    weights = [gaussian(xs[i].shape, gen, xs[i].device) for i in ex.wrt]
+    _, connected, _ = second_order(ex, ex.leaves(), weights)
+    if not connected:
+        return Finding(skip=transforms.KERNEL_NO_SECOND_ORDER)
+    labels = [ex.labels[i] for i in ex.wrt]
+    verdicts = held_to_reference(
+        ex, labels, lambda leaves: second_order(ex, leaves, weights)[0],
+        lambda leaves: second_order(ref_ex, leaves, weights)[0], values=[xs[i] for i in ex.wrt])
+    return Finding(verdicts=tuple(verdicts), reference="reference", checked="fn",
+                   notes=(_ran_note(ex),))
+
+
+def _tangents(ex: Example, directions: list[torch.Tensor]) -> Compute:
+    """J u per checked input (that input moving along its direction u), every output's."""
+
+    def tangents(leaves):
+        found = []
+        leaves = tuple(x.detach() for x in leaves)
+        for k, pos in enumerate(ex.wrt):
+            with fwAD.dual_level():
+                duals = [fwAD.make_dual(x, directions[k].to(x.dtype)) if i == pos else x
+                         for i, x in enumerate(leaves)]
+                for out in as_outputs(ex.fn(*duals)):
+                    t = fwAD.unpack_dual(out).tangent
+                    found.append(torch.zeros_like(out) if t is None else t.detach())
+        return found
+
+    return tangents
+
+
+def check_reference_forward_ad(ex: Example, settings) -> Finding:
+    """J u by forward AD (a custom Function's jvp), fn against the reference."""
+    ref_ex = _reference_example(ex)
+    gen = check_generator(ex, "kernel-fwd")
+    xs = ex.reference_inputs()
+    directions = [gaussian(xs[i].shape, gen, xs[i].device) for i in ex.wrt]
+    of_fn, of_ref = _tangents(ex, directions), _tangents(ref_ex, directions)
+    for side, compute, leaves in (("fn", of_fn, ex.leaves()),
+                                  ("the reference", of_ref, ex.leaves(ex.reference_dtype))):
+        try:
+            count = len(compute(leaves)) // max(len(ex.wrt), 1)
+        except Exception as exc:
+            return Finding(skip=transforms.kernel_no_jvp_phrase(side, exc))
+    outs = _output_labels(count)
+    labels = [f"{o} along u on {ex.labels[i]}" for i in ex.wrt for o in outs]
+    verdicts = held_to_reference(ex, labels, of_fn, of_ref)
+    return Finding(verdicts=tuple(verdicts), reference="reference", checked="fn",
+                   notes=(_ran_note(ex),))
+
+
+_SUPPORTS = dict(applies_to="case", dtypes="with-low-precision", needs_case="reference")
+
+REFERENCE = Check(
+    "reference", check_reference, cost=0.02, title="reference check", **_SUPPORTS,
+    doc="fn's output and gradient against its reference implementation's (Case.reference) "
+        "autograd in float64, with the dtype's tolerance and measured rounding")
+REFERENCE_SECOND_ORDER = Check(
+    "reference-second-order", check_reference_second_order, cost=0.02, second_order=True,
+    **_SUPPORTS, doc="fn's double backward against the reference's, in float64")
+REFERENCE_FORWARD_AD = Check(
+    "reference-forward-ad", check_reference_forward_ad, cost=0.02, forward_mode=True,
+    **_SUPPORTS,
+    doc="fn's forward-mode derivative (jvp) against the reference's, in float64")

@@ -22,9 +22,9 @@ from harness.checks.common import (
     scalarized,
 )
 from harness.checks.cotangent import cotangent_verdicts, incoming_leaves
-from harness.checks.reference import Sweep, compare_measuring_rounding_on_doubt
 from harness.checks.spec import Check, Finding
 from harness.inputs import Example, as_outputs
+from harness.numerics.compare import Sweep, compare_measuring_rounding_on_doubt
 from harness.tolerances import tolerance_for
 
 

@@ -12,8 +12,9 @@ import torch
 
 from harness.checks.spec import Check, Finding
 from harness.diagnose import contracts
-from harness.diagnose.mismatch import allowance, compare
+from harness.diagnose.mismatch import compare
 from harness.inputs import TrainingExample
+from harness.numerics.allowance import allowance
 from harness.tolerances import tolerance_for
 
 

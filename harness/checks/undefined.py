@@ -14,8 +14,8 @@ import torch
 
 from harness.checks.spec import Check, Finding
 from harness.diagnose import contracts
-from harness.diagnose.mismatch import allowance
 from harness.inputs import Example, as_outputs
+from harness.numerics.allowance import allowance
 from harness.tolerances import tolerance_for
 
 

@@ -6,6 +6,6 @@ transforms: layouts, forward mode, batching, precision, complex, sparse, compile
 exceptions, crashes, time-outs, interruptions, leaked global state.
 """
 
-from harness.diagnose.mismatch import allowance, compare, describe, pattern, triangulate
+from harness.diagnose.mismatch import compare, describe, pattern, triangulate
 
-__all__ = ["allowance", "compare", "describe", "pattern", "triangulate"]
+__all__ = ["compare", "describe", "pattern", "triangulate"]

@@ -191,7 +191,7 @@ def directional(
 
     `cap` caps the step (before the shrink; at most STEP_CUT_MAX below the default): a
     direction over many elements crosses a kink (a ReLU unit) with a probability that grows
-    with the step, and needs no more step than its rounding allows (see checks.probes).
+    with the step, and needs no more step than its rounding allows (see numerics.probes).
 
     Evaluated in the dtype of `xs` (float64, unless fn cannot run in it). With `accept`, the
     two evaluations at +-h come first: when accept(d(h), its rounding error) says the

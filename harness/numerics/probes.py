@@ -9,8 +9,9 @@ from typing import NamedTuple
 
 import torch
 
-from harness.diagnose.mismatch import allowance, format_index, kink_phrase
-from harness.numerical import Derivative, ScalarFn, all_finite, directional, one_sided
+from harness.diagnose.mismatch import format_index, kink_phrase
+from harness.numerics.allowance import allowance
+from harness.numerics.differences import Derivative, ScalarFn, all_finite, directional, one_sided
 from harness.tolerances import (
     DIRECTION_SIGMAS,
     DIRECTION_STEP_SAFETY,
@@ -176,7 +177,7 @@ class Target:
         by element; a direction over many elements sums the directional tolerance's budget
         in quadrature (DIRECTION_SIGMAS spreads, or the plain sum if smaller), the measured
         rounding noise included, and takes a step cut until the finite difference's rounding
-        is a small part of that: fewer kinks crossed (see numerical.directional)."""
+        is a small part of that: fewer kinks crossed (see differences.directional)."""
         base, cap = self._budget(u)
         actual = float(torch.dot(self.cand.reshape(-1), u.reshape(-1)))  # <g, u>, no temporary
         d = directional(self.phi, self.xs, self.pos, u, self.radius, shrink, cap=cap,

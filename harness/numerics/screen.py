@@ -14,9 +14,9 @@ import math
 
 import torch
 
-from harness.checks.probes import Target, balanced, signs
 from harness.checks.verdict import InputVerdict
-from harness.numerical import directional, step_size
+from harness.numerics.differences import directional, step_size
+from harness.numerics.probes import Target, balanced, signs
 from harness.tolerances import DIRECTION_STEP_SAFETY, FD_SAFETY, fd_rounding
 
 SCREEN_DIRECTIONS = 1
@@ -162,7 +162,7 @@ def joint_screen(targets: list[Target], gen: torch.Generator) -> list[InputVerdi
             error = abs(d1 - d2) + assumed
             value = d1 + (d1 - d2) / 3
             if _unsure(abs(actual - value), bar, error, assumed):
-                (f5, m5), (f6, m6) = at(0.5), at(-0.5)  # Romberg, as numerical.directional
+                (f5, m5), (f6, m6) = at(0.5), at(-0.5)  # Romberg, as differences.directional
                 finer = (f5 - f6) + ((f5 - f6) - d1) / 3
                 assumed = 2 * rounding * max(m1, m2, m3, m4, m5, m6)
                 error, value = abs(finer - value) + assumed, finer

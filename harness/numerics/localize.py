@@ -9,8 +9,8 @@ from typing import NamedTuple
 
 import torch
 
-from harness.checks.probes import Target
 from harness.diagnose.mismatch import factor_of, pattern
+from harness.numerics.probes import Target
 
 CLEAN_AFTER = 3
 """When a failing index set splits into two halves that both agree, the halves are probed

@@ -298,8 +298,6 @@ ODD = "odd/it's a-b c:d (e)-float64-cpu"
 def test_a_case_name_with_separators_stays_whole_in_reports_reproduce_line_and_list(
         tmp_path, capsys):
     import shlex
-    import subprocess
-    import sys
 
     cases = tmp_path / "odd cases.py"
     cases.write_text(f'''
@@ -338,9 +336,6 @@ broken = Case(name={ODD + " broken"!r}, fn=lambda x: float(x.sum()), inputs=[Inp
     command = shlex.split(line.split("reproduce: ", 1)[1])
     assert command[:4] == ["harness", "check", "--cases", ODD]
     assert command[-2:] == ["--load", str(cases)]
-    again = subprocess.run([sys.executable, "-m", "harness", *command[1:], "--no-isolate",
-                            "--report-dir", str(tmp_path / "again")],
-                           capture_output=True, text=True)
-    assert again.returncode == 1, again.stderr
+    assert main([*command[1:], "--no-isolate", "--report-dir", str(tmp_path / "again")]) == 1
     rerun = pd.read_csv(tmp_path / "again" / "correctness.csv")
     assert list(rerun["case"]) == [ODD] and list(rerun["status"]) == ["fail"]

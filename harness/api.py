@@ -171,7 +171,7 @@ def check_gradients(
         checks = SHORT_FORMS.get(checks, (checks,))
     if checks is not None:
         checks = tuple(checks)
-        known = [spec.name for spec in CHECKS.values() if spec.applies_to == "case"]
+        known = [spec.name for spec in CHECKS.values() if spec.applies("case")]
         unknown = [c for c in checks if c not in known]
         if unknown:
             raise ValueError(f"check_gradients: unknown checks {unknown}; known: {known}; "

@@ -178,9 +178,8 @@ def items_for(
         for case in cases
         for kind in (_kind(case),)
         for spec in specs
-        if spec.applies_to == kind and _selected(case, spec, wanted)
-        and (spec.needs_case is None or getattr(case, spec.needs_case, None) is not None
-             or wanted is not None)  # named: a skip row that says what is missing
+        if spec.applies(kind) and _selected(case, spec, wanted)
+        and (not spec.missing(case) or wanted is not None)  # named: a skip row saying what
         for dtype, device in _dtypes_and_devices(case, spec)
         if (dtypes is None or dtype in dtypes) and (devices is None or device in devices)
     ]

@@ -89,9 +89,9 @@ def run_check(spec: Check, ex, settings: Settings, started: float | None = None,
     a searched failure's inputs, and the failing comparisons of a row that fails the run (no
     report shows an xfail's picture)."""
     started = time.perf_counter() if started is None else started
-    if spec.needs_case and getattr(ex.case, spec.needs_case, None) is None:
-        finding = Finding(skip=spec.without or f"the case sets no {spec.needs_case} "
-                                               f"(Case.{spec.needs_case} is None)")
+    if missing := spec.missing(ex.case):
+        finding = Finding(skip=spec.without or f"the case sets no {missing} "
+                                               f"(Case.{missing} is None)")
     elif spec.forward_mode and (op := library_custom_op(getattr(ex.case, "op", None))):
         finding = Finding(skip=contracts.custom_op_no_forward_mode(op))
     elif spec.needs_graph and not carries_graph(ex):

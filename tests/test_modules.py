@@ -146,7 +146,7 @@ def _training_case(wrong):
 
 
 def test_a_training_case_with_a_wrong_module_names_it():
-    record = on_case("module-bisect", _training_case(wrong=(1,)), torch.float32)
+    record = on_case("module", _training_case(wrong=(1,)), torch.float32)
     assert record.status == "fail"
     (line,) = culprits(record)
     assert line.startswith("the wrong gradient comes from `1.k.1` (FusedGELU, custom "
@@ -155,7 +155,7 @@ def test_a_training_case_with_a_wrong_module_names_it():
 
 def test_a_correct_training_case_passes(monkeypatch):
     monkeypatch.setattr(FusedGELU, "scale", 1.0)
-    record = on_case("module-bisect", _training_case(wrong=(1,)), torch.float32)
+    record = on_case("module", _training_case(wrong=(1,)), torch.float32)
     assert record.status == "pass", record.message
 
 

@@ -61,7 +61,6 @@ TABLE: tuple[Check, ...] = (
     accumulation.OPTIMIZER,
     undefined.UNDEFINED_GRAD,
     layouts.LAYOUTS,
-    modules.TRAINING_MODULES,
     training.STEP_ZEROING,
     training.STEP_UPDATES,
     training.PER_SAMPLE,

@@ -376,11 +376,16 @@ def check_training_modules(ex: TrainingExample, settings) -> Finding:
                   shown=lambda p: p.removeprefix("model.").removeprefix("model"))
 
 
-MODULES = Check("module", check_modules, needs_case="module", dtypes="highest", cost=0.05,
-                title="module bisection",
-                doc="a module's gradient against finite differences; when it fails, the "
+def check_module_tree(ex, settings) -> Finding:
+    """A module's gradient, or a training case's loss gradient over its model, bisected to
+    the submodule whose backward is wrong."""
+    if isinstance(ex, TrainingExample):
+        return check_training_modules(ex, settings)
+    return check_modules(ex, settings)
+
+
+MODULES = Check("module", check_module_tree, applies_to="both", needs_case="module",
+                dtypes="highest", cost=0.05, title="module bisection",
+                doc="a module's gradient (a check_gradients model, a training case's loss "
+                    "over its model) against finite differences; when it fails, the "
                     "submodule whose backward is wrong, bisected down the module tree")
-TRAINING_MODULES = Check("module-bisect", check_training_modules, applies_to="training",
-                         dtypes="highest", cost=0.05, title="module bisection",
-                         doc="a training case's loss gradient against finite differences; "
-                             "when it fails, the model's submodule whose backward is wrong")

@@ -23,14 +23,16 @@ class Check:
     """One check family.
 
     `run(example, settings) -> Finding`. `applies_to` is "case" (harness.Case: the example is
-    drawn from the case's inputs) or "training" (harness.TrainingCase: a model and a batch).
+    drawn from the case's inputs), "training" (harness.TrainingCase: a model and a batch) or
+    "both" (its function tells the two examples apart).
     `dtypes` says which dtypes it runs in: the case's "real" ones, its "complex" ones, or the
     device's "low-precision" ones (float16/bfloat16), both ("with-low-precision"), or the
     most precise real one alone ("highest": a family that works in float64 whatever ran).
-    `needs_case`: the Case field the family needs (e.g. "reference"); cases without it get
-    no item of it unless it is named, and then a skip row saying `without` (or what is
-    missing). `sparse`: it checks sparse inputs, and
-    only it does (check_gradients runs the sparse families alone for sparse tensors).
+    `needs_case`: the Case field the family needs (e.g. "reference"; a training case, whose
+    model is always there, needs none); cases without it get no item of it unless it is
+    named, and then a skip row saying `without` (or what is missing). `sparse`: it checks
+    sparse inputs, and only it does (check_gradients runs the sparse families alone for
+    sparse tensors).
     `forward_mode`: it needs forward-mode AD, which torch.library custom ops lack (skipped for
     them, with why). `needs_graph`: skipped when fn's outputs carry no graph. `second_order`:
     skipped when the case declares twice_differentiable=False. `opt_in`: run only when named,
@@ -59,9 +61,9 @@ class Check:
     title: str = ""
 
     def __post_init__(self) -> None:
-        if self.applies_to not in ("case", "training"):
-            raise ValueError(f"Check {self.name!r}: applies_to must be 'case' or 'training', "
-                             f"got {self.applies_to!r}")
+        if self.applies_to not in ("case", "training", "both"):
+            raise ValueError(f"Check {self.name!r}: applies_to must be 'case', 'training' or "
+                             f"'both', got {self.applies_to!r}")
         if self.dtypes not in DTYPE_KINDS:
             raise ValueError(f"Check {self.name!r}: dtypes must be one of {DTYPE_KINDS}, got "
                              f"{self.dtypes!r}")
@@ -72,6 +74,16 @@ class Check:
             default = (f"training step: {self.name}" if self.applies_to == "training"
                        else f"{self.name} check")
             object.__setattr__(self, "title", default)
+
+    def applies(self, kind: str) -> bool:
+        """Whether it runs on cases of `kind` ("case" or "training")."""
+        return self.applies_to in (kind, "both")
+
+    def missing(self, case) -> str | None:
+        """The Case field this family needs and `case` lacks, or None."""
+        if self.needs_case is None or hasattr(case, "step"):  # a TrainingCase needs none
+            return None
+        return self.needs_case if getattr(case, self.needs_case, None) is None else None
 
     def default_for(self, tags: tuple[str, ...] = (), declared: tuple[str, ...] = ()) -> bool:
         """Whether it runs when no check is named: always, unless opt-in and neither the

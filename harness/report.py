@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from harness import html_report
+from harness import figures, html_report
 from harness.record import BAD, STATUSES, Record
 
 COLUMNS = ["case", "check", "dtype", "device", "status", "max_abs_err", "max_rel_err",
@@ -52,8 +52,6 @@ def shown(records: Iterable[Record], report_dir: str | Path) -> list[Record]:
             path = save_searched_inputs(report_dir, evidence.searched)
             record = replace(record, message=f"{record.message}\n  inputs saved: {path} "
                              "(torch.load(...)['inputs'])")
-        from harness import figures
-
         try:
             figure = (figures.search_figure(evidence.searched) if evidence.searched is not None
                       else figures.gradient_figure(evidence))

@@ -138,10 +138,10 @@ class SubFunction:
         return Case(name=name, fn=self.fn, inputs=lambda gen: inputs, dtypes=(F64,),
                     devices=(device,), input_names=self.labels, source=MODULE_BISECTION)
 
-    def joint_case(self, name: str, device: str) -> Case:
+    def joint_case(self, name: str, device: str, path: str) -> Case:
         """The same function of one flat vector holding every checked input: one random
         direction moves them all, so a sub-check costs a few forward calls however many
-        parameters the calls hold."""
+        parameters the calls hold. `path`: the submodule's, for the input's label."""
         checked = [i for i, t in enumerate(self.inputs) if t.requires_grad]
         shapes = [self.inputs[i].shape for i in checked]
         sizes = [self.inputs[i].numel() for i in checked]
@@ -154,7 +154,7 @@ class SubFunction:
                 values[i] = part.view(shape)
             return fn(*values)
 
-        label = f"{name.split(':', 1)[-1] or 'model'} (all parameters and inputs)"
+        label = f"{path or 'model'} (all parameters and inputs)"
         return Case(name=name, fn=joint, inputs=lambda gen: (flat.clone().requires_grad_(),),
                     dtypes=(F64,), devices=(device,), input_names=(label,),
                     source=MODULE_BISECTION)
@@ -224,8 +224,10 @@ class _Descent:
         sub = _sub_function(calls, self.state, self.shown)
         if sub is None:
             return None
-        name = f"{self.case_name}:{self.shown(calls[0].path)}"
-        case = sub.joint_case(name, self.device) if joint else sub.case(name, self.device)
+        path = self.shown(calls[0].path)
+        name = f"{self.case_name}:{path}"
+        case = (sub.joint_case(name, self.device, path) if joint
+                else sub.case(name, self.device))
         return draw_example(case, F64, self.device, self.seed)
 
     def agrees(self, calls: list[Call], thorough: bool = False) -> bool | None:

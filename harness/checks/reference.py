@@ -34,6 +34,7 @@ from harness.diagnose import transforms
 from harness.diagnose.mismatch import Mismatch, compare
 from harness.inputs import Example, as_outputs
 from harness.numerics.allowance import allowance, element_power
+from harness.numerics.baseline import baseline
 from harness.numerics.compare import Sweep, compare_with_fd
 from harness.tolerances import dtype_name, tolerance_for
 
@@ -81,20 +82,43 @@ def _bias_mismatch(label: str, got, ref, allowed, bias: float, limit: float,
                     rest_err=math.nan, pattern=pattern, on_average=f"{bias:+.2%}")
 
 
+def _baseline_mismatch(label: str, got, ref, allowed, b, dtype) -> Mismatch:
+    """Every element within its allowance, but fn further from the float64 reference than
+    `b.ratio` times the reference computed in the same dtype: the worst element named."""
+    got, ref = got.detach().double().cpu(), ref.detach().double().cpu()
+    diff = (got - ref).abs()
+    flat = int(diff.flatten().argmax())
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), ref.shape))
+    expected, actual = float(ref.flatten()[flat]), float(got.flatten()[flat])
+    name = dtype_name(dtype)
+    return Mismatch(label=label, count=ref.numel(), total=ref.numel(), index=index,
+                    expected=expected, actual=actual, abs_err=abs(actual - expected),
+                    rel_err=abs(actual - expected) / max(abs(expected), 1e-300),
+                    allowed=float(allowed.double().cpu().expand_as(diff).flatten()[flat]),
+                    rest_err=b.error, pattern=transforms.baseline_pattern(name, b),
+                    over_baseline=(f"{b.times:.2f}x the reference's own in {name} "
+                                   f"({b.reference_error:.3g}), above the {b.ratio:g}x allowed"))
+
+
 def held_to_reference(ex: Example, labels: list[str], of_fn: Compute, of_reference: Compute,
-                      values: list | None = None) -> list[InputVerdict]:
+                      values: list | None = None) -> tuple[list[InputVerdict], list[str]]:
     """Each tensor of `of_fn(leaves in the dtype under test)` against `of_reference(float64
     leaves)`, per element with the tolerance plus measured noise; in half precision also on
-    average."""
+    average and against the reference computed in that dtype (harness.numerics.baseline).
+    The verdicts, and notes with the baseline's figures."""
     tol = tolerance_for(ex.dtype, ex.case.tolerances)
     got = of_fn(ex.leaves())
     want = of_reference(ex.leaves(ex.reference_dtype))
     low = ex.dtype != ex.reference_dtype
     drifts = list(rounding_drifts(ex, of_fn, got, BIAS_DRAWS, of_reference)) if low else []
-    rounded = []
+    rounded, in_dtype, notes = [], None, []
     if ex.dtype in (torch.float16, torch.bfloat16):
         with saved_in(ex.dtype):  # what rounding the tensors autograd saves does to the reference
             rounded = of_reference(ex.leaves(ex.reference_dtype))
+        try:
+            in_dtype = of_reference(ex.leaves())
+        except Exception as exc:
+            notes.append(transforms.no_baseline_phrase(dtype_name(ex.dtype), exc))
     verdicts = []
     for k, label in enumerate(labels):
         ref, g = want[k].detach().double(), got[k].detach()
@@ -112,10 +136,16 @@ def held_to_reference(ex: Example, labels: list[str], of_fn: Compute, of_referen
             if measured is not None and abs(measured[0]) > measured[1]:
                 m = _bias_mismatch(label, g, ref, allowed, *measured, at,
                                    [d[k].double() for d in drifts], ex.dtype)
+        if in_dtype is not None:
+            ratio = ex.case.baseline_ratio
+            b = baseline(g, in_dtype[k], ref, ex.dtype, ratio or 0.0)
+            notes.append(transforms.baseline_note(label, dtype_name(ex.dtype), b))
+            if m is None and ratio is not None and not b.holds:
+                m = _baseline_mismatch(label, g, ref, allowed, b, ex.dtype)
         verdicts.append(InputVerdict(label, m, max_abs, max_rel, reference=ref,
                                      allowed=allowed, detects=element_power(ref, g, allowed),
                                      checked=g.double(), values=at))
-    return verdicts
+    return verdicts, notes
 
 
 def _output_labels(count: int) -> list[str]:
@@ -156,18 +186,19 @@ def check_reference(ex: Example, settings) -> Finding:
     except Exception as exc:
         return Finding(skip=transforms.dtype_unsupported_phrase(dtype_name(ex.dtype),
                                                                 ex.device, exc))
-    verdicts = held_to_reference(ex, _output_labels(count), out_fn, _outputs(ref_ex))
+    verdicts, notes = held_to_reference(ex, _output_labels(count), out_fn, _outputs(ref_ex))
     seen = [v.to(ex.dtype).to(ex.reference_dtype) for v in ex.cotangents]
     xs = ex.reference_inputs()
     labels = [ex.labels[i] for i in ex.wrt]
-    verdicts += held_to_reference(ex, labels, _gradients(ex, seen), _gradients(ref_ex, seen),
-                                  values=[xs[i] for i in ex.wrt])
+    more, more_notes = held_to_reference(ex, labels, _gradients(ex, seen),
+                                         _gradients(ref_ex, seen), values=[xs[i] for i in ex.wrt])
+    verdicts, notes = verdicts + more, notes + more_notes
     hints = []
     if any(v.mismatch for v in verdicts[count:]):
         hints = _who_is_wrong(ex, [v.checked for v in verdicts[count:]],
                               [v.reference for v in verdicts[count:]], settings)
     return Finding(verdicts=tuple(verdicts), reference="reference", checked="fn", hints=hints,
-                   notes=(_ran_note(ex),))
+                   notes=(_ran_note(ex), *notes))
 
 
 def check_reference_second_order(ex: Example, settings) -> Finding:
@@ -180,11 +211,11 @@ def check_reference_second_order(ex: Example, settings) -> Finding:
     if not connected:
         return Finding(skip=transforms.KERNEL_NO_SECOND_ORDER)
     labels = [ex.labels[i] for i in ex.wrt]
-    verdicts = held_to_reference(
+    verdicts, notes = held_to_reference(
         ex, labels, lambda leaves: second_order(ex, leaves, weights)[0],
         lambda leaves: second_order(ref_ex, leaves, weights)[0], values=[xs[i] for i in ex.wrt])
     return Finding(verdicts=tuple(verdicts), reference="reference", checked="fn",
-                   notes=(_ran_note(ex),))
+                   notes=(_ran_note(ex), *notes))
 
 
 def _tangents(ex: Example, directions: list[torch.Tensor]) -> Compute:
@@ -220,9 +251,9 @@ def check_reference_forward_ad(ex: Example, settings) -> Finding:
             return Finding(skip=transforms.kernel_no_jvp_phrase(side, exc))
     outs = _output_labels(count)
     labels = [f"{o} along u on {ex.labels[i]}" for i in ex.wrt for o in outs]
-    verdicts = held_to_reference(ex, labels, of_fn, of_ref)
+    verdicts, notes = held_to_reference(ex, labels, of_fn, of_ref)
     return Finding(verdicts=tuple(verdicts), reference="reference", checked="fn",
-                   notes=(_ran_note(ex),))
+                   notes=(_ran_note(ex), *notes))
 
 
 _SUPPORTS = dict(applies_to="case", dtypes="with-low-precision", needs_case="reference")

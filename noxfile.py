@@ -54,5 +54,6 @@ def bench(session: nox.Session) -> None:
                 "0", "-s")
     session.run("python", "tests/bench_plugin.py")
     session.run("python", "tests/bench_first_call.py")
+    session.run("python", "tests/bench_shards.py")
     session.run("python", "-m", "pytest", "tests/bench_opinfo.py", "tests/bench_html.py", "-n",
                 "0", "-s")

@@ -77,6 +77,15 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--device", action="append", choices=["cpu", "cuda"],
                              help="repeatable (default: every device available here; an "
                              "unavailable one asked for is an error)")
+        command.add_argument("--shard", type=_shard, metavar="K/N",
+                             help="run only the K-th of N shards, split longest first by "
+                             "the durations --store-durations recorded (CI matrices)")
+        command.add_argument("--store-durations", action="store_true",
+                             help="record each item's seconds in the durations file, for "
+                             "--shard")
+        command.add_argument("--durations-file", default=".harness_durations", metavar="PATH",
+                             help="the durations --shard reads and --store-durations "
+                             "writes (default: .harness_durations)")
         command.add_argument("--seed", type=int, default=0,
                              help="seeds every draw; the same seed gives the same report "
                              "(default 0)")
@@ -181,6 +190,15 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from harness.shards import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _size_setting(text: str) -> dict[str, int]:

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 
-from harness import arguments, processes, progress, usage
+from harness import arguments, processes, progress, shards, usage
 
 
 class _Terminated(BaseException):
@@ -68,8 +68,14 @@ def _check(args, argv: list[str]) -> int:
     if args.command == "search":  # `--check fd` names the family the search runs
         searching = {spec.searches: spec.name for spec in CHECKS.values() if spec.searches}
         checks = [searching.get(c, c) for c in (checks or list(searching.values()))]
+    if args.shard is not None:
+        try:
+            shards.load(args.durations_file)
+        except ValueError as exc:
+            raise usage.UsageError(f"--durations-file: {exc}") from None
     selection = Selection(load=tuple(args.load), patterns=tuple(args.cases or ()),
-                          tags=tuple(args.tag or ()),
+                          tags=tuple(args.tag or ()), shard=args.shard,
+                          durations_file=args.durations_file,
                           checks=tuple(checks) if checks is not None else None,
                           opt_in=tuple(flagged),
                           dtypes=tuple(args.dtype) if args.dtype else None,
@@ -139,6 +145,10 @@ def _check(args, argv: list[str]) -> int:
                             descriptions=plan.descriptions)
 
     paths = report.write_somewhere(written, args.report_dir)
+    if args.store_durations:
+        stored = shards.store(args.durations_file, {planned[done.index].id: done.record.seconds
+                                                    for done in finished})
+        print(f"harness: item durations recorded in {stored}, for --shard", file=sys.stderr)
     if interrupted:
         print(f"harness: interrupted by {interrupted} after {done_items} of {len(planned)} "
               f"items; {', '.join(str(p) for p in paths)} hold the finished rows, marked "

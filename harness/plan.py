@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from harness import shards
 from harness.case import Case, TrainingCase
 from harness.checks import CHECKS, Check
 from harness.record import Record
@@ -31,8 +32,10 @@ class Selection:
     `patterns`, `tags`: the cases (any pattern, any tag; each only when given). `checks`: the
     families by name (None: every default family that applies). `opt_in`: opt-in families
     added to those (the CLI's --compiled, --determinism). `dtypes` (names, e.g. "float64"),
-    `devices`: only these, of what each case declares. Names are checked when the items are
-    built: an unknown one raises ValueError naming the known ones."""
+    `devices`: only these, of what each case declares. `shard` (K, N): only the K-th of N
+    shards, split longest first by the durations recorded in `durations_file`
+    (harness.shards). Names are checked when the items are built: an unknown one raises
+    ValueError naming the known ones."""
 
     load: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
@@ -41,6 +44,8 @@ class Selection:
     opt_in: tuple[str, ...] = ()
     dtypes: tuple[str, ...] | None = None
     devices: tuple[str, ...] | None = None
+    shard: tuple[int, int] | None = None
+    durations_file: str = ""
 
     def families(self) -> tuple[str, ...] | None:
         """The families named for the run: `checks` (or, where `opt_in` adds to them, the
@@ -67,7 +72,12 @@ class Selection:
         if unknown:
             raise ValueError(f"unknown dtype {unknown[0]!r}; known: {', '.join(DTYPES)}")
         dtypes = [DTYPES[d] for d in self.dtypes] if self.dtypes else None
-        return items_for(cases, self.families(), dtypes, self.devices)
+        items = items_for(cases, self.families(), dtypes, self.devices)
+        if self.shard is None:
+            return items
+        k, n = self.shard
+        return shards.shard(items, k, n, shards.load(self.durations_file or
+                                                     shards.DURATIONS_FILE))
 
     def plan(self) -> tuple[Plan, list]:
         """Build the items here: the Plan of them, and the items themselves."""

@@ -138,6 +138,7 @@ def check_gradients(
     strict: bool = False,
     nondeterministic_tol: float = 0.0,
     opt_in: Iterable[str] = (),
+    fullgraph: bool = False,
 ) -> GradientReport:
     """Check the gradients of `fn` at `inputs` (those with requires_grad; all float ones if none).
 
@@ -159,7 +160,8 @@ def check_gradients(
     `strict`. `nondeterministic_tol`: the spread between runs of the backward you accept
     (Case.nondeterministic_tol; the backward-determinism and reentrancy checks). `opt_in`
     adds opt-in families to the defaults, as the command line's flags do
-    (`opt_in=("backward-determinism",)` is `--determinism`). `seed` (default 0) or
+    (`opt_in=("backward-determinism",)` is `--determinism`). `fullgraph`: the compiled check
+    compiles with fullgraph=True, so a graph break fails. `seed` (default 0) or
     `settings`; both, with different seeds, is an error. The items come from the same
     harness.plan.Selection as `harness check`'s and the pytest plugin's. Returns a
     GradientReport of records.
@@ -179,12 +181,13 @@ def check_gradients(
     name = name or _name_of(fn)
     if isinstance(fn, nn.Module):
         case = _module_case(fn, inputs, name, grad, twice_differentiable, reference,
-                            rtol=rtol, atol=atol, nondeterministic_tol=nondeterministic_tol)
+                            rtol=rtol, atol=atol, nondeterministic_tol=nondeterministic_tol,
+                            fullgraph=fullgraph)
     else:
         case = _tensor_case(fn, inputs, name, grad, twice_differentiable=twice_differentiable,
                             input_names=_signature_names(fn, len(inputs)),
                             reference=reference, rtol=rtol, atol=atol,
-                            nondeterministic_tol=nondeterministic_tol)
+                            nondeterministic_tol=nondeterministic_tol, fullgraph=fullgraph)
     if settings is not None and seed is not None and seed != settings.seed:
         raise ValueError(f"check_gradients: seed={seed} and settings=Settings(seed="
                          f"{settings.seed}, ...) disagree; give one of them")

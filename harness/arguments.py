@@ -119,6 +119,9 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--determinism-runs", type=_runs, default=10, metavar="N",
                        help="runs of fn and its backward that --determinism compares "
                        "(default 10; at least 2)")
+    check.add_argument("--fullgraph", action="store_true",
+                       help="the compiled check (added to the run) with torch.compile("
+                       "fullgraph=True): a graph break fails, naming the op and source line")
     check.add_argument("--compile-backend", default="inductor",
                        help="torch.compile backend for the compiled check (default: inductor; "
                        "aot_eager "

@@ -175,6 +175,8 @@ class Case:
     reference: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]] | None = None
     module: torch.nn.Module | None = None
     op: object = None
+    fullgraph: bool = False
+    """The compiled check compiles fn with fullgraph=True: a graph break fails the row."""
     baseline_ratio: float | None = None
     """With `reference`, in bfloat16/float16: fn's RMS error against the float64 reference
     may be at most this many times the reference's own, computed in the same dtype

@@ -65,6 +65,8 @@ def _check(args, argv: list[str]) -> int:
     checks = args.check
     flagged = [spec.name for spec in CHECKS.values()
                if spec.flag and getattr(args, arguments.dest(spec.flag), False)]
+    if getattr(args, "fullgraph", False) and "compiled" not in flagged:
+        flagged.append("compiled")  # --fullgraph is the compiled check's mode
     if args.command == "search":  # `--check fd` names the family the search runs
         searching = {spec.searches: spec.name for spec in CHECKS.values() if spec.searches}
         checks = [searching.get(c, c) for c in (checks or list(searching.values()))]
@@ -82,6 +84,7 @@ def _check(args, argv: list[str]) -> int:
                           devices=tuple(devices))
     settings = Settings(seed=args.seed, profile="thorough" if args.thorough else "quick",
                         compile_backend=getattr(args, "compile_backend", "inductor"),
+                        fullgraph=getattr(args, "fullgraph", False),
                         determinism_runs=getattr(args, "determinism_runs", 10))
     # the first worker builds the items; this process, which only dispatches them, takes
     # their Plan from it (building them here too cost the OpInfo run seconds)

@@ -70,3 +70,49 @@ def test_the_compiled_check_is_opt_in():
     assert {item.check for item in items_for([case], ["compiled"])} == {"compiled"}
     tagged = Case(name="t", fn=torch.tanh, inputs=[Input((3,))], tags=("compile",))
     assert "compiled" in {item.check for item in items_for([tagged])}
+
+
+def prints_between(x):
+    y = torch.sin(x)
+    print("a side effect dynamo cannot trace")
+    return y * 2
+
+
+def test_under_fullgraph_a_graph_break_fails_naming_the_op_and_the_line(capsys):
+    x = X.clone().requires_grad_()
+    (record,) = check_gradients(prints_between, x, checks=("compiled",), fullgraph=True,
+                                settings=Settings(compile_backend="aot_eager")).records
+    assert record.status == "fail"
+    assert "graph break under fullgraph=True at " in record.message
+    assert f"{__file__}:" in record.message and "print(" in record.message
+    assert "builtin operator `print`" in record.message
+    (relaxed,) = check_gradients(prints_between, x, checks=("compiled",),
+                                 settings=Settings(compile_backend="aot_eager")).records
+    assert relaxed.status == "pass" and "1 graph break(s), those parts ran eagerly" in \
+        relaxed.message
+
+
+def test_the_row_counts_dynamos_frames_graphs_and_recompiles():
+    record = run(torch.tanh, X)
+    assert record.status == "pass"
+    assert "torch.compile: 1 frame(s) traced, 1 graph(s) compiled, 0 recompile(s)" in \
+        record.message
+
+
+def test_the_command_lines_fullgraph_runs_the_compiled_check_in_that_mode(tmp_path):
+    import pandas as pd
+
+    from harness.cli import main
+
+    cases = tmp_path / "breaking.py"
+    cases.write_text("import torch\nfrom harness import Case, Input\n\n\ndef fn(x):\n"
+                     "    print('untraceable')\n    return torch.sin(x)\n\n\n"
+                     "case = Case(name='mine/breaks', fn=fn, inputs=[Input((3,))],\n"
+                     "            dtypes=(torch.float64,), devices=('cpu',))\n")
+    assert main(["check", "--load", str(cases), "--cases", "mine/*", "--check", "fd",
+                 "--fullgraph", "--compile-backend", "aot_eager", "--no-isolate",
+                 "--report-dir", str(tmp_path / "r")]) == 1
+    rows = pd.read_csv(tmp_path / "r" / "correctness.csv").set_index("check")
+    assert rows.loc["fd", "status"] == "pass"
+    assert rows.loc["compiled", "status"] == "fail"
+    assert f"graph break under fullgraph=True at {cases}:6" in rows.loc["compiled", "message"]

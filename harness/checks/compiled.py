@@ -57,17 +57,26 @@ def check_compiled(ex: Example, settings) -> Finding:
     from torch._dynamo.utils import counters
 
     backend = settings.compile_backend
+    fullgraph = settings.fullgraph or getattr(ex.case, "fullgraph", False)
     torch._dynamo.reset()  # each case compiles afresh (dynamo's limits are per code object)
     counters.clear()
     eager, _ = vjp(ex, ex.leaves())
     try:
-        compiled, _ = vjp(replace(ex, fn=torch.compile(ex.fn, backend=backend)), ex.leaves())
+        compiled, _ = vjp(replace(ex, fn=torch.compile(ex.fn, backend=backend,
+                                                       fullgraph=fullgraph)), ex.leaves())
+    except torch._dynamo.exc.Unsupported as exc:
+        if fullgraph:  # what dynamo could not put in the one graph asked for
+            return Finding(problems=(transforms.fullgraph_break_phrase(exc),))
+        return Finding(skip=transforms.compile_error_phrase(exc))
     except Exception as exc:
         return Finding(skip=transforms.compile_error_phrase(exc))
     breaks = dict(counters["graph_break"])
     if not counters["stats"]["unique_graphs"]:
         return Finding(skip=transforms.nothing_compiled_phrase(breaks))
     notes = [transforms.graph_breaks_phrase(breaks)] if breaks else []
+    notes.append(transforms.dynamo_counts_phrase(
+        frames=counters["frames"]["total"], graphs=counters["stats"]["unique_graphs"],
+        recompiles=sum(counters["recompiles"].values()), fullgraph=fullgraph))
     noise = rounding_noise(ex, lambda leaves: vjp(ex, leaves)[0], eager)
     problems = _against_eager(ex, "first-order", eager, compiled, noise)
     if not problems and ex.case.twice_differentiable is not False:

@@ -34,6 +34,10 @@ class Settings:
     localize_probes: int = 400
     localize_max: int = 8
     compile_backend: str = "inductor"
+    fullgraph: bool = False
+    """The compiled check with torch.compile(fullgraph=True): a graph break fails (with the op
+    and the source line dynamo names) instead of running that part eagerly (Case.fullgraph
+    asks the same for one case)."""
     verdict_only: bool = False
     search_seconds: float | None = None
     """A time budget for the search check: once it has run this long, it checks no further

@@ -244,3 +244,20 @@ def no_baseline_phrase(dtype: str, exc: Exception) -> str:
     first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
     return (f"the reference cannot run in {dtype} ({type(exc).__name__}: {first}): no "
             "baseline-relative verdict, the per-element allowance and the average alone")
+
+
+def fullgraph_break_phrase(exc: Exception) -> str:
+    """A graph break under fullgraph=True: dynamo's reason and the user's line it names."""
+    lines = [line.strip() for line in str(exc).strip().splitlines()]
+    reason = "; ".join([*lines[:1], *(line.removeprefix("Explanation: ") for line in lines
+                                      if line.startswith("Explanation:"))])[:300]
+    frames = getattr(exc, "real_stack", None) or []
+    where = (f" at {frames[-1].filename}:{frames[-1].lineno} ({(frames[-1].line or '').strip()})"
+             if frames else "")
+    return (f"graph break under fullgraph=True{where}: {reason}; torch.compile cannot keep "
+            "fn in one graph (rewrite that line, or drop fullgraph to let it run eagerly)")
+
+
+def dynamo_counts_phrase(frames: int, graphs: int, recompiles: int, fullgraph: bool) -> str:
+    return (f"torch.compile{'(fullgraph=True)' if fullgraph else ''}: {frames} frame(s) "
+            f"traced, {graphs} graph(s) compiled, {recompiles} recompile(s)")

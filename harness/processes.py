@@ -12,6 +12,7 @@ parent's own; this module imports nothing heavy for that reason.
 from __future__ import annotations
 
 import multiprocessing
+import os
 
 PRELOAD = [
     "harness.workers",
@@ -47,3 +48,30 @@ def start() -> None:
         forkserver.ensure_running()
     except OSError:
         pass
+
+
+def pinned_gpu(worker: int, count: int, visible: str | None) -> str | None:
+    """The one GPU worker number `worker` should see on a machine with `count` GPUs, as a
+    CUDA_VISIBLE_DEVICES value: workers take the visible devices in turn (an outer
+    CUDA_VISIBLE_DEVICES is respected: its entries are the ones shared out). None where
+    there is nothing to share (one GPU or none)."""
+    devices = ([d.strip() for d in visible.split(",") if d.strip()] if visible
+               else [str(i) for i in range(count)])
+    if len(devices) < 2:
+        return None
+    return devices[worker % len(devices)]
+
+
+def pin_gpu(worker: int) -> str | None:
+    """Pin this process to its worker's GPU before CUDA starts (CUDA reads the variable when
+    it initialises); nothing where CUDA already started or one GPU or none is here. The
+    device it was given, or None."""
+    import torch
+
+    if torch.cuda.is_initialized():
+        return None
+    device = pinned_gpu(worker, torch.cuda.device_count(),
+                        os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
+    return device

@@ -138,15 +138,21 @@ class HarnessCases(pytest.Collector):
 
 def _share_the_cores() -> None:
     """Under pytest-xdist each worker gets its share of the cores for torch's intra-op
-    threads; with every worker at full width they oversubscribe the machine (measured 2.6x
-    slower with 2 workers on 2 cores). Only in sessions that run harness items."""
+    threads (with every worker at full width they oversubscribe the machine: measured 2.6x
+    slower with 2 workers on 2 cores) and, on a machine with several GPUs, one GPU of its
+    own (worker gwN the N-th visible one). Only in sessions that run harness items."""
     import torch
 
+    from harness import processes
     from harness.arguments import usable_cores
 
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
-    if os.environ.get("PYTEST_XDIST_WORKER") and workers > 0:
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if name and workers > 0:
         torch.set_num_threads(max(1, usable_cores() // workers))
+        number = name.removeprefix("gw")
+        if number.isdigit():
+            processes.pin_gpu(int(number))
 
 
 def selection_of(config: pytest.Config):

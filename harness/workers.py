@@ -29,10 +29,13 @@ from harness.plan import Plan, PlannedItem, Selection
 from harness.runner import Finished, run_item_noting_warnings, run_items
 
 
-def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: float | None):
-    """The worker: build the items, then run the index it is sent, until the pipe closes;
-    a ("threads", n) message sets its share of torch's threads before its items."""
+def _serve(conn, selection: Selection, settings: Settings, memory_limit_gb: float | None,
+           number: int = 0):
+    """The worker `number`: pin it to its GPU where there are several, build the items, then
+    run the index it is sent, until the pipe closes; a ("threads", n) message sets its share
+    of torch's threads before its items."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    processes.pin_gpu(number)
     if memory_limit_gb:
         import resource
 
@@ -63,12 +66,16 @@ class _Worker:
     """A worker process, started at once with torch's default threads; it first builds the
     run's items and sends their Plan (`plan()` waits for it), then runs what it is sent."""
 
+    started = 0
+    """Workers started in this process: each new one takes the next number (its GPU)."""
+
     def __init__(self, selection: Selection, settings: Settings,
                  memory_limit_gb: float | None):
         context = processes.context()
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_serve, daemon=True, args=(
-            child, selection, settings, memory_limit_gb))
+            child, selection, settings, memory_limit_gb, _Worker.started))
+        _Worker.started += 1
         self.process.start()
         child.close()
         self.threads: int | None = None  # None: torch's default

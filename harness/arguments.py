@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from harness.shards import DURATIONS_FILE, parse_shard
+
 DESCRIPTION = ("Check the gradients of the registered cases (harness check), search inputs "
                "for a failing one (harness search), time backward passes (harness bench) or "
                "list the cases (harness list).")
@@ -83,9 +85,9 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--store-durations", action="store_true",
                              help="record each item's seconds in the durations file, for "
                              "--shard")
-        command.add_argument("--durations-file", default=".harness_durations", metavar="PATH",
+        command.add_argument("--durations-file", default=DURATIONS_FILE, metavar="PATH",
                              help="the durations --shard reads and --store-durations "
-                             "writes (default: .harness_durations)")
+                             f"writes (default: {DURATIONS_FILE})")
         command.add_argument("--seed", type=int, default=0,
                              help="seeds every draw; the same seed gives the same report "
                              "(default 0)")
@@ -196,8 +198,6 @@ def usable_cores() -> int:
 
 
 def _shard(text: str) -> tuple[int, int]:
-    from harness.shards import parse_shard
-
     try:
         return parse_shard(text)
     except ValueError as exc:

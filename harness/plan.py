@@ -45,7 +45,7 @@ class Selection:
     dtypes: tuple[str, ...] | None = None
     devices: tuple[str, ...] | None = None
     shard: tuple[int, int] | None = None
-    durations_file: str = ""
+    durations_file: str = shards.DURATIONS_FILE
 
     def families(self) -> tuple[str, ...] | None:
         """The families named for the run: `checks` (or, where `opt_in` adds to them, the
@@ -76,8 +76,7 @@ class Selection:
         if self.shard is None:
             return items
         k, n = self.shard
-        return shards.shard(items, k, n, shards.load(self.durations_file or
-                                                     shards.DURATIONS_FILE))
+        return shards.shard(items, k, n, shards.load(self.durations_file))
 
     def plan(self) -> tuple[Plan, list]:
         """Build the items here: the Plan of them, and the items themselves."""

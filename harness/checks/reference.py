@@ -137,10 +137,9 @@ def held_to_reference(ex: Example, labels: list[str], of_fn: Compute, of_referen
                 m = _bias_mismatch(label, g, ref, allowed, *measured, at,
                                    [d[k].double() for d in drifts], ex.dtype)
         if in_dtype is not None:
-            ratio = ex.case.baseline_ratio
-            b = baseline(g, in_dtype[k], ref, ex.dtype, ratio or 0.0)
+            b = baseline(g, in_dtype[k], ref, ex.dtype, ex.case.baseline_ratio)
             notes.append(transforms.baseline_note(label, dtype_name(ex.dtype), b))
-            if m is None and ratio is not None and not b.holds:
+            if m is None and not b.holds:
                 m = _baseline_mismatch(label, g, ref, allowed, b, ex.dtype)
         verdicts.append(InputVerdict(label, m, max_abs, max_rel, reference=ref,
                                      allowed=allowed, detects=element_power(ref, g, allowed),

@@ -225,24 +225,21 @@ def kernel_no_jvp_phrase(side: str, exc: Exception) -> str:
 
 def baseline_note(label: str, dtype: str, b) -> str:
     """The baseline-relative rule's figures for one tensor (harness.numerics.baseline)."""
-    times = "inf" if b.times == float("inf") else f"{b.times:.2f}"
-    bound = f", at most {b.ratio:g}x" if b.ratio else ""
-    return (f"{label}: RMS error {b.error:.3g}, {times}x the reference's own in {dtype} "
+    bound = "" if b.ratio is None else f", at most {b.ratio:g}x"
+    return (f"{label}: RMS error {b.error:.3g}, {b.times:.2f}x the reference's own in {dtype} "
             f"({b.reference_error:.3g}{bound}), SQNR {b.sqnr_db:.1f} dB against the "
             f"reference's {b.reference_sqnr_db:.1f} dB")
 
 
 def baseline_pattern(dtype: str, b) -> str:
-    times = "inf" if b.times == float("inf") else f"{b.times:.2f}"
-    return (f"{times}x the reference's own error in {dtype} (at most {b.ratio:g}x: "
+    return (f"{b.times:.2f}x the reference's own error in {dtype} (at most {b.ratio:g}x: "
             f"{b.error:.3g} against {b.reference_error:.3g}; SQNR {b.sqnr_db:.1f} dB against "
             f"the reference's {b.reference_sqnr_db:.1f} dB): every element is within the "
             f"{dtype} allowance, but the reference computed in {dtype} itself is closer")
 
 
 def no_baseline_phrase(dtype: str, exc: Exception) -> str:
-    first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
-    return (f"the reference cannot run in {dtype} ({type(exc).__name__}: {first}): no "
+    return (f"the reference cannot run in {dtype} ({first_line(exc, 160)}): no "
             "baseline-relative verdict, the per-element allowance and the average alone")
 
 

@@ -157,6 +157,7 @@ def _share_the_cores() -> None:
 
 def selection_of(config: pytest.Config):
     """The harness.plan.Selection the options and ini values name (`harness check`'s)."""
+    from harness import usage
     from harness.plan import Selection, device_available
 
     def given(option: str, ini: str | None = None) -> tuple[str, ...] | None:
@@ -167,10 +168,10 @@ def selection_of(config: pytest.Config):
     for device in devices or ():
         if device not in ("cpu", "cuda"):
             raise pytest.UsageError(f"harness: --harness-device {device!r}: cpu or cuda")
-        if not device_available(device):
-            raise pytest.UsageError(f"harness: --harness-device {device} requested but "
-                                    "torch.cuda.is_available() is False; drop it to run what "
-                                    "is here (cuda items then skip, saying so)")
+    try:
+        usage.check_devices(devices, device_available, option="--harness-device")
+    except usage.UsageError as exc:
+        raise pytest.UsageError(f"harness: {exc}") from None
     return Selection(load=tuple(config.getoption("--harness-load")),
                      patterns=given("--harness-select", "harness_select") or (),
                      tags=given("--harness-tag", "harness_tags") or (),

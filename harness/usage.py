@@ -20,14 +20,15 @@ class UsageError(Exception):
     """Bad command-line input: the message names it and says what to do."""
 
 
-def check_devices(requested: Iterable[str] | None, available) -> None:
-    """An explicitly requested device that is not there is an error, not a run of skips."""
+def check_devices(requested: Iterable[str] | None, available, option: str = "--device") -> None:
+    """An explicitly requested device that is not there is an error, not a run of skips
+    (`option`: how the caller's front end spells the request)."""
     for device in requested or ():
         if device == "cuda" and not available("cuda"):
             raise UsageError(
                 "cuda requested but torch.cuda.is_available() is False: no CUDA device or "
                 "driver is visible to this process (check nvidia-smi, CUDA_VISIBLE_DEVICES "
-                "and that torch is a CUDA build); drop --device cuda to run what is here")
+                f"and that torch is a CUDA build); drop {option} cuda to run what is here")
 
 
 def check_loads(paths: Iterable[str]) -> None:

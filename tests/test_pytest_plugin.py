@@ -104,3 +104,18 @@ def test_the_suites_sample_of_harness_items_runs_every_family_the_main_job_runs(
     main_job = {item.check for item in items_for(everything)}
     sampled = {item.check for item in items_for(registry.select(everything, sample))}
     assert sampled == main_job, f"families the sample misses: {sorted(main_job - sampled)}"
+
+
+def test_a_requested_missing_device_or_unknown_name_is_a_usage_error(project):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA: here --harness-device cuda is satisfied")
+    result = project.runpytest("--harness-load", "mycases.py", "--harness-device", "cuda",
+                               "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "drop --harness-device cuda to run what is here" in result.stderr.str()
+    result = project.runpytest("--harness-load", "mycases.py", "--harness-dtype", "float46",
+                               "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "unknown dtype 'float46'" in result.stderr.str()

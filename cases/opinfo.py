@@ -160,12 +160,13 @@ def torch_marks(op) -> dict[str, str]:
     return marks
 
 
-def _case_name(op, k: int) -> str:
+def _case_name(op, k: int, prefix: str = "opinfo") -> str:
     variant = f".{op.variant_test_name}" if op.variant_test_name else ""
-    return f"opinfo/{op.name}{variant}/{k}"
+    return f"{prefix}/{op.name}{variant}/{k}"
 
 
-def _sample_case(op, k: int, sample, marks: dict[str, str]) -> Case | None:
+def _sample_case(op, k: int, sample, marks: dict[str, str], prefix: str = "opinfo",
+                 tags: tuple[str, ...] = TAGS) -> Case | None:
     """The case of one sample, without the checks torch's own suite skips or expects to
     fail for this operator (None when none is left)."""
     wanted = ("fd", "undefined-grad", "second-order") if op.supports_gradgrad else (
@@ -187,12 +188,12 @@ def _sample_case(op, k: int, sample, marks: dict[str, str]) -> Case | None:
     shapes = ", ".join(f"{label} {tuple(t.shape)}" for label, t in zip(labels, frozen))
     nondet = float(op.gradcheck_nondet_tol or 0.0)
     return Case(
-        name=_case_name(op, k), fn=_recomposed(op, sample),
+        name=_case_name(op, k, prefix), fn=_recomposed(op, sample),
         inputs=lambda gen, frozen=frozen: tuple(t.clone().requires_grad_() for t in frozen),
         input_names=tuple(labels), dtypes=(torch.float64,), devices=("cpu", "cuda"),
         checks=(*checks, *(("reentrancy",) if nondet else ())),
         twice_differentiable=bool(op.supports_gradgrad), nondeterministic_tol=nondet,
-        tags=TAGS + (("nondeterministic",) if nondet else ()),
+        tags=tags + (("nondeterministic",) if nondet else ()),
         description=f"OpInfo {op.name} sample {k}: {shapes or 'no differentiable tensor'}"
                     + "".join(f"; torch's own suite marks {c} {m}, not run"
                               for c, m in marks.items()),

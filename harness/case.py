@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from harness.source import Source
-from harness.tolerances import TOLERANCES, Tolerance, with_user_tolerance
+from harness.tolerances import FLOAT8, TOLERANCES, Tolerance, with_user_tolerance
 
 DEFAULT_DTYPES = (torch.float64, torch.float32)
 DEFAULT_DEVICES = ("cpu", "cuda")
@@ -130,7 +130,9 @@ class Case:
     `reference` is a reference implementation with fn's signature (usually the eager
     composition a fused or hand-written kernel replaces): the reference families hold fn's
     output, gradient, second order and forward mode to the reference's autograd in float64,
-    in every dtype the case runs plus the device's float16/bfloat16.
+    in every dtype the case runs plus the device's float16/bfloat16. A float8 dtype in
+    `dtypes` (a kernel that takes float8 inputs) runs in the reference family alone, and needs
+    `reference`; a kernel that returns float8 is held, output by output, to that dtype.
     `module`: the nn.Module that fn calls with its parameters and buffers as the first
     inputs (check_gradients sets it): the module family bisects it to the submodule whose
     backward is wrong.
@@ -178,12 +180,13 @@ class Case:
     fullgraph: bool = False
     """The compiled check compiles fn with fullgraph=True: a graph break fails the row."""
     baseline_ratio: float | None = None
-    """With `reference`, in bfloat16/float16: fn's RMS error against the float64 reference
-    may be at most this many times the reference's own, computed in the same dtype
-    (flash-attention's rule, which uses 2; harness.numerics.baseline). None: the rows report
-    both errors, their ratio and the SQNR, and decide by the per-element allowance and the
-    average alone. Not on by default: a correct kernel written as a composition of bfloat16
-    ops measured 2.0-2.8x a torch reference that computes in float32 inside (F.layer_norm,
+    """With `reference`, below float32: fn's RMS error against the float64 reference may be
+    at most this many times the reference's own, computed in the same dtype (flash-attention's
+    rule, which uses 2; harness.numerics.baseline). None: in float8 the rule decides with 2
+    (tolerances.FLOAT8_BASELINE_RATIO); in bfloat16/float16 the rows report both errors,
+    their ratio and the SQNR, and decide by the per-element allowance and the average alone.
+    Not on by default there: a correct kernel written as a composition of bfloat16 ops
+    measured 2.0-2.8x a torch reference that computes in float32 inside (F.layer_norm,
     F.cross_entropy) in 10 of 120 seeded runs."""
     timeout: float | None = None
     description: str = ""
@@ -240,6 +243,10 @@ class Case:
                                                          or dtype.is_complex):
                 raise ValueError(f"Case {self.name!r}: dtypes must be floating or complex "
                                  f"torch dtypes, got {dtype!r}")
+            if dtype in FLOAT8 and self.reference is None:
+                raise ValueError(f"Case {self.name!r}: {dtype} runs in the reference family "
+                                 "only (a float8 kernel is held to its reference): give the "
+                                 "case a reference")
         for name, bounds in self.sizes.items():
             lo, hi = bounds
             if lo < 0 or lo > hi:

@@ -20,7 +20,7 @@ from harness.case import Case, TrainingCase
 from harness.checks import CHECKS, Check
 from harness.record import Record
 from harness.source import Source
-from harness.tolerances import DTYPES, LOW_PRECISION, dtype_name
+from harness.tolerances import DTYPES, FLOAT8, LOW_PRECISION, dtype_name
 
 
 @dataclass(frozen=True)
@@ -206,8 +206,9 @@ def _selected(case, spec: Check, wanted: list[str] | None) -> bool:
 
 def _dtypes_and_devices(case, spec: Check) -> list[tuple[torch.dtype, str]]:
     """The dtypes the family runs in on each device: the case's complex ones, its real ones,
-    or (low precision) the device's half-precision dtypes where the case has a real one."""
-    real = [d for d in case.dtypes if not d.is_complex]
+    or (low precision) the device's half-precision dtypes where the case has a real one; the
+    case's float8 ones only where the family says so ("with-float8")."""
+    real = [d for d in case.dtypes if not d.is_complex and d not in FLOAT8]
     if spec.dtypes == "low-precision":
         return [(dtype, device) for device in case.devices if real
                 for dtype in LOW_PRECISION[device.split(":")[0]]]
@@ -215,9 +216,12 @@ def _dtypes_and_devices(case, spec: Check) -> list[tuple[torch.dtype, str]]:
         real = sorted(real, key=lambda d: -torch.finfo(d).bits)[:1]
     dtypes = [d for d in case.dtypes if d.is_complex] if spec.dtypes == "complex" else real
     pairs = [(dtype, device) for dtype in dtypes for device in case.devices]
-    if spec.dtypes == "with-low-precision" and real:
+    if spec.dtypes in ("with-low-precision", "with-float8") and real:
         pairs += [(dtype, device) for device in case.devices
                   for dtype in LOW_PRECISION[device.split(":")[0]] if dtype not in real]
+    if spec.dtypes == "with-float8":
+        pairs += [(dtype, device) for dtype in case.dtypes if dtype in FLOAT8
+                  for device in case.devices]
     return pairs
 
 

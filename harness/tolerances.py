@@ -49,6 +49,10 @@ TOLERANCES: dict[torch.dtype, Tolerance] = {
                              along=Tolerance(rtol=1e-6, atol=0.0, floor=1e-12)),
     torch.float16: Tolerance(rtol=1e-2, atol=2e-3, floor=1e-3),
     torch.bfloat16: Tolerance(rtol=2e-2, atol=5e-3, floor=1e-5),
+    # float8: TransformerEngine's extension of assert_close's table (one rounding is eps/2 =
+    # 6.25% in e4m3, 12.5% in e5m2; rtol is two of them)
+    torch.float8_e4m3fn: Tolerance(rtol=0.125, atol=0.0675, floor=1e-3),
+    torch.float8_e5m2: Tolerance(rtol=0.25, atol=0.125, floor=1e-3),
 }
 
 FD_SAFETY = 4.0
@@ -71,7 +75,8 @@ NOISE_JITTER_MAX = 1 / 64
 bfloat16 would move inputs by half their size, across kinks and domain edges."""
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16,
-          "bfloat16": torch.bfloat16, "complex128": torch.complex128,
+          "bfloat16": torch.bfloat16, "float8_e4m3fn": torch.float8_e4m3fn,
+          "float8_e5m2": torch.float8_e5m2, "complex128": torch.complex128,
           "complex64": torch.complex64}
 """The dtypes a run can name (--dtype), by the name reports use."""
 
@@ -79,6 +84,29 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.f
 def dtype_name(dtype: torch.dtype) -> str:
     """'float32' for torch.float32: the name in reports, ids and reproduce lines."""
     return str(dtype).removeprefix("torch.")
+
+
+FLOAT8 = (torch.float8_e4m3fn, torch.float8_e5m2)
+"""The float8 dtypes a case may declare: only the reference family runs in them (a float8
+kernel is held to its reference; few torch ops run in float8, and no finite difference can)."""
+
+FLOAT8_BASELINE_RATIO = 2.0
+"""In float8 the baseline rule decides by default (Case.baseline_ratio replaces it): the
+per-element allowance is two roundings wide (12.5% in e4m3), so a wrong scale of a few per
+cent would hide in it, while the reference's own float8 rounding is a bar a correct kernel
+meets (measured: tests/test_float8.py)."""
+
+
+def coarser(a: torch.dtype, b: torch.dtype) -> torch.dtype:
+    """The less precise of two floating dtypes (the first where they tie)."""
+    if not (a.is_floating_point and b.is_floating_point):
+        return a
+    return b if torch.finfo(b).eps > torch.finfo(a).eps else a
+
+
+def half_or_float8(dtype: torch.dtype) -> bool:
+    """Below float32: where the baseline-relative rule applies."""
+    return dtype in (torch.float16, torch.bfloat16, *FLOAT8)
 
 
 LOW_PRECISION = {"cpu": (torch.bfloat16,), "cuda": (torch.float16, torch.bfloat16)}

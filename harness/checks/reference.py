@@ -36,7 +36,14 @@ from harness.inputs import Example, as_outputs
 from harness.numerics.allowance import allowance, element_power
 from harness.numerics.baseline import baseline
 from harness.numerics.compare import Sweep, compare_with_fd
-from harness.tolerances import dtype_name, tolerance_for
+from harness.tolerances import (
+    FLOAT8,
+    FLOAT8_BASELINE_RATIO,
+    coarser,
+    dtype_name,
+    half_or_float8,
+    tolerance_for,
+)
 
 Compute = Callable[[tuple[torch.Tensor, ...]], list[torch.Tensor]]
 
@@ -96,32 +103,53 @@ def _baseline_mismatch(label: str, got, ref, allowed, b, dtype) -> Mismatch:
                     rel_err=abs(actual - expected) / max(abs(expected), 1e-300),
                     allowed=float(allowed.double().cpu().expand_as(diff).flatten()[flat]),
                     rest_err=b.error, pattern=transforms.baseline_pattern(name, b),
-                    over_baseline=(f"{b.times:.2f}x the reference's own in {name} "
-                                   f"({b.reference_error:.3g}), above the {b.ratio:g}x allowed"))
+                    over_baseline=(f"{transforms.baseline_bar(name, b)}), above the "
+                                   f"{b.ratio:g}x allowed"))
+
+
+def _in_dtype(ex: Example, of_reference: Compute, got: list, notes: list):
+    """The reference computed in the dtype under test (its leaves in it), each tensor rounded
+    to fn's where fn's is coarser (a kernel that returns float8); a reference that cannot take
+    float8 inputs runs in float32 on the same float8 values (emulated float8, as torchao and
+    TransformerEngine test theirs). None, with a note, where it does not run."""
+    name = dtype_name(ex.dtype)
+    try:
+        found = of_reference(ex.leaves())
+    except Exception as exc:
+        if ex.dtype not in FLOAT8:
+            notes.append(transforms.no_baseline_phrase(name, exc))
+            return None
+        try:
+            found = of_reference(ex.leaves(torch.float32))
+        except Exception as again:
+            notes.append(transforms.no_baseline_phrase(name, again))
+            return None
+        notes.append(transforms.emulated_baseline_phrase(name, exc))
+    return [r.detach().to(coarser(r.dtype, g.dtype)) for r, g in zip(found, got)]
 
 
 def held_to_reference(ex: Example, labels: list[str], of_fn: Compute, of_reference: Compute,
                       values: list | None = None) -> tuple[list[InputVerdict], list[str]]:
     """Each tensor of `of_fn(leaves in the dtype under test)` against `of_reference(float64
-    leaves)`, per element with the tolerance plus measured noise; in half precision also on
-    average and against the reference computed in that dtype (harness.numerics.baseline).
-    The verdicts, and notes with the baseline's figures."""
-    tol = tolerance_for(ex.dtype, ex.case.tolerances)
+    leaves)`, per element with the tolerance of the coarser of the dtype under test and the
+    tensor's own (a float8 output), plus measured noise; below float32 also against the
+    reference computed in that dtype (harness.numerics.baseline), and in half precision on
+    average. The verdicts, and notes with the baseline's figures."""
     got = of_fn(ex.leaves())
     want = of_reference(ex.leaves(ex.reference_dtype))
+    precisions = [coarser(ex.dtype, g.dtype) for g in got]
     low = ex.dtype != ex.reference_dtype
     drifts = list(rounding_drifts(ex, of_fn, got, BIAS_DRAWS, of_reference)) if low else []
     rounded, in_dtype, notes = [], None, []
     if ex.dtype in (torch.float16, torch.bfloat16):
         with saved_in(ex.dtype):  # what rounding the tensors autograd saves does to the reference
             rounded = of_reference(ex.leaves(ex.reference_dtype))
-        try:
-            in_dtype = of_reference(ex.leaves())
-        except Exception as exc:
-            notes.append(transforms.no_baseline_phrase(dtype_name(ex.dtype), exc))
+    if any(half_or_float8(p) for p in precisions):
+        in_dtype = _in_dtype(ex, of_reference, got, notes)
     verdicts = []
     for k, label in enumerate(labels):
-        ref, g = want[k].detach().double(), got[k].detach()
+        ref, g, precision = want[k].detach().double(), got[k].detach(), precisions[k]
+        tol = tolerance_for(precision, ex.case.tolerances)
         noise = None
         if drifts:
             noise = torch.tensor(max(float(d[k].abs().max()) if d[k].numel() else 0.0
@@ -136,11 +164,14 @@ def held_to_reference(ex: Example, labels: list[str], of_fn: Compute, of_referen
             if measured is not None and abs(measured[0]) > measured[1]:
                 m = _bias_mismatch(label, g, ref, allowed, *measured, at,
                                    [d[k].double() for d in drifts], ex.dtype)
-        if in_dtype is not None:
-            b = baseline(g, in_dtype[k], ref, ex.dtype, ex.case.baseline_ratio)
-            notes.append(transforms.baseline_note(label, dtype_name(ex.dtype), b))
+        if in_dtype is not None and half_or_float8(precision):
+            ratio = ex.case.baseline_ratio
+            if ratio is None and precision in FLOAT8:
+                ratio = FLOAT8_BASELINE_RATIO
+            b = baseline(g, in_dtype[k], ref, precision, ratio)
+            notes.append(transforms.baseline_note(label, dtype_name(precision), b))
             if m is None and not b.holds:
-                m = _baseline_mismatch(label, g, ref, allowed, b, ex.dtype)
+                m = _baseline_mismatch(label, g, ref, allowed, b, precision)
         verdicts.append(InputVerdict(label, m, max_abs, max_rel, reference=ref,
                                      allowed=allowed, detects=element_power(ref, g, allowed),
                                      checked=g.double(), values=at))
@@ -181,12 +212,15 @@ def check_reference(ex: Example, settings) -> Finding:
     ref_ex = _reference_example(ex)
     out_fn = _outputs(ex)
     try:
-        count = len(out_fn(ex.leaves()))
+        out_dtypes = [o.dtype for o in out_fn(ex.leaves())]
     except Exception as exc:
         return Finding(skip=transforms.dtype_unsupported_phrase(dtype_name(ex.dtype),
                                                                 ex.device, exc))
+    count = len(out_dtypes)
     verdicts, notes = held_to_reference(ex, _output_labels(count), out_fn, _outputs(ref_ex))
-    seen = [v.to(ex.dtype).to(ex.reference_dtype) for v in ex.cotangents]
+    # the cotangents as fn's backward sees them: autograd rounds each to its output's dtype
+    seen = [v.to(coarser(ex.dtype, dtype)).to(ex.reference_dtype)
+            for v, dtype in zip(ex.cotangents, out_dtypes)]
     xs = ex.reference_inputs()
     labels = [ex.labels[i] for i in ex.wrt]
     more, more_notes = held_to_reference(ex, labels, _gradients(ex, seen),
@@ -197,7 +231,7 @@ def check_reference(ex: Example, settings) -> Finding:
         hints = _who_is_wrong(ex, [v.checked for v in verdicts[count:]],
                               [v.reference for v in verdicts[count:]], settings)
     return Finding(verdicts=tuple(verdicts), reference="reference", checked="fn", hints=hints,
-                   notes=(_ran_note(ex), *notes))
+                   notes=(_ran_note(ex), *dict.fromkeys(notes)))
 
 
 def check_reference_second_order(ex: Example, settings) -> Finding:
@@ -214,7 +248,7 @@ def check_reference_second_order(ex: Example, settings) -> Finding:
         ex, labels, lambda leaves: second_order(ex, leaves, weights)[0],
         lambda leaves: second_order(ref_ex, leaves, weights)[0], values=[xs[i] for i in ex.wrt])
     return Finding(verdicts=tuple(verdicts), reference="reference", checked="fn",
-                   notes=(_ran_note(ex), *notes))
+                   notes=(_ran_note(ex), *dict.fromkeys(notes)))
 
 
 def _tangents(ex: Example, directions: list[torch.Tensor]) -> Compute:
@@ -252,13 +286,14 @@ def check_reference_forward_ad(ex: Example, settings) -> Finding:
     labels = [f"{o} along u on {ex.labels[i]}" for i in ex.wrt for o in outs]
     verdicts, notes = held_to_reference(ex, labels, of_fn, of_ref)
     return Finding(verdicts=tuple(verdicts), reference="reference", checked="fn",
-                   notes=(_ran_note(ex), *notes))
+                   notes=(_ran_note(ex), *dict.fromkeys(notes)))
 
 
 _SUPPORTS = dict(applies_to="case", dtypes="with-low-precision", needs_case="reference")
 
 REFERENCE = Check(
-    "reference", check_reference, cost=0.02, title="reference check", **_SUPPORTS,
+    "reference", check_reference, cost=0.02, title="reference check",
+    **{**_SUPPORTS, "dtypes": "with-float8"},
     doc="fn's output and gradient against its reference implementation's (Case.reference) "
         "autograd in float64, with the dtype's tolerance and measured rounding")
 REFERENCE_SECOND_ORDER = Check(

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-DTYPE_KINDS = ("real", "complex", "low-precision", "with-low-precision", "highest")
+DTYPE_KINDS = ("real", "complex", "low-precision", "with-low-precision", "with-float8",
+               "highest")
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,9 @@ class Check:
     drawn from the case's inputs), "training" (harness.TrainingCase: a model and a batch) or
     "both" (its function tells the two examples apart).
     `dtypes` says which dtypes it runs in: the case's "real" ones, its "complex" ones, or the
-    device's "low-precision" ones (float16/bfloat16), both ("with-low-precision"), or the
-    most precise real one alone ("highest": a family that works in float64 whatever ran).
+    device's "low-precision" ones (float16/bfloat16), both ("with-low-precision"), those and
+    the case's float8 ones ("with-float8"), or the most precise real one alone ("highest": a
+    family that works in float64 whatever ran). Only "with-float8" runs in float8.
     `needs_case`: the Case field the family needs (e.g. "reference"; a training case, whose
     model is always there, needs none); cases without it get no item of it unless it is
     named, and then a skip row saying `without` (or what is missing). `sparse`: it checks

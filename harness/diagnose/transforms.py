@@ -223,24 +223,38 @@ def kernel_no_jvp_phrase(side: str, exc: Exception) -> str:
             "jvp to compare; for a custom autograd.Function, add a jvp staticmethod")
 
 
+def baseline_bar(dtype: str, b) -> str:
+    """What fn's error is measured in: the reference's own error in the dtype, or one rounding
+    to the dtype where that is more (a reference exact or nearly so in the dtype)."""
+    if b.floor > b.reference_error:
+        return (f"{b.times:.2f}x one rounding to {dtype} ({b.floor:.3g}, more than the "
+                f"reference's own error {b.reference_error:.3g}")
+    return f"{b.times:.2f}x the reference's own error in {dtype} ({b.reference_error:.3g}"
+
+
 def baseline_note(label: str, dtype: str, b) -> str:
     """The baseline-relative rule's figures for one tensor (harness.numerics.baseline)."""
-    bound = "" if b.ratio is None else f", at most {b.ratio:g}x"
-    return (f"{label}: RMS error {b.error:.3g}, {b.times:.2f}x the reference's own in {dtype} "
-            f"({b.reference_error:.3g}{bound}), SQNR {b.sqnr_db:.1f} dB against the "
-            f"reference's {b.reference_sqnr_db:.1f} dB")
+    bound = "" if b.ratio is None else f"; at most {b.ratio:g}x"
+    return (f"{label}: RMS error {b.error:.3g}, {baseline_bar(dtype, b)}{bound}), SQNR "
+            f"{b.sqnr_db:.1f} dB against the reference's {b.reference_sqnr_db:.1f} dB")
 
 
 def baseline_pattern(dtype: str, b) -> str:
-    return (f"{b.times:.2f}x the reference's own error in {dtype} (at most {b.ratio:g}x: "
-            f"{b.error:.3g} against {b.reference_error:.3g}; SQNR {b.sqnr_db:.1f} dB against "
-            f"the reference's {b.reference_sqnr_db:.1f} dB): every element is within the "
-            f"{dtype} allowance, but the reference computed in {dtype} itself is closer")
+    return (f"RMS error {b.error:.3g}, {baseline_bar(dtype, b)}; at most {b.ratio:g}x), SQNR "
+            f"{b.sqnr_db:.1f} dB against the reference's {b.reference_sqnr_db:.1f} dB: every "
+            f"element is within the {dtype} allowance, but the reference computed in {dtype} "
+            "itself is closer")
 
 
 def no_baseline_phrase(dtype: str, exc: Exception) -> str:
     return (f"the reference cannot run in {dtype} ({first_line(exc, 160)}): no "
             "baseline-relative verdict, the per-element allowance and the average alone")
+
+
+def emulated_baseline_phrase(dtype: str, exc: Exception) -> str:
+    return (f"the reference does not run on {dtype} inputs ({first_line(exc, 120)}): its "
+            f"baseline is computed in float32 from the same {dtype} values, each output "
+            "rounded to fn's dtype")
 
 
 def fullgraph_break_phrase(exc: Exception) -> str:

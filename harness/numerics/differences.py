@@ -68,6 +68,8 @@ def all_finite(t: torch.Tensor) -> bool:
     the sum overflows (then each element is asked)."""
     if not (t.is_floating_point() or t.is_complex()):
         return True
+    if t.element_size() == 1:  # float8: no sum of its own
+        t = t.float()
     total = t.detach().sum()
     total = complex(total) if t.is_complex() else float(total)
     if cmath.isfinite(total):

@@ -13,6 +13,7 @@ one error row saying so, and the other cases still run.
 
 from __future__ import annotations
 
+import inspect
 import random
 import warnings
 from collections.abc import Callable
@@ -104,6 +105,8 @@ def _recomposed(op, sample) -> Callable[..., tuple[torch.Tensor, ...]]:
              _is_grad_tensor(value)) for label, value in slots]
     names = list(sample.kwargs)
     wrapper, operator, post = op.gradcheck_wrapper, op.get_op(), sample.output_process_fn_grad
+    if not wrapper_fits(op, sample):
+        wrapper = _call
     if wrapper is _torch_seeded() and _cpu_only():
         wrapper = _cpu_seeded
 
@@ -136,6 +139,25 @@ def _recomposed(op, sample) -> Callable[..., tuple[torch.Tensor, ...]]:
     except Exception:  # the checks will run it again and report the error as a row
         pass
     return fn
+
+
+def _call(operator, *args, **kwargs):
+    return operator(*args, **kwargs)
+
+
+def wrapper_fits(op, sample) -> bool:
+    """Whether the OpInfo's gradcheck_wrapper takes (operator, *args, **kwargs) as torch's
+    gradient tests call it (autograd_function_db's sort entries give `lambda y, ind: y`,
+    which no test of torch's calls: those are called directly)."""
+    try:
+        inspect.signature(op.gradcheck_wrapper).bind(
+            op.get_op(), *(value for label, value in _slots(sample) if label[0] != "k"),
+            **sample.kwargs)
+    except TypeError:
+        return False
+    except ValueError:  # no signature to read: trust it
+        return True
+    return True
 
 
 def torch_marks(op) -> dict[str, str]:
@@ -196,7 +218,9 @@ def _sample_case(op, k: int, sample, marks: dict[str, str], prefix: str = "opinf
         tags=tags + (("nondeterministic",) if nondet else ()),
         description=f"OpInfo {op.name} sample {k}: {shapes or 'no differentiable tensor'}"
                     + "".join(f"; torch's own suite marks {c} {m}, not run"
-                              for c, m in marks.items()),
+                              for c, m in marks.items())
+                    + ("" if wrapper_fits(op, sample) else "; its gradcheck_wrapper does not "
+                       "take (operator, *args), so the operator is called directly"),
     )
 
 
@@ -284,8 +308,10 @@ def _seed_cpu(seed: int) -> None:
 
 
 def opinfo_cases(samples_per_op: int = SAMPLES_PER_OP, ops: list | None = None,
-                 follow_torch_marks: bool = True) -> list[Case]:
-    """One case per autograd-supporting operator and sample input. With
+                 follow_torch_marks: bool = True, prefix: str = "opinfo",
+                 tags: tuple[str, ...] = TAGS) -> list[Case]:
+    """One case per autograd-supporting operator and sample input (of op_db, or of `ops`:
+    another list of OpInfos), named `prefix/op/k` and tagged `tags`. With
     `follow_torch_marks`, checks torch's own suite skips or expects to fail are left out."""
     cases = []
     with warnings.catch_warnings():  # deprecation notes of the operators' first calls
@@ -293,7 +319,7 @@ def opinfo_cases(samples_per_op: int = SAMPLES_PER_OP, ops: list | None = None,
         for op in gradient_ops(ops):
             marks = torch_marks(op) if follow_torch_marks else {}
             for k, sample in enumerate(op_samples(op, samples_per_op)):
-                case = _sample_case(op, k, sample, marks)
+                case = _sample_case(op, k, sample, marks, prefix, tags)
                 if case is not None:
                     cases.append(case)
     return cases

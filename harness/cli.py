@@ -280,7 +280,8 @@ def _list(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] in (["check"], ["search"]) and "--no-isolate" not in argv:
-        processes.start()  # imports torch for the workers while this process does too
+        # imports torch for the workers while this process does too
+        processes.start(whole_suite=processes.whole_suite(argv))
     args = arguments.parser().parse_args(argv)
     if getattr(args, "no_isolate", False) and args.workers not in (None, 1):
         print("harness: --no-isolate runs items one at a time in this process; drop "

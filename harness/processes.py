@@ -21,11 +21,25 @@ PRELOAD = [
     "torch.func",
     "torch._decomp.decompositions_for_jvp",  # scripted on the first make_dual (0.25 s)
 ]
-"""What every worker imports before or on its first items. Left out on purpose: torch._dynamo
+"""What every worker imports before or on its first items. Left out here: torch._dynamo
 (1.9 s; imported by the first call of a decomposition torch wraps in dynamo, and by every
-optimizer) and sympy (0.6 s; autograd's symbolic shape checks): preloading them made the main
-job ~0.5 s faster and every small run (`--cases one/case`) ~1.8 s slower, because the fork
-server's imports are the critical path of a run's start."""
+optimizer) and sympy (0.6 s; autograd's symbolic shape checks): preloading them made every
+small run (`--cases one/case`) ~1.8 s slower, because the fork server's imports are the
+critical path of a run's start (the whole suite's run preloads dynamo: WHOLE_SUITE_PRELOAD)."""
+
+
+WHOLE_SUITE_PRELOAD = ["torch._dynamo"]
+"""Imported too by the fork server of a run that names no case or tag (the main job): its
+torch corpora import torch._dynamo with the OpInfo machinery before the first item, and its
+forward-mode and optimizer items in every worker. Measured on 2 cores, by turns: the main job
+8.9-9.3 s without it, 7.3-7.8 s with it; a run naming its cases leaves it out."""
+
+_preload = PRELOAD
+
+
+def whole_suite(argv: list[str]) -> bool:
+    """Whether a `check` or `search` command line selects no case by name or tag."""
+    return not any(arg.split("=")[0] in ("--cases", "--tag") for arg in argv)
 
 
 def context() -> multiprocessing.context.BaseContext:
@@ -33,13 +47,16 @@ def context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     forkserver = multiprocessing.get_context("forkserver")
-    forkserver.set_forkserver_preload(PRELOAD)
+    forkserver.set_forkserver_preload(_preload)
     return forkserver
 
 
-def start() -> None:
-    """Launch the fork server now (it imports PRELOAD while the caller goes on); a failure
-    here is left to the first worker start, which reports it in its row."""
+def start(whole_suite: bool = False) -> None:
+    """Launch the fork server now (it imports PRELOAD, and WHOLE_SUITE_PRELOAD for a run of
+    the whole suite, while the caller goes on); a failure here is left to the first worker
+    start, which reports it in its row."""
+    global _preload
+    _preload = PRELOAD + WHOLE_SUITE_PRELOAD if whole_suite else PRELOAD
     if context().get_start_method() != "forkserver":
         return
     from multiprocessing import forkserver

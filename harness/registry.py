@@ -28,7 +28,8 @@ GROUP = "harness.cases"
 
 @dataclass(frozen=True)
 class OptInCases:
-    """Cases a plugin builds only when asked: `--cases 'PREFIX/...'` or `--tag TAG`.
+    """Cases a plugin builds only when asked: `--cases 'PREFIX/...'` or `--tag TAG` (or, with
+    `with_everything`, also in a run that selects nothing by name or tag).
 
     `load()` returns the cases (named PREFIX/...); it is not called otherwise, so an expensive
     import costs nothing in a default run. A match-all pattern like '*' does not select it.
@@ -38,8 +39,13 @@ class OptInCases:
     load: Callable[[], Iterable[Case]]
     tags: tuple[str, ...] = ()
     description: str = ""
+    with_everything: bool = False
+    """Built too by a run that names no case and no tag (the main job, `harness check`): only
+    a run that selects other cases skips its import."""
 
     def wanted(self, patterns: Iterable[str] = (), tags: Iterable[str] = ()) -> bool:
+        if self.with_everything and not patterns and not tags:
+            return True
         heads = [p.split("/")[0] for p in patterns or ()]
         by_name = any(h.strip("*") and fnmatch.fnmatchcase(self.prefix, h) for h in heads)
         return by_name or bool(set(tags or ()) & set(self.tags))

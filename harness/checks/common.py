@@ -12,7 +12,7 @@ import torch
 from harness import memo
 from harness.autodiff import vjp
 from harness.diagnose.determinism import raise_if_not_deterministic
-from harness.diagnose.mismatch import IGNORES_COTANGENT, missing_phrase
+from harness.diagnose.mismatch import IGNORES_COTANGENT, missing_phrase, summed_gradient_phrase
 from harness.inputs import CaseError, Example, as_outputs
 from harness.tolerances import NOISE_DRAWS, fd_rounding
 
@@ -323,4 +323,34 @@ def autograd_hints(ex: Example, grads: list[torch.Tensor], missing: list[int],
                for g, g2, a in zip(grads, grads2, allowed))
     if nonzero and same:
         hints.append(IGNORES_COTANGENT)
-    return hints
+    return hints + summed_gradients(ex)
+
+
+def summed_gradients(ex: Example) -> list[str]:
+    """A custom Function's backward that returns a gradient shaped unlike its input, which
+    autograd sums down to the input's shape without an error where the input broadcasts to
+    it: the backward is called directly, as the engine would, and its raw shapes read. Only
+    where fn's outputs are all the Function's outputs and its inputs are the checked leaves."""
+    leaves = ex.leaves()
+    with torch.enable_grad():
+        outs = as_outputs(ex.fn(*leaves))
+    given: dict = {}
+    for out, v in zip(outs, ex.cotangents):
+        if out.grad_fn is not None and hasattr(out.grad_fn, "_forward_cls"):
+            given.setdefault(out.grad_fn, {})[out.output_nr] = v.to(out.dtype)
+    found = []
+    for node, grads in given.items():
+        if sorted(grads) != list(range(len(grads))):
+            continue
+        try:
+            raw = node.apply(*(grads[i] for i in range(len(grads))))
+        except Exception:  # the engine's own call will say what is wrong
+            continue
+        for g, (edge, _) in zip(raw if isinstance(raw, tuple) else (raw,), node.next_functions):
+            leaf = getattr(edge, "variable", None)
+            position = next((i for i, x in enumerate(leaves) if x is leaf), None)
+            if isinstance(g, torch.Tensor) and position is not None and g.shape != leaf.shape:
+                found.append(summed_gradient_phrase(node._forward_cls.__name__,
+                                                    ex.labels[position], tuple(g.shape),
+                                                    tuple(leaf.shape)))
+    return found

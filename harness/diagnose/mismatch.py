@@ -171,6 +171,10 @@ def pattern(
         if _close(actual, expected.T, allowed.T if allowed.dim() == 2 else allowed):
             return "transposed (actual = expected.T): check the order of a matmul in backward"
     count, total = int(bad.sum()), bad.numel()
+    if count > 1 and _permuted(e, a, bad.flatten(), allowed.flatten()):
+        return (f"the right values at the wrong positions ({count} of {total} elements moved; "
+                "the wrong ones are a permutation of the reference's): an index mix-up, such "
+                "as a gather or scatter by the wrong or the inverse indices")
     if count == 1 and total > 1:
         rest = (a - e).abs()[~bad.flatten()].max()
         return f"one element wrong; the rest agree to {float(rest):.1g}"
@@ -194,6 +198,16 @@ def pattern(
     if int((e.abs() > allowed.flatten()).sum()) < 2:
         return "wrong everywhere; too few readings above their allowance to name a factor"
     return "wrong everywhere, with no constant factor, sign or transpose pattern"
+
+
+def _permuted(e: torch.Tensor, a: torch.Tensor, bad: torch.Tensor, allowed: torch.Tensor) -> bool:
+    """Whether the wrong elements hold the reference's values in another order: sorted, they
+    agree within the allowance, and they are not all equal (then any order fits)."""
+    allowed = allowed.expand(e.shape) if allowed.numel() == 1 else allowed
+    want, got = e[bad].sort().values, a[bad].sort().values
+    if bool((want == want[0]).all()) or not bool(torch.isfinite(got).all()):
+        return False
+    return bool(((got - want).abs() <= allowed[bad].max()).all())
 
 
 def swap_phrase(labels: list[str], expected: list, actual: list, allowed: list) -> str | None:
@@ -301,6 +315,12 @@ def header(case: str, dtype: torch.dtype, device: str, what: str) -> str:
 
 IGNORES_COTANGENT = ("backward ignores its incoming gradient (grad_output): doubling the "
                      "cotangent left the gradient unchanged; multiply by grad_output in backward")
+
+
+def summed_gradient_phrase(function: str, label: str, returned: tuple, shape: tuple) -> str:
+    return (f"{function}.backward returns a gradient of shape {returned} for {label} (shape "
+            f"{shape}); autograd sums it down to {shape} without an error (the input "
+            "broadcasts to it): return one shaped like the input")
 
 
 def missing_phrase(labels: list[str]) -> str:

@@ -183,11 +183,15 @@ class Case:
     """With `reference`, below float32: fn's RMS error against the float64 reference may be
     at most this many times the reference's own, computed in the same dtype (flash-attention's
     rule, which uses 2; harness.numerics.baseline). None: in float8 the rule decides with 2
-    (tolerances.FLOAT8_BASELINE_RATIO); in bfloat16/float16 the rows report both errors,
+    (tolerances.BASELINE_RATIO); in bfloat16/float16 the rows report both errors,
     their ratio and the SQNR, and decide by the per-element allowance and the average alone.
     Not on by default there: a correct kernel written as a composition of bfloat16 ops
     measured 2.0-2.8x a torch reference that computes in float32 inside (F.layer_norm,
     F.cross_entropy) in 10 of 120 seeded runs."""
+    baseline_float32: bool = False
+    """With `reference`: the baseline rule in float32 rows too, against the reference computed
+    in float32 (ratio `baseline_ratio`, or 2): for a float32 kernel that must be as accurate
+    as the composition it replaces, beyond float32's per-element tolerance (rtol 3e-5)."""
     timeout: float | None = None
     description: str = ""
     source: Source = Source()

@@ -90,11 +90,12 @@ FLOAT8 = (torch.float8_e4m3fn, torch.float8_e5m2)
 """The float8 dtypes a case may declare: only the reference family runs in them (a float8
 kernel is held to its reference; few torch ops run in float8, and no finite difference can)."""
 
-FLOAT8_BASELINE_RATIO = 2.0
-"""In float8 the baseline rule decides by default (Case.baseline_ratio replaces it): the
-per-element allowance is two roundings wide (12.5% in e4m3), so a wrong scale of a few per
-cent would hide in it, while the reference's own float8 rounding is a bar a correct kernel
-meets (measured: tests/test_float8.py)."""
+BASELINE_RATIO = 2.0
+"""The baseline rule's ratio where a case sets none (Case.baseline_ratio replaces it). It
+decides by default in float8, whose per-element allowance is two roundings wide (12.5% in
+e4m3), so a wrong scale of several per cent hides in it while the reference's own float8
+rounding is a bar a correct kernel meets (tests/bench_float8.py), and in float32 where a case
+sets baseline_float32."""
 
 
 def coarser(a: torch.dtype, b: torch.dtype) -> torch.dtype:

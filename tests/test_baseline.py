@@ -110,3 +110,48 @@ def test_a_reference_that_cannot_run_in_the_dtype_says_so():
 def test_a_ratio_below_one_is_refused():
     with pytest.raises(ValueError, match="baseline_ratio must be at least 1"):
         _case(via_sigmoid, ratio=0.5)
+
+
+def _float32_case(fn, on=True):
+    return Case(name=f"t/{fn.__name__}-f32", fn=fn, reference=reference, baseline_float32=on,
+                inputs=[Input((64, 32), low=-2, high=2, name="x")], dtypes=(torch.float32,))
+
+
+def ten_ppm_off(x):
+    """1e-5 relative in a pattern that averages to zero: within float32's rtol (3e-5), 80
+    float32 roundings off the reference."""
+    return reference(x) * (1 + 1e-5 * torch.sign(torch.sin(x * 997.0)))
+
+
+class _Tanh2(torch.autograd.Function):
+    """2 tanh(x) with its backward written by hand, 2 (1 - tanh^2) grad: right, and as
+    accurate in float32 as autograd's own."""
+
+    @staticmethod
+    def forward(ctx, x):
+        t = torch.tanh(x)
+        ctx.save_for_backward(t)
+        return 2 * t
+
+    @staticmethod
+    def backward(ctx, grad):
+        (t,) = ctx.saved_tensors
+        return grad * 2 * (1 - t * t)
+
+
+def hand_written(x):
+    return _Tanh2.apply(x)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_rule_as_an_option_in_float32(seed):
+    settings = Settings(seed=seed)
+    assert on_case("reference", _float32_case(ten_ppm_off, on=False), torch.float32,
+                   settings).status == "pass"  # float32's per-element tolerance lets it by
+    record = on_case("reference", _float32_case(ten_ppm_off), torch.float32, settings)
+    assert record.status == "fail"
+    assert re.search(r"x (the reference's own error in|one rounding to) float32 \([^)]*; at "
+                     r"most 2x\)", record.pattern), record.pattern
+    right = on_case("reference", _float32_case(hand_written), torch.float32, settings)
+    assert right.status == "pass", right.message
+    assert len(_ratios(right.message)) == 2  # output and x, measured in float32

@@ -37,8 +37,8 @@ from harness.numerics.allowance import allowance, element_power
 from harness.numerics.baseline import baseline
 from harness.numerics.compare import Sweep, compare_with_fd
 from harness.tolerances import (
+    BASELINE_RATIO,
     FLOAT8,
-    FLOAT8_BASELINE_RATIO,
     coarser,
     dtype_name,
     half_or_float8,
@@ -128,13 +128,29 @@ def _in_dtype(ex: Example, of_reference: Compute, got: list, notes: list):
     return [r.detach().to(coarser(r.dtype, g.dtype)) for r, g in zip(found, got)]
 
 
+def _baseline_measured(ex: Example, precision: torch.dtype) -> bool:
+    """Whether a tensor compared in `precision` is measured against the reference computed in
+    it: below float32 always, in float32 where the case asks (Case.baseline_float32)."""
+    return half_or_float8(precision) or (precision == torch.float32
+                                         and ex.case.baseline_float32)
+
+
+def _baseline_ratio(ex: Example, precision: torch.dtype) -> float | None:
+    """The ratio the rule enforces there: the case's, or BASELINE_RATIO in float8 and float32
+    (None: bfloat16/float16 without one, measured and reported only)."""
+    if precision in (*FLOAT8, torch.float32):
+        return ex.case.baseline_ratio or BASELINE_RATIO
+    return ex.case.baseline_ratio
+
+
 def held_to_reference(ex: Example, labels: list[str], of_fn: Compute, of_reference: Compute,
                       values: list | None = None) -> tuple[list[InputVerdict], list[str]]:
     """Each tensor of `of_fn(leaves in the dtype under test)` against `of_reference(float64
     leaves)`, per element with the tolerance of the coarser of the dtype under test and the
-    tensor's own (a float8 output), plus measured noise; below float32 also against the
-    reference computed in that dtype (harness.numerics.baseline), and in half precision on
-    average. The verdicts, and notes with the baseline's figures."""
+    tensor's own (a float8 output), plus measured noise; below float32 (and in float32 where
+    the case asks) also against the reference computed in that dtype
+    (harness.numerics.baseline), and in half precision on average. The verdicts, and notes
+    with the baseline's figures."""
     got = of_fn(ex.leaves())
     want = of_reference(ex.leaves(ex.reference_dtype))
     precisions = [coarser(ex.dtype, g.dtype) for g in got]
@@ -144,7 +160,7 @@ def held_to_reference(ex: Example, labels: list[str], of_fn: Compute, of_referen
     if ex.dtype in (torch.float16, torch.bfloat16):
         with saved_in(ex.dtype):  # what rounding the tensors autograd saves does to the reference
             rounded = of_reference(ex.leaves(ex.reference_dtype))
-    if any(half_or_float8(p) for p in precisions):
+    if any(_baseline_measured(ex, p) for p in precisions):
         in_dtype = _in_dtype(ex, of_reference, got, notes)
     verdicts = []
     for k, label in enumerate(labels):
@@ -164,11 +180,8 @@ def held_to_reference(ex: Example, labels: list[str], of_fn: Compute, of_referen
             if measured is not None and abs(measured[0]) > measured[1]:
                 m = _bias_mismatch(label, g, ref, allowed, *measured, at,
                                    [d[k].double() for d in drifts], ex.dtype)
-        if in_dtype is not None and half_or_float8(precision):
-            ratio = ex.case.baseline_ratio
-            if ratio is None and precision in FLOAT8:
-                ratio = FLOAT8_BASELINE_RATIO
-            b = baseline(g, in_dtype[k], ref, precision, ratio)
+        if in_dtype is not None and _baseline_measured(ex, precision):
+            b = baseline(g, in_dtype[k], ref, precision, _baseline_ratio(ex, precision))
             notes.append(transforms.baseline_note(label, dtype_name(precision), b))
             if m is None and not b.holds:
                 m = _baseline_mismatch(label, g, ref, allowed, b, precision)

@@ -88,10 +88,11 @@ def _real_outputs(output) -> tuple[torch.Tensor, ...]:
                  if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()))
 
 
-def _recomposed(op, sample) -> Callable[..., tuple[torch.Tensor, ...]]:
+def _recomposed(op, sample, wrapped: bool = True) -> Callable[..., tuple[torch.Tensor, ...]]:
     """fn(*differentiable tensors): puts them back where the sample had them (lists, args,
     kwargs), calls the operator through its OpInfo gradcheck_wrapper (which, e.g., makes
-    eigh's input Hermitian) and applies the sample's output_process_fn_grad."""
+    eigh's input Hermitian; not where `wrapped` is False: wrapper_fits) and applies the
+    sample's output_process_fn_grad."""
     slots = _slots(sample)
     tensors, _ = _differentiable(sample)
     views = [_partial_view(t) for t in tensors]
@@ -105,7 +106,7 @@ def _recomposed(op, sample) -> Callable[..., tuple[torch.Tensor, ...]]:
              _is_grad_tensor(value)) for label, value in slots]
     names = list(sample.kwargs)
     wrapper, operator, post = op.gradcheck_wrapper, op.get_op(), sample.output_process_fn_grad
-    if not wrapper_fits(op, sample):
+    if not wrapped:
         wrapper = _call
     if wrapper is _torch_seeded() and _cpu_only():
         wrapper = _cpu_seeded
@@ -209,8 +210,9 @@ def _sample_case(op, k: int, sample, marks: dict[str, str], prefix: str = "opinf
     frozen = tuple(t.detach().clone() for t in tensors)
     shapes = ", ".join(f"{label} {tuple(t.shape)}" for label, t in zip(labels, frozen))
     nondet = float(op.gradcheck_nondet_tol or 0.0)
+    wrapped = wrapper_fits(op, sample)
     return Case(
-        name=_case_name(op, k, prefix), fn=_recomposed(op, sample),
+        name=_case_name(op, k, prefix), fn=_recomposed(op, sample, wrapped),
         inputs=lambda gen, frozen=frozen: tuple(t.clone().requires_grad_() for t in frozen),
         input_names=tuple(labels), dtypes=(torch.float64,), devices=("cpu", "cuda"),
         checks=(*checks, *(("reentrancy",) if nondet else ())),
@@ -219,7 +221,7 @@ def _sample_case(op, k: int, sample, marks: dict[str, str], prefix: str = "opinf
         description=f"OpInfo {op.name} sample {k}: {shapes or 'no differentiable tensor'}"
                     + "".join(f"; torch's own suite marks {c} {m}, not run"
                               for c, m in marks.items())
-                    + ("" if wrapper_fits(op, sample) else "; its gradcheck_wrapper does not "
+                    + ("" if wrapped else "; its gradcheck_wrapper does not "
                        "take (operator, *args), so the operator is called directly"),
     )
 

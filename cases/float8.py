@@ -6,7 +6,8 @@ straight through the rounding; the cast-in kernel dequantizes float8 values; the
 multiplies two float8_e4m3fn operands with torch._scaled_mm (where the build has it) and
 writes its backward in float32. Each is held to its reference in float64 at the same float8
 values, and to the reference's own float8 rounding (the baseline rule, ratio 2 in float8).
-`scale_error` plants an error in a hand-written gradient (tests set it to 1/scale's worth).
+`scale_error` plants an error in a hand-written gradient (tests set it to 1/scale's worth);
+`output_error` one in the dequantizer's float32 output.
 """
 
 import torch
@@ -58,10 +59,11 @@ class Dequantize(torch.autograd.Function):
     rounded by autograd to q's float8 dtype."""
 
     scale_error = 1.0
+    output_error = 1.0
 
     @staticmethod
     def forward(ctx, q):
-        return q.float() * DEQUANT_SCALE
+        return q.float() * DEQUANT_SCALE * Dequantize.output_error
 
     @staticmethod
     def backward(ctx, grad):

@@ -251,7 +251,7 @@ def build_example(case: Case, base, dtype: torch.dtype, device: str, seed: int,
         scalar_output=len(outs) == 1 and outs[0].dim() == 0, safe_radius=radius,
         reference_dtype=reference_dtype, note=note,
     )
-    if keep_forward and fn is case.fn:
+    if keep_forward and fn is case.fn and forward is case.fn:  # fn's own outputs only
         memo.keep(ex, "outputs", tuple(o.detach() for o in outs))
     if graph is not None:
         ex.__dict__["_carries_graph"] = any(o.requires_grad for o in graph[1])

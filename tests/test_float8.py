@@ -61,6 +61,25 @@ def test_a_cast_in_kernel_that_forgets_its_scale_in_backward_fails(monkeypatch):
         assert record.status == "fail", record.message
         assert re.search(r"actual = 2\.[67]\d* x expected", record.pattern), record.pattern
         assert "\n q:" in record.message
+        # fn's outputs are fn's: the reference's (which shaped the cotangents) are not kept as
+        # them, so no determinism finding compares the two
+        assert "not deterministic" not in record.message
+
+
+def test_a_cast_in_kernels_float32_output_ten_percent_off_fails(monkeypatch):
+    monkeypatch.setattr(f8.Dequantize, "output_error", 1.1)
+    record = on_case("reference", CASES["kernel/fp8-dequantize"], f8.E4M3)
+    assert record.status == "fail"
+    assert "\n output:" in record.message and "\n q:" not in record.message
+
+
+def test_a_whole_gradient_off_by_a_factor_is_named_in_float8(monkeypatch):
+    """float8 inputs are not jittered to measure noise: a factor's own change under a jitter
+    would widen every element's allowance and hide the factor."""
+    monkeypatch.setattr(f8.ScaledMatmul, "scale_error", 1 / (f8.SCALE_A * f8.SCALE_B))
+    record = on_case("reference", CASES["kernel/fp8-scaled-mm"], f8.E4M3)
+    assert record.status == "fail"
+    assert re.match(r"off by a constant factor [78]\.\d+", record.pattern), record.pattern
 
 
 def test_a_float8_op_the_build_lacks_is_a_skip_that_names_it():

@@ -130,14 +130,16 @@ def factor_phrase(k: float) -> str:
 
 def factor_of(expected: torch.Tensor, actual: torch.Tensor, allowed: torch.Tensor) -> str | None:
     """'off by a constant factor k' (or its special cases) when actual = k * expected within
-    the allowance on at least two readings whose reference exceeds its allowance: one ratio
-    alone fits any factor. None otherwise."""
+    the allowance (times |k| where that is more than 1) on at least two readings whose
+    reference exceeds its allowance: one ratio alone fits any factor. None otherwise."""
     e, a, allowed = expected.flatten(), actual.flatten(), allowed.flatten()
     energy = float((e * e).sum())
     if energy == 0 or not bool(torch.isfinite(a).all()) or int((e.abs() > allowed).sum()) < 2:
         return None
     k = float((a * e).sum()) / energy
-    if _close(a, k * e, allowed + 1e-9 * abs(k) * e.abs()):
+    # the checked values' own rounding scales with them, k times the reference's (a float8
+    # gradient 8x off carries 8x the rounding the allowance was set for)
+    if _close(a, k * e, allowed * max(1.0, abs(k)) + 1e-9 * abs(k) * e.abs()):
         return factor_phrase(k)
     return None
 

@@ -43,14 +43,24 @@ class GradientReport:
         return self.ok
 
     def __str__(self) -> str:
+        """The failures' diagnoses; where nothing failed, one line per row (a skip with its
+        reason, so a row that did not run is never read as a pass)."""
         if self.ok:
-            return "; ".join(f"{r.check}: {r.status}" for r in self.records)
+            return "\n".join(_row_line(r) for r in self.records)
         return "\n\n".join(r.message for r in self.failures)
 
     def to_frame(self):
         from harness.report import to_frame
 
         return to_frame(self.records)
+
+
+def _row_line(r: Record) -> str:
+    """One row in a line: what ran where, and a skip's, warning's or xfail's first line."""
+    line = f"{r.check} {r.dtype} {r.device}: {r.status}"
+    if r.status in ("skip", "warn", "xfail") and r.message:
+        line += f" ({r.message.strip().splitlines()[0][:200]})"
+    return line
 
 
 def _name_of(fn) -> str:

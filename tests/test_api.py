@@ -114,3 +114,18 @@ def test_module_inputs_that_require_grad_are_checked_too():
 class _SignFlip(nn.Module):
     def forward(self, x):
         return planted.square_sign_flip(x)
+
+
+def test_a_passing_report_prints_each_row_and_each_skips_reason():
+    """A row that did not run is never read as a pass: a float8 kernel whose op the build
+    lacks prints its skip with the op named."""
+    q = torch.randn(4, 4).to(torch.float8_e4m3fn).requires_grad_()
+    report = check_gradients(lambda q: torch.exp(q), q,
+                             reference=lambda q: torch.exp(q.double()))
+    assert report.ok and str(report).startswith(
+        "reference float8_e4m3fn cpu: skip (fn or its backward does not run in float8_e4m3fn")
+    assert "exp_vml_cpu" in str(report)
+    x = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    lines = str(check_gradients(torch.sin, x, checks=("fd", "analytic"))).splitlines()
+    assert lines == ["analytic float64 cpu: skip (no analytic gradient declared (Case.grad is "
+                     "None))", "fd float64 cpu: pass"]

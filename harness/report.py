@@ -156,7 +156,7 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _markdown(frame: pd.DataFrame, seed: int | None) -> str:
+def _markdown(frame: pd.DataFrame, seed: int | None, descriptions: dict | None = None) -> str:
     env = environment()
     head = [
         "# Gradient correctness report", "",
@@ -175,6 +175,14 @@ def _markdown(frame: pd.DataFrame, seed: int | None) -> str:
         for row in failures.itertuples():
             body += [f"### {row.case} / {row.check} / {row.dtype} / {row.device}", "",
                      "```", str(row.message), "```", ""]
+    expected = frame[frame["status"] == "xfail"]
+    if len(expected):
+        body += ["## Expected failures (each case declares its own; the case says why)", ""]
+        for row in expected.itertuples():
+            why = (descriptions or {}).get(row.case, "")
+            body += [f"- {row.case} / {row.check} / {row.dtype} / {row.device}: {row.pattern}"
+                     + (f". The case: {why}" if why else "")]
+        body += [""]
     warned = frame[frame["status"] == "warn"]
     if len(warned):
         body += ["## Warnings (right values; they fail the run under --strict)", ""]
@@ -196,7 +204,7 @@ def write(frame: pd.DataFrame, report_dir: str | Path, seed: int | None = None,
     frame = frame.assign(torch=env["torch"])  # every row says what produced it
     table = frame.drop(columns=list(SHOWN_ONLY), errors="ignore")
     _atomic_write(paths[0], table.to_csv(index=False))
-    _atomic_write(paths[1], _markdown(table, seed))
+    _atomic_write(paths[1], _markdown(table, seed, descriptions))
     devices = ", ".join(sorted(set(frame["device"]) - {"", "-"}))
     heading = {"command": "", **(run or {}), "seed": "" if seed is None else str(seed),
                "torch": f"{env['torch']} (Python {env['python']}, {env['machine']})",

@@ -59,3 +59,14 @@ def test_reports_are_readable_like_any_file_the_user_writes(tmp_path):
     os.umask(umask)
     for path in report.write(frame, tmp_path):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_the_markdown_lists_expected_failures_with_the_cases_reason(tmp_path):
+    xfail = Record(case="t/deliberate", check="fd", dtype="float64", device="cpu",
+                   status="xfail", pattern="off by a constant factor 3.14",
+                   message="fails as the case expects ('3.14'):\n...")
+    paths = report.write(report.to_frame([*RECORDS, xfail]), tmp_path / "r",
+                         descriptions={"t/deliberate": "its backward scales by 3.14 on purpose"})
+    md = paths[1].read_text()
+    assert ("- t/deliberate / fd / float64 / cpu: off by a constant factor 3.14. The case: its "
+            "backward scales by 3.14 on purpose") in md

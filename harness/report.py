@@ -73,6 +73,13 @@ def _message(row) -> str:
     return str(row.message) if isinstance(row.message, str) else ""
 
 
+def _detail(row) -> str:
+    """A row's finding in one line: its pattern, else its message's first line."""
+    if isinstance(row.pattern, str) and row.pattern:
+        return row.pattern
+    return (_message(row).splitlines() or [""])[0]
+
+
 def identity(row) -> str:
     """'case check dtype device': the item a row is about, in words, where a message is shown
     without its row (an error's message says what went wrong, not where)."""
@@ -112,10 +119,8 @@ def summary(frame: pd.DataFrame) -> str:
             lines.append(f"  ERROR {row.case} ({count} items, every one with this error): "
                          f"{(_message(row).splitlines() or [''])[0]}")
             continue
-        first = str(row.message).splitlines()[0] if isinstance(row.message, str) else ""
-        detail = row.pattern if isinstance(row.pattern, str) and row.pattern else first
         lines.append(f"  {row.status.upper()} {row.case} {row.check} {row.dtype} {row.device}: "
-                     f"{detail}")
+                     f"{_detail(row)}")
     for row in frame[frame["status"] == "warn"].itertuples():
         lines.append(f"  WARN {row.case} {row.check} {row.dtype} {row.device}: {row.pattern}")
     return "\n".join(lines)
@@ -180,7 +185,7 @@ def _markdown(frame: pd.DataFrame, seed: int | None, descriptions: dict | None =
         body += ["## Expected failures (each case declares its own; the case says why)", ""]
         for row in expected.itertuples():
             why = (descriptions or {}).get(row.case, "")
-            body += [f"- {row.case} / {row.check} / {row.dtype} / {row.device}: {row.pattern}"
+            body += [f"- {row.case} / {row.check} / {row.dtype} / {row.device}: {_detail(row)}"
                      + (f". The case: {why}" if why else "")]
         body += [""]
     warned = frame[frame["status"] == "warn"]

@@ -189,6 +189,18 @@ def auto_workers(items, load_seconds: float) -> int:
     return max(1, min(usable_cores(), AUTO_WORKERS_MAX, repaid))
 
 
+def early_workers(args) -> int:
+    """Workers to start before the items are known: the number asked for, or for `auto` one
+    per usable core (at most AUTO_WORKERS_MAX) in a run that names no case or tag (the
+    whole suite, which uses them all), else one (the rest start once auto_workers says the
+    items repay them)."""
+    if isinstance(args.workers, int):
+        return args.workers
+    if args.cases or args.tag:
+        return 1
+    return min(usable_cores(), AUTO_WORKERS_MAX)
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its affinity mask, not the machine's count)."""
     try:

@@ -53,7 +53,7 @@ def _check(args, argv: list[str]) -> int:
     from harness.plan import Selection, device_available
     from harness.record import fails_run
     from harness.runner import run_items
-    from harness.workers import run_isolated, start_worker
+    from harness.workers import run_isolated, start_workers
 
     usage.check_loads(args.load)
     usage.check_report_dir(args.report_dir)
@@ -88,15 +88,15 @@ def _check(args, argv: list[str]) -> int:
                         determinism_runs=getattr(args, "determinism_runs", 10))
     # the first worker builds the items; this process, which only dispatches them, takes
     # their Plan from it (building them here too cost the OpInfo run seconds)
-    early = None if args.no_isolate else start_worker(selection, settings, args.memory_limit)
+    early = [] if args.no_isolate else start_workers(
+        selection, settings, args.memory_limit, arguments.early_workers(args))
     plan = items = None
     try:
-        if early is not None:
+        if early:
             try:
-                plan = early.plan()
+                plan = early[0].plan()
             except (EOFError, OSError):  # it died building them: run_isolated says why
-                early.stop()
-                early = None
+                early.pop(0).stop()
         if plan is None:
             plan, items = selection.plan()
         load_errors = usage.counted_load_errors(plan.errors, plan.loaded, args.cases)
@@ -104,8 +104,8 @@ def _check(args, argv: list[str]) -> int:
             raise usage.UsageError(f"no case matches {usage.selection_words(args)}; see "
                                    "`harness list`")
     except BaseException:
-        if early is not None:
-            early.stop()
+        for worker in early:
+            worker.stop()
         raise
     workers = args.workers or "auto"
     if workers == "auto":

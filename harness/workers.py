@@ -112,15 +112,20 @@ class _Worker:
         self.process.join(STOP_WAIT)
 
 
-def start_worker(selection: Selection, settings: Settings,
-                 memory_limit_gb: float | None = None) -> _Worker | None:
-    """The run's first worker, started at once: its Plan spares this process building the
-    items (the OpInfo database: seconds); hand it to run_isolated. None if it cannot start:
-    run_isolated then tries again and says why in its first row."""
-    try:
-        return _Worker(selection, settings, memory_limit_gb)
-    except Exception:
-        return None
+def start_workers(selection: Selection, settings: Settings,
+                  memory_limit_gb: float | None = None, count: int = 1) -> list[_Worker]:
+    """The run's first `count` workers, started at once: the first one's Plan spares this
+    process building the items (the OpInfo database: seconds), and the others build theirs
+    meanwhile, each on its own core, instead of one after the other once the Plan is here;
+    hand them to run_isolated. Fewer (none) if they cannot start: run_isolated then tries
+    again and says why in its first row."""
+    started = []
+    for _ in range(count):
+        try:
+            started.append(_Worker(selection, settings, memory_limit_gb))
+        except Exception:
+            break
+    return started
 
 
 def dispatch_order(items: list[PlannedItem]) -> list[int]:
@@ -138,19 +143,19 @@ def run_isolated(
     items: list[PlannedItem], selection: Selection, settings: Settings, timeout: float,
     memory_limit_gb: float | None = None,
     progress: Callable[[int, int, PlannedItem], None] | None = None, workers: int = 1,
-    started: _Worker | None = None, built: list | None = None,
+    started: list[_Worker] = (), built: list | None = None,
 ) -> Iterator[Finished]:
     """Run `items` (built from `selection`) in up to `workers` worker processes, each item
     within `timeout` seconds (or its case's own `timeout`); a crash or a time-out becomes the
     item's error row. Records come as items finish, not in item order. Each worker gets its
-    share of torch's threads. `started`: a worker from start_worker, now run_isolated's to
-    use and stop. Items go out in dispatch_order. If no worker can start, the items run in
-    this process, and the first row says why: the items this process `built` already, if
-    any, or built then."""
+    share of torch's threads. `started`: workers from start_workers, now run_isolated's to
+    use and stop (those past `workers` are stopped unused). Items go out in dispatch_order.
+    If no worker can start, the items run in this process, and the first row says why: the
+    items this process `built` already, if any, or built then."""
     ids = [item.id for item in items]
     wanted = max(1, min(workers, len(items)))
     threads = max(1, torch.get_num_threads() // wanted) if wanted > 1 else None
-    todo, busy, idle = deque(dispatch_order(items)), [], [started] if started else []
+    todo, busy, idle = deque(dispatch_order(items)), [], list(started)[::-1]
     done = 0
     try:
         while todo or busy:

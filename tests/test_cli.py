@@ -291,6 +291,19 @@ def test_auto_workers_are_one_per_core_unless_the_items_would_not_repay_their_lo
     assert auto_workers(fd_items, load_seconds=5.0) == 1  # the OpInfo database's load
 
 
+def test_a_whole_suite_run_starts_its_workers_at_once_a_run_naming_cases_one_first():
+    from harness.arguments import AUTO_WORKERS_MAX, early_workers, parser, usable_cores
+
+    def early(*argv):
+        return early_workers(parser().parse_args(["check", *argv]))
+
+    assert early() == min(usable_cores(), AUTO_WORKERS_MAX)  # the main job uses them all
+    assert early("--cases", "tutorial/*") == 1  # the rest once its items say they repay
+    assert early("--tag", "opinfo") == 1
+    assert early("--workers", "3") == 3
+    assert early("--cases", "tutorial/*", "--workers", "2") == 2
+
+
 ODD = "odd/it's a-b c:d (e)-float64-cpu"
 """A case name holding every separator the item id, the source and a shell line use."""
 

@@ -2,6 +2,8 @@
 
 import argparse
 import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -265,9 +267,6 @@ def test_compiled_adds_the_compiled_check_to_the_run(tmp_path):
 
 
 def test_list_into_a_closed_pipe_is_not_an_error(tmp_path):
-    import subprocess
-    import sys
-
     many = tmp_path / "many.py"  # far more output than a pipe buffers
     many.write_text("import torch\nfrom harness import Case, Input\nCASES = [Case(name="
                     "f'many/{i:05d}', fn=torch.sin, inputs=[Input((3,))]) for i in range(3000)]\n")
@@ -278,6 +277,19 @@ def test_list_into_a_closed_pipe_is_not_an_error(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("\n") == 1
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_the_command_exits_with_main_s_code_after_the_atexit_handlers_ran(tmp_path):
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print('handler ran', flush=True))\n"
+              "sys.argv = ['harness', 'check', '--cases', 'no/such-case', '--report-dir', "
+              f"{str(tmp_path)!r}]\n"
+              "from harness.cli import console\n"
+              "console()\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr  # no case matches: a usage error
+    assert "matches no case" in result.stderr
+    assert result.stdout.strip().endswith("handler ran")
 
 
 def test_auto_workers_are_one_per_core_unless_the_items_would_not_repay_their_load():

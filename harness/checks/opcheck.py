@@ -11,6 +11,7 @@ its failure translated: what was declared, what was observed, what to change.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 
@@ -119,8 +120,23 @@ WHAT = {
     "test_autograd_registration": "the backward is registered at the Autograd key",
     "test_faketensor": "the fake kernel returns the real kernel's shapes, dtypes and strides",
     "test_aot_dispatch_dynamic": "the op traces forward and backward under AOT autograd with "
-                                 "dynamic shapes, as torch.compile does, and agrees with eager",
+                                 "dynamic shapes, as torch.compile does (less its common-"
+                                 "subexpression pass), and agrees with eager",
 }
+
+
+def _without_cse(test: str):
+    """AOT dispatch without the partitioner's common-subexpression pass: the pass imports
+    torch._inductor's pattern matcher and lowerings (0.6 s of a worker's first such test,
+    0.9 s in all) to merge duplicate nodes of the joint graph, an optimisation that changes
+    no value (random and mutating nodes are never merged); the registrations the test
+    exercises (fake kernel, autograd, functionalization) are traced the same. Other tests
+    run as torch runs them."""
+    if test != "test_aot_dispatch_dynamic":
+        return contextlib.nullcontext()
+    import torch._functorch.config
+
+    return torch._functorch.config.patch(cse=False)
 
 
 def _run(test: str):
@@ -136,7 +152,7 @@ def _run(test: str):
             return Finding(error=f"{ex.case.name}: fn never called {name} at these inputs; "
                                  "Case.op must name the op fn calls")
         args, kwargs = call
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _without_cse(test):
             warnings.simplefilter("ignore")  # opcheck's anomaly-mode chatter
             result = torch.library.opcheck(op, args, kwargs, test_utils=(test,),
                                            raise_exception=False)[test]

@@ -101,7 +101,7 @@ def _install(clock: PhaseClock, monkeypatch) -> list:
 
 
 def _family_table(monkeypatch) -> pd.DataFrame:
-    for name in processes.PRELOAD:  # what a worker has imported before its first item
+    for name in processes.PRELOAD + processes.WHOLE_SUITE_PRELOAD:  # a main job's worker's
         __import__(name)
     cases = registry.load(()).cases
     items = items_for(cases, devices=["cpu"])
@@ -149,10 +149,11 @@ def _wall(command: list[str], repeats: int = 3) -> tuple[float, str]:
 
 def _run_table(tmp_path) -> pd.DataFrame:
     rows = []
-    imports = f"import {', '.join(processes.PRELOAD)}"
+    imports = f"import {', '.join(processes.PRELOAD + processes.WHOLE_SUITE_PRELOAD)}"
     for what, command in [
         ("python -c 'import torch'", [sys.executable, "-c", "import torch"]),
-        ("a worker's imports (processes.PRELOAD)", [sys.executable, "-c", imports]),
+        ("the fork server's imports (processes.PRELOAD and WHOLE_SUITE_PRELOAD)",
+         [sys.executable, "-c", imports]),
     ]:
         rows.append({"stage": what, "seconds": _wall(command)[0]})
     for workers in (1, 2):
@@ -170,9 +171,10 @@ def _run_table(tmp_path) -> pd.DataFrame:
             {"stage": f"harness check -n {workers}: start-up, report and exit (wall - items)",
              "seconds": wall - items_wall},
         ]
+    frame = pd.read_csv(tmp_path / "w1" / "correctness.csv")
     start = time.perf_counter()
-    report.write(pd.read_csv(tmp_path / "w1" / "correctness.csv"), tmp_path / "again", seed=0)
-    rows.append({"stage": "writing the three reports (1,204 rows)",
+    report.write(frame, tmp_path / "again", seed=0)
+    rows.append({"stage": f"writing the three reports ({len(frame):,} rows)",
                  "seconds": time.perf_counter() - start})
     return pd.DataFrame(rows)
 
@@ -187,7 +189,7 @@ def test_where_the_main_job_spends_its_time(benchmark, tmp_path, monkeypatch):
         f"torch {torch.__version__}, {os.cpu_count()} cores, {torch.get_num_threads()} torch "
         "threads. Command: `python -m pytest tests/bench_phases.py --benchmark-only "
         "-n 0 -s`.", "",
-        "## Per run: stages of `harness check` on the built-in cases (median of 3, warm)", "",
+        "## Per run: stages of `harness check`, the main job (median of 3, warm)", "",
         stages.to_markdown(index=False, floatfmt=".2f"), "",
         "## Per family and phase: seconds, items run in one process", "",
         "Exclusive time: a finite difference's forward calls count as finite differences, a "

@@ -87,7 +87,8 @@ def _check(args, argv: list[str]) -> int:
                         fullgraph=getattr(args, "fullgraph", False),
                         determinism_runs=getattr(args, "determinism_runs", 10))
     # the first worker builds the items; this process, which only dispatches them, takes
-    # their Plan from it (building them here too cost the OpInfo run seconds)
+    # their Plan from it (building them here too cost the OpInfo run seconds); the others
+    # started with it build theirs meanwhile
     early = [] if args.no_isolate else start_workers(
         selection, settings, args.memory_limit, arguments.early_workers(args))
     plan = items = None

@@ -189,16 +189,13 @@ def auto_workers(items, load_seconds: float) -> int:
     return max(1, min(usable_cores(), AUTO_WORKERS_MAX, repaid))
 
 
-def early_workers(args) -> int:
+def early_workers(workers: int | str | None, whole_suite: bool) -> int:
     """Workers to start before the items are known: the number asked for, or for `auto` one
-    per usable core (at most AUTO_WORKERS_MAX) in a run that names no case or tag (the
-    whole suite, which uses them all), else one (the rest start once auto_workers says the
-    items repay them)."""
-    if isinstance(args.workers, int):
-        return args.workers
-    if args.cases or args.tag:
-        return 1
-    return min(usable_cores(), AUTO_WORKERS_MAX)
+    per usable core (at most AUTO_WORKERS_MAX) in a run of the whole suite (it uses them
+    all), else one (the rest start once auto_workers says the items repay them)."""
+    if isinstance(workers, int):
+        return workers
+    return min(usable_cores(), AUTO_WORKERS_MAX) if whole_suite else 1
 
 
 def usable_cores() -> int:

@@ -90,7 +90,8 @@ def _check(args, argv: list[str]) -> int:
     # their Plan from it (building them here too cost the OpInfo run seconds); the others
     # started with it build theirs meanwhile
     early = [] if args.no_isolate else start_workers(
-        selection, settings, args.memory_limit, arguments.early_workers(args))
+        selection, settings, args.memory_limit,
+        arguments.early_workers(args.workers, processes.whole_suite(argv)))
     plan = items = None
     try:
         if early:

@@ -305,9 +305,11 @@ def test_auto_workers_are_one_per_core_unless_the_items_would_not_repay_their_lo
 
 def test_a_whole_suite_run_starts_its_workers_at_once_a_run_naming_cases_one_first():
     from harness.arguments import AUTO_WORKERS_MAX, early_workers, parser, usable_cores
+    from harness.processes import whole_suite
 
     def early(*argv):
-        return early_workers(parser().parse_args(["check", *argv]))
+        argv = ["check", *argv]
+        return early_workers(parser().parse_args(argv).workers, whole_suite(argv))
 
     assert early() == min(usable_cores(), AUTO_WORKERS_MAX)  # the main job uses them all
     assert early("--cases", "tutorial/*") == 1  # the rest once its items say they repay
